@@ -1,0 +1,26 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - install COMPASS in .venv and open it on the built-in demo incident
+#   make test   - install COMPASS, its test dependencies and Prometheus, then run the tests
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench
+
+$(BIN)/compass: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/compass
+
+install: $(BIN)/compass
+
+demo: install
+	$(BIN)/compass demo
+
+test: install
+	bash scripts/ensure-prometheus
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/accuracy.py

@@ -1,0 +1,66 @@
+"""``compass`` (the app) and ``compass demo``: open the full-screen app, or, for the demo
+without a terminal (or with ``--json``), print the report instead."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the app on ``--bundle``, ``--alert``, the live sources, or the demo incident."""
+    from compass_tui.tui.app import build_app  # noqa: PLC0415 - Textual only when the app opens
+
+    app = build_app(args)
+    app.run()
+    return int(app.return_code or 0)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``compass demo``: the app on the built-in demo bundle; headless JSON when asked or piped."""
+    if getattr(args, "json", False) or not sys.stdout.isatty():
+        return _demo_json(args)
+    from compass_tui.tui.app import build_app  # noqa: PLC0415
+
+    app = build_app(args, demo=True)
+    app.run()
+    return int(app.return_code or 0)
+
+
+def _demo_json(args: argparse.Namespace) -> int:
+    """Run the demo investigation headless and print its compass-investigation/1 report."""
+    from compass_tui.engine import run_to_report  # noqa: PLC0415
+    from compass_tui.engine.deps import EngineDeps  # noqa: PLC0415
+    from compass_tui.tui.session import AppOptions, Source, SourceError, open_source, open_store  # noqa: PLC0415
+
+    from compass_tui.tui.session import DEMO_BUNDLE, resolve_options  # noqa: PLC0415
+
+    options: AppOptions = resolve_options(args, demo=True)
+    options.source = Source("demo", str(DEMO_BUNDLE), "demo")
+
+    async def go() -> int:
+        try:
+            opened = await open_source(options)
+        except SourceError as e:
+            print(f"compass demo: {e}", file=sys.stderr)
+            return 1
+        state = open_store(options)
+        memory = state.store.advisor() if state.store is not None else None
+        if state.store is None and not options.no_store:
+            print(f"compass demo: {state.status}", file=sys.stderr)
+        deps = EngineDeps(backend=opened.backend, memory=memory, grafana_url=options.grafana_url)
+        if options.budget is not None:
+            deps.budget = options.budget
+        try:
+            report = await run_to_report(opened.request, deps)
+        finally:
+            try:
+                await opened.backend.aclose()
+            except Exception:
+                pass
+        print(json.dumps(report.to_json_dict(), indent=2))
+        return 0
+
+    return asyncio.run(go())

@@ -1,0 +1,176 @@
+"""``compass feedback``, ``compass history`` and ``compass stats``: the engineer's side of
+the memory. Errors are one line on stderr; exit 2 for bad input, 1 when the memory cannot
+be opened."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _err(command: str, message: str) -> None:
+    print(f"compass {command}: error: {message}", file=sys.stderr)
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from compass_tui.store import default_path
+
+    store = getattr(args, "store", None)
+    return Path(store).expanduser() if store else default_path()
+
+
+def run_feedback(args: argparse.Namespace) -> int:
+    """Record the engineer's verdict on a past investigation's cause."""
+    from compass_tui.store import Store, StoreUnavailable, UnknownInvestigation, parse_cause
+
+    if getattr(args, "no_store", False):
+        _err("feedback", "feedback is kept in the memory; drop --no-store")
+        return 2
+    if args.confirm:
+        verdict, text = "confirm", args.confirm
+    elif args.reject:
+        verdict, text = "reject", args.reject
+    else:
+        verdict, text = "actual", args.actual
+    try:
+        fault, service = parse_cause(text)
+    except ValueError as e:
+        _err("feedback", f"--{verdict}: {e}")
+        return 2
+    reason = (args.reason or "").strip() or None
+    if verdict == "reject" and reason is None:
+        _err("feedback", "--reject needs --reason TEXT (what ruled it out)")
+        return 2
+    path = _store_path(args)
+    if not path.exists():
+        _err("feedback", f"no investigation {args.investigation_id!r}: nothing recorded yet in {path}")
+        return 2
+    try:
+        store = Store.open(path)
+    except StoreUnavailable as e:
+        _err("feedback", str(e))
+        return 1
+    try:
+        store.feedback(args.investigation_id, verdict, fault, service, reason=reason,
+                       note=(args.note or "").strip() or None)
+    except UnknownInvestigation as e:
+        _err("feedback", str(e))
+        return 2
+    except ValueError as e:
+        _err("feedback", str(e))
+        return 2
+    finally:
+        store.close()
+    cause = f"{fault}@{service}"
+    said = {
+        "confirm": f"confirmed {cause}",
+        "reject": f"rejected {cause} ({reason})",
+        "actual": f"recorded {cause} as the actual cause",
+    }[verdict]
+    print(f"{args.investigation_id}: {said}; the next matching incident will be ranked with it")
+    return 0
+
+
+def _open_read_only(command: str, args: argparse.Namespace) -> tuple[Any, int | None]:
+    """The memory for reading, or (None, exit code) after saying why not. A missing file is
+    simply an empty memory."""
+    from compass_tui.store import Store, StoreUnavailable
+
+    if getattr(args, "no_store", False):
+        _err(command, f"{command} reads the memory; drop --no-store")
+        return None, 2
+    path = _store_path(args)
+    if not path.exists():
+        return None, None
+    try:
+        return Store.open(path, read_only=True), None
+    except StoreUnavailable as e:
+        _err(command, str(e))
+        return None, 1
+
+
+def _fmt_cause(top: dict[str, Any] | None) -> str:
+    if not top:
+        return "-"
+    return f"{top['fault']}@{top['service']} {top['confidence']:.2f}"
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def run_history(args: argparse.Namespace) -> int:
+    """List past investigations: id, when, incident, top hypothesis, verdict."""
+    store, code = _open_read_only("history", args)
+    if code is not None:
+        return code
+    try:
+        items = store.history(limit=args.limit) if store else []
+    finally:
+        if store:
+            store.close()
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    if not items:
+        print(f"no investigations recorded yet ({_store_path(args)})")
+        return 0
+    rows = [["ID", "WHEN", "INCIDENT", "TOP HYPOTHESIS", "VERDICT"]]
+    for it in items:
+        rows.append([
+            it["investigation_id"],
+            (it["recorded_at"] or "-").replace("T", " ").rstrip("Z"),
+            it["incident"] if len(it["incident"]) <= 40 else it["incident"][:39] + "…",
+            _fmt_cause(it["top_hypothesis"]),
+            it["verdict"],
+        ])
+    print(_table(rows))
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x * 100:.0f}%"
+
+
+def _secs(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} s"
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    """Accuracy as judged by the engineer and time to first hypothesis, last 7 and 30 days."""
+    from compass_tui.store.store import window_stats
+
+    store, code = _open_read_only("stats", args)
+    if code is not None:
+        return code
+    try:
+        if store:
+            stats = store.stats()
+        else:
+            empty = window_stats([])
+            stats = {"now": None, "windows": {"7d": empty, "30d": empty}}
+    finally:
+        if store:
+            store.close()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    w7, w30 = stats["windows"]["7d"], stats["windows"]["30d"]
+    rows = [
+        ["", "LAST 7 DAYS", "LAST 30 DAYS"],
+        ["investigations", str(w7["investigations"]), str(w30["investigations"])],
+        ["judged by the engineer", str(w7["judged"]), str(w30["judged"])],
+        ["top-1 right", _pct(w7["top1"]), _pct(w30["top1"])],
+        ["answer in top 3", _pct(w7["top3"]), _pct(w30["top3"])],
+        ["corrected", _pct(w7["corrected"]), _pct(w30["corrected"])],
+        ["first hypothesis, median", _secs(w7["first_hypothesis_s"]["median"]),
+         _secs(w30["first_hypothesis_s"]["median"])],
+        ["first hypothesis, mean", _secs(w7["first_hypothesis_s"]["mean"]),
+         _secs(w30["first_hypothesis_s"]["mean"])],
+    ]
+    print(_table(rows))
+    return 0

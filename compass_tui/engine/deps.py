@@ -1,0 +1,47 @@
+"""What an investigation is given: the backend, the budget, the memory, the models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from compass_tui.models import ProposedCause, Recall, Signature
+from compass_tui.telemetry.backend import Backend
+
+
+@dataclass
+class Budget:
+    """Caps checked before each call, not after."""
+
+    max_queries: int = 2000
+    """Backend queries the whole investigation may run."""
+    max_llm_calls: int = 20
+    """Model calls the whole investigation may make."""
+    max_usd: float = 0.50
+    """Model spend the whole investigation may reach, in USD."""
+    deadline_s: float = 60.0
+    """Wall-clock seconds after which the engine stops checking and ranks what it has."""
+
+
+class MemoryAdvisor(Protocol):
+    """The store's view for the engine: recall past outcomes for a signature."""
+
+    def recall(self, signature: Signature, candidates: list[tuple[str, str]]) -> dict[tuple[str, str], Recall]:
+        """For each (fault, service) candidate, how past verdicts shift it."""
+        ...
+
+    def proposals(self, signature: Signature) -> list[ProposedCause]:
+        """Causes the engineer taught for this signature that the catalog cannot propose."""
+        ...
+
+
+@dataclass
+class EngineDeps:
+    backend: Backend
+    budget: Budget = field(default_factory=Budget)
+    memory: MemoryAdvisor | None = None
+    llm: Any | None = None
+    """An ``compass_tui.llm`` client when a model is configured; None runs rules only."""
+    grafana_url: str | None = None
+    """For deep links (Grafana Explore) on evidence."""
+    investigation_id: str | None = None

@@ -1,0 +1,645 @@
+"""Observe: find out what this stack has and turn it into per-service signals.
+
+Nothing is assumed about naming: metric names are listed, each relevant metric's label sets
+are discovered, the label that names the service is chosen per metric by how well its
+values match the services seen elsewhere (request metrics, traces, logs), and every signal
+is computed by a PromQL query an engineer could paste into Grafana Explore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compass_tui.engine.queries import BudgetExhausted, QueryRunner
+from compass_tui.engine.timeseries import Grid
+
+SERVICE_LABELS = ("service", "service_name", "job", "app", "container")
+EXTRA_SERVICE_LABELS = ("app_kubernetes_io_name", "k8s_deployment_name", "deployment", "workload", "application")
+POD_LABELS = ("pod", "k8s_pod_name", "pod_name")
+STATUS_LABELS = ("code", "status", "status_code", "http_response_status_code", "http_status_code", "response_code", "grpc_code", "outcome")
+PEER_LABELS = ("server_address", "peer_service", "net_peer_name", "server", "target", "upstream", "peer", "destination_service", "host")
+POOL_LABELS = ("pool", "pool_name", "db_name", "name", "datasource")
+GRPC_ERROR_CODES = "Unknown|DeadlineExceeded|Internal|Unavailable|DataLoss|ResourceExhausted|Aborted"
+EXPORTER_JOBS = re.compile(r"(kube-state-metrics|cadvisor|kubelet|node-exporter|node_exporter|blackbox|prometheus|otel-collector|opentelemetry-collector|alloy|agent)", re.I)
+POD_HASH = re.compile(r"^(?P<svc>.+?)-(?:[a-z0-9]{6,10}-[a-z0-9]{5}|[a-z0-9]{5}|\d+)$")
+
+# family -> metric name patterns (full match). Order inside a family is preference.
+FAMILIES: dict[str, list[str]] = {
+    "requests": [
+        r"http_requests_total", r"http_server_requests_seconds_count", r"http_server_request_duration_seconds_count",
+        r"http_server_duration_seconds_count", r"http_server_duration_milliseconds_count", r"grpc_server_handled_total",
+        r"http_server_requests_total", r"[a-z0-9_]*_http_requests_total", r"requests_total",
+    ],
+    "latency_hist": [
+        r"http_request_duration_seconds_bucket", r"http_server_requests_seconds_bucket",
+        r"http_server_request_duration_seconds_bucket", r"http_server_duration_seconds_bucket",
+        r"http_server_duration_milliseconds_bucket", r"grpc_server_handling_seconds_bucket",
+        r"[a-z0-9_]*_request_duration_seconds_bucket",
+    ],
+    "latency_summary": [
+        r"http_request_duration_seconds", r"http_server_requests_seconds", r"http_server_request_duration_seconds",
+        r"grpc_server_handling_seconds", r"[a-z0-9_]*_request_duration_seconds", r"[a-z0-9_]*_request_latency_seconds",
+    ],
+    "latency_sum": [
+        r"http_request_duration_seconds_sum", r"http_server_requests_seconds_sum", r"http_server_request_duration_seconds_sum",
+        r"http_server_duration_seconds_sum", r"http_server_duration_milliseconds_sum", r"grpc_server_handling_seconds_sum",
+        r"[a-z0-9_]*_request_duration_seconds_sum",
+    ],
+    "cpu": [r"container_cpu_usage_seconds_total", r"process_cpu_seconds_total"],
+    "cpu_throttle": [r"container_cpu_cfs_throttled_periods_total"],
+    "cpu_periods": [r"container_cpu_cfs_periods_total"],
+    "limits": [r"kube_pod_container_resource_limits"],
+    "memory": [r"container_memory_working_set_bytes", r"process_resident_memory_bytes"],
+    "jvm_used": [r"jvm_memory_used_bytes", r"jvm_memory_bytes_used"],
+    "jvm_max": [r"jvm_memory_max_bytes", r"jvm_memory_bytes_max"],
+    "restarts": [r"kube_pod_container_status_restarts_total"],
+    "oom": [r"kube_pod_container_status_last_terminated_reason", r"container_oom_events_total"],
+    "start_time": [r"process_start_time_seconds"],
+    "hikari_active": [r"hikaricp_connections_active"], "hikari_max": [r"hikaricp_connections_max"],
+    "hikari_pending": [r"hikaricp_connections_pending"], "hikari_timeout": [r"hikaricp_connections_timeout_total"],
+    "otel_pool_usage": [r"db_client_connections_usage"], "otel_pool_max": [r"db_client_connections_max"],
+    "otel_pool_pending": [r"db_client_connections_pending_requests"], "otel_pool_timeout": [r"db_client_connections_timeouts_total"],
+    "gosql_inuse": [r"go_sql_in_use_connections", r"go_sql_stats_connections_in_use"],
+    "gosql_max": [r"go_sql_max_open_connections", r"go_sql_stats_connections_max_open"],
+    "gosql_wait": [r"go_sql_wait_count_total", r"go_sql_stats_connections_waited_for_total"],
+    "pg_tx": [r"pg_stat_activity_max_tx_duration"], "pg_locks": [r"pg_locks_count"],
+    "pg_activity": [r"pg_stat_activity_count"], "pg_max_conn": [r"pg_settings_max_connections"],
+    "pg_up": [r"pg_up"],
+    "mysql_slow": [r"mysql_global_status_slow_queries_total", r"mysql_global_status_slow_queries"],
+    "mysql_running": [r"mysql_global_status_threads_running"],
+    "mysql_proc": [r"mysql_info_schema_processlist_seconds"],
+    "mysql_lockwaits": [r"mysql_global_status_innodb_row_lock_current_waits"],
+    "mysql_up": [r"mysql_up"],
+    "fs_avail": [r"node_filesystem_avail_bytes", r"node_filesystem_free_bytes"], "fs_size": [r"node_filesystem_size_bytes"],
+    "vol_avail": [r"kubelet_volume_stats_available_bytes"], "vol_cap": [r"kubelet_volume_stats_capacity_bytes"],
+    "retrans": [r"node_netstat_Tcp_RetransSegs"], "outsegs": [r"node_netstat_Tcp_OutSegs"],
+    "net_drop": [r"node_network_transmit_drop_total", r"node_network_receive_drop_total"],
+    "probe_success": [r"probe_success"], "probe_duration": [r"probe_duration_seconds", r"probe_http_duration_seconds"],
+    "cert_expiry": [r"probe_ssl_earliest_cert_expiry", r"x509_cert_not_after", r"ssl_certificate_expiry_seconds", r"cert_exporter_cert_expires_in_seconds"],
+    "dns_responses": [r"coredns_dns_responses_total", r"coredns_dns_response_rcode_count_total"],
+    "dns_lookup": [r"probe_dns_lookup_time_seconds"],
+    "redis_up": [r"redis_up"], "redis_hits": [r"redis_keyspace_hits_total"], "redis_misses": [r"redis_keyspace_misses_total"],
+    "redis_evicted": [r"redis_evicted_keys_total"],
+    "cache_generic_hits": [r"[a-z0-9_]*cache_hits_total"], "cache_generic_misses": [r"[a-z0-9_]*cache_misses_total"],
+    "up": [r"up"],
+    "client_count": [r"http_client_request_duration_seconds_count", r"http_client_requests_seconds_count", r"http_client_duration_milliseconds_count", r"http_client_duration_seconds_count", r"grpc_client_handled_total"],
+    "client_sum": [r"http_client_request_duration_seconds_sum", r"http_client_requests_seconds_sum", r"http_client_duration_milliseconds_sum", r"http_client_duration_seconds_sum"],
+    "build_info": [r"build_info", r"[a-z0-9_]+_build_info", r"target_info", r"app_info", r"service_info", r"version_info"],
+    "config_reload": [r"config_last_reload_success_timestamp_seconds", r"[a-z0-9_]*config_last_reload_success_timestamp_seconds", r"[a-z0-9_]*config_hash", r"[a-z0-9_]*feature_flag[a-z0-9_]*"],
+}
+_COMPILED = {fam: [re.compile(p) for p in pats] for fam, pats in FAMILIES.items()}
+VERSION_LABELS = ("version", "service_version", "app_version", "image_tag", "revision", "git_commit", "image")
+
+
+def classify(name: str) -> list[str]:
+    """Families a metric name belongs to."""
+    out = []
+    for fam, pats in _COMPILED.items():
+        if any(p.fullmatch(name) for p in pats):
+            out.append(fam)
+    return out
+
+
+@dataclass
+class MetricInfo:
+    name: str
+    label_values: dict[str, set[str]] = field(default_factory=dict)
+    svc_label: str | None = None
+    families: list[str] = field(default_factory=list)
+
+    @property
+    def labels(self) -> set[str]:
+        return set(self.label_values)
+
+
+@dataclass
+class SigSeries:
+    """One signal of one service (or of one service and a sub-key: a pool, a peer)."""
+
+    signal: str
+    service: str
+    values: np.ndarray
+    query: str
+    sub: str | None = None
+
+
+@dataclass
+class Stack:
+    """What this stack has, as discovered."""
+
+    metrics: dict[str, MetricInfo] = field(default_factory=dict)
+    services: set[str] = field(default_factory=set)
+    """Services seen in request metrics, traces or logs."""
+    signals: dict[str, dict[str, SigSeries]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    """signal -> why it is missing and the fix."""
+
+    def first(self, family: str) -> MetricInfo | None:
+        for pat in _COMPILED.get(family, []):
+            for name, info in self.metrics.items():
+                if pat.fullmatch(name) and family in info.families:
+                    return info
+        return None
+
+    def all(self, family: str) -> list[MetricInfo]:
+        return [m for m in self.metrics.values() if family in m.families]
+
+    def add(self, s: SigSeries) -> None:
+        key = s.service if s.sub is None else f"{s.service}|{s.sub}"
+        self.signals.setdefault(s.signal, {})[key] = s
+
+    def get(self, signal: str, service: str) -> SigSeries | None:
+        return self.signals.get(signal, {}).get(service)
+
+    def by_service(self, signal: str) -> dict[str, list[SigSeries]]:
+        out: dict[str, list[SigSeries]] = {}
+        for s in self.signals.get(signal, {}).values():
+            out.setdefault(s.service, []).append(s)
+        return out
+
+
+def service_from_pod(pod: str) -> str:
+    m = POD_HASH.match(pod)
+    return m.group("svc") if m else pod
+
+
+def choose_service_label(info: MetricInfo, known: set[str]) -> str | None:
+    """The label naming the service on this metric: the candidate whose values best match
+    the services seen elsewhere; failing that the first present in the usual order that is
+    not an exporter's own job name."""
+    candidates = [l for l in SERVICE_LABELS + EXTRA_SERVICE_LABELS if l in info.label_values]
+    if not candidates:
+        return None
+    if known:
+        best, best_score = None, 0.0
+        for l in candidates:
+            vals = info.label_values[l]
+            if not vals:
+                continue
+            score = len(vals & known) / len(vals)
+            if score > best_score + 1e-9:
+                best, best_score = l, score
+        if best is not None and best_score > 0:
+            return best
+    for l in candidates:
+        vals = info.label_values[l]
+        if len(vals) == 1 and EXPORTER_JOBS.search(next(iter(vals))) and len(candidates) > 1:
+            continue
+        return l
+    return candidates[0]
+
+
+def sel(name: str, matchers: str = "") -> str:
+    return f"{name}{{{matchers}}}" if matchers else name
+
+
+class Discovery:
+    """Runs the discovery queries and computes the per-service signals."""
+
+    def __init__(self, runner: QueryRunner, grid: Grid):
+        self.runner = runner
+        self.grid = grid
+        self.stack = Stack()
+        step = grid.step
+        self.rw = f"{int(max(4 * step, 60))}s"
+        self.agent = "discovery"
+
+    # ---------------------------------------------------------------- metadata
+
+    async def discover(self, names: list[str], extra_services: set[str]) -> Stack:
+        st = self.stack
+        relevant = [(n, classify(n)) for n in names]
+        relevant = [(n, f) for n, f in relevant if f]
+        sem = asyncio.Semaphore(8)
+
+        async def one(name: str, fams: list[str]):
+            async with sem:
+                try:
+                    self.runner._check()
+                    self.runner.queries += 1
+                    labelsets = await self.runner.backend.series(name, self.grid.start, self.grid.end)
+                except BudgetExhausted:
+                    return
+                except Exception:
+                    labelsets = []
+            info = MetricInfo(name=name, families=fams)
+            for ls in labelsets[:20000]:
+                for k, v in ls.items():
+                    if k == "__name__":
+                        continue
+                    info.label_values.setdefault(k, set()).add(v)
+            if info.label_values or labelsets:
+                st.metrics[name] = info
+
+        await asyncio.gather(*(one(n, f) for n, f in relevant))
+        # Services named by the request metrics (first present label, the spec's order), plus traces/logs.
+        known = set(extra_services)
+        for fam in ("requests", "latency_hist", "latency_sum", "latency_summary"):
+            for info in st.all(fam):
+                for l in SERVICE_LABELS:
+                    if l in info.label_values:
+                        vals = info.label_values[l]
+                        if not (len(vals) == 1 and EXPORTER_JOBS.search(next(iter(vals)))):
+                            known |= vals
+                            break
+        for info in st.metrics.values():
+            info.svc_label = choose_service_label(info, known)
+        st.services = known
+        return st
+
+    # ---------------------------------------------------------------- signal queries
+
+    async def _series(self, promql: str) -> list:
+        try:
+            r = await self.runner.range(self.agent, promql, self.grid.start, self.grid.end, self.grid.step)
+        except BudgetExhausted:
+            return []
+        if r is None or r.status != "ok":
+            return []
+        return r.series
+
+    async def _per_service(self, signal: str, promql: str, svc_label: str, sub_label: str | None = None,
+                           transform=None) -> dict[str, SigSeries]:
+        out: dict[str, SigSeries] = {}
+        for s in await self._series(promql):
+            svc = s.labels.get(svc_label)
+            if not svc:
+                continue
+            sub = s.labels.get(sub_label) if sub_label else None
+            vals = self.grid.align(s.t, s.v)
+            if transform is not None:
+                vals = transform(vals)
+            ss = SigSeries(signal, svc, vals, promql, sub)
+            self.stack.add(ss)
+            out[svc if sub is None else f"{svc}|{sub}"] = ss
+        return out
+
+    def _svc(self, info: MetricInfo) -> str | None:
+        return info.svc_label
+
+    async def compute(self) -> Stack:
+        """All signal queries, concurrently."""
+        st = self.stack
+        tasks = [
+            self._requests(), self._latency(), self._cpu(), self._memory(), self._restarts(), self._pools(),
+            self._db_servers(), self._disk(), self._network(), self._tls(), self._dns(), self._cache(),
+            self._liveness(), self._clients(), self._versions(), self._config_reload(),
+        ]
+        await asyncio.gather(*tasks)
+        return st
+
+    async def _requests(self) -> None:
+        infos = self.stack.all("requests")
+        if not infos:
+            self.stack.missing["requests"] = "no request-count metric found (http_requests_total, http_server_requests_seconds_count, grpc_server_handled_total...): instrument the services or add the exporter"
+            return
+        done: set[str] = set()
+        for info in infos:
+            svc = self._svc(info)
+            if not svc:
+                continue
+            status = next((l for l in STATUS_LABELS if l in info.label_values), None)
+            total_q = f"sum by ({svc}) (rate({info.name}[{self.rw}]))"
+            err_sel = None
+            if status == "grpc_code":
+                err_sel = f'{status}=~"{GRPC_ERROR_CODES}"'
+            elif status == "outcome":
+                err_sel = 'outcome="SERVER_ERROR"'
+            elif status:
+                err_sel = f'{status}=~"5.."'
+            totals = await self._per_service("request_rate", total_q, svc)
+            if err_sel:
+                err_q = (f"sum by ({svc}) (rate({info.name}{{{err_sel}}}[{self.rw}])) / "
+                         f"sum by ({svc}) (rate({info.name}[{self.rw}]))")
+                errs = {s.labels.get(svc): s for s in await self._series(err_q)}
+                for name, tot in totals.items():
+                    if name in done:
+                        continue
+                    e = errs.get(name)
+                    vals = self.grid.align(e.t, e.v) if e is not None else np.zeros_like(tot.values)
+                    # no error series at a point where requests flowed means no errors
+                    vals = np.where(np.isfinite(vals), vals, np.where(np.isfinite(tot.values), 0.0, np.nan))
+                    self.stack.add(SigSeries("error_ratio", name, vals, err_q))
+            done |= set(totals)
+
+    async def _latency(self) -> None:
+        got: set[str] = set()
+        for info in self.stack.all("latency_hist"):
+            svc = self._svc(info)
+            if not svc or "le" not in info.label_values:
+                continue
+            q = f"histogram_quantile(0.99, sum by ({svc}, le) (rate({info.name}[{self.rw}])))"
+            for name in await self._per_service("latency_p99", q, svc):
+                got.add(name)
+        for info in self.stack.all("latency_summary"):
+            svc = self._svc(info)
+            if not svc or "quantile" not in info.label_values:
+                continue
+            qs = sorted(info.label_values["quantile"], key=lambda x: float(x) if _isnum(x) else 0.0)
+            q_hi = next((q for q in qs if q in ("0.99", "0.95")), qs[-1] if qs else None)
+            if q_hi is None:
+                continue
+            q = f'max by ({svc}) ({info.name}{{quantile="{q_hi}"}})'
+            res = await self._per_service("latency_q", q, svc)
+            for name, s in res.items():
+                if name not in got:
+                    self.stack.add(SigSeries("latency_p99", name, s.values, q))
+                    got.add(name)
+        for info in self.stack.all("latency_sum"):
+            svc = self._svc(info)
+            if not svc:
+                continue
+            count = info.name[: -len("_sum")] + "_count"
+            if count not in self.stack.metrics:
+                continue
+            q = f"sum by ({svc}) (rate({info.name}[{self.rw}])) / sum by ({svc}) (rate({count}[{self.rw}]))"
+            await self._per_service("latency_mean", q, svc)
+        if not got and not self.stack.signals.get("latency_mean"):
+            self.stack.missing["latency"] = "no request-duration histogram, summary or sum/count found: export *_duration_seconds"
+
+    async def _cpu(self) -> None:
+        infos = self.stack.all("cpu")
+        if not infos:
+            self.stack.missing["cpu"] = "no CPU metric (container_cpu_usage_seconds_total or process_cpu_seconds_total): add cAdvisor/kubelet scraping or the client's process collector"
+            return
+        limits = self.stack.first("limits")
+        for info in infos:
+            svc = self._svc(info)
+            if not svc:
+                continue
+            flt = 'container!="",container!="POD"' if "container" in info.label_values and info.name.startswith("container_") else ""
+            if limits is not None and info.name.startswith("container_") and limits.svc_label == svc:
+                q = (f"sum by ({svc}) (rate({sel(info.name, flt)}[{self.rw}])) / "
+                     f'sum by ({svc}) ({limits.name}{{resource="cpu"}})')
+                await self._per_service("cpu_util", q, svc)
+            q = f"sum by ({svc}) (rate({sel(info.name, flt)}[{self.rw}]))"
+            await self._per_service("cpu_cores", q, svc)
+        thr, per = self.stack.first("cpu_throttle"), self.stack.first("cpu_periods")
+        if thr is not None and per is not None and thr.svc_label:
+            s = thr.svc_label
+            q = f"sum by ({s}) (rate({thr.name}[{self.rw}])) / sum by ({s}) (rate({per.name}[{self.rw}]))"
+            await self._per_service("cpu_throttle", q, s)
+
+    async def _memory(self) -> None:
+        limits = self.stack.first("limits")
+        any_mem = False
+        for info in self.stack.all("memory"):
+            svc = self._svc(info)
+            if not svc:
+                continue
+            any_mem = True
+            flt = 'container!="",container!="POD"' if "container" in info.label_values and info.name.startswith("container_") else ""
+            if limits is not None and info.name.startswith("container_") and limits.svc_label == svc:
+                q = (f"max by ({svc}) ({sel(info.name, flt)}) / "
+                     f'max by ({svc}) ({limits.name}{{resource="memory"}})')
+                await self._per_service("mem_util", q, svc)
+            q = f"max by ({svc}) ({sel(info.name, flt)})"
+            await self._per_service("mem_bytes", q, svc)
+        used, mx = self.stack.first("jvm_used"), self.stack.first("jvm_max")
+        if used is not None and used.svc_label:
+            any_mem = True
+            area = next((l for l, vals in used.label_values.items() if "heap" in vals), None)
+            f = f'{area}="heap"' if area else ""
+            s = used.svc_label
+            if mx is not None and mx.svc_label == s:
+                q = f"max by ({s}) ({sel(used.name, f)}) / max by ({s}) ({sel(mx.name, f)})"
+                await self._per_service("heap_util", q, s)
+            else:
+                await self._per_service("heap_bytes", f"max by ({s}) ({sel(used.name, f)})", s)
+        if not any_mem:
+            self.stack.missing["memory"] = "no memory metric (container_memory_working_set_bytes, process_resident_memory_bytes, jvm_memory_used_bytes)"
+
+    async def _restarts(self) -> None:
+        info = self.stack.first("restarts")
+        if info is not None and info.svc_label:
+            s = info.svc_label
+            await self._per_service("restarts", f"sum by ({s}) (increase({info.name}[{self.rw}]))", s)
+        st = self.stack.first("start_time")
+        if st is not None and st.svc_label:
+            s = st.svc_label
+            await self._per_service("process_restarts", f"sum by ({s}) (changes({st.name}[{self.rw}]))", s)
+        if info is None and st is None:
+            self.stack.missing["restarts"] = "no restart signal (kube_pod_container_status_restarts_total or process_start_time_seconds)"
+
+    async def _pools(self) -> None:
+        found = False
+        specs = [
+            ("hikari_active", "hikari_max", "hikari_pending", "hikari_timeout", None),
+            ("otel_pool_usage", "otel_pool_max", "otel_pool_pending", "otel_pool_timeout", 'state="used"'),
+            ("gosql_inuse", "gosql_max", None, "gosql_wait", None),
+        ]
+        for used_f, max_f, pend_f, to_f, used_flt in specs:
+            used, mx = self.stack.first(used_f), self.stack.first(max_f)
+            if used is None or mx is None or not used.svc_label:
+                continue
+            found = True
+            s = used.svc_label
+            pool = next((l for l in POOL_LABELS if l in used.label_values), None)
+            by = f"{s}, {pool}" if pool else s
+            q = f"max by ({by}) ({sel(used.name, used_flt or '')}) / max by ({by}) ({mx.name})"
+            await self._per_service("pool_util", q, s, pool)
+            if pend_f and (p := self.stack.first(pend_f)) is not None:
+                await self._per_service("pool_pending", f"max by ({by}) ({p.name})", s, pool)
+            if to_f and (t := self.stack.first(to_f)) is not None:
+                await self._per_service("pool_timeouts", f"sum by ({by}) (rate({t.name}[{self.rw}]))", s, pool)
+        if not found:
+            self.stack.missing["pools"] = "no client connection-pool metrics (hikaricp_*, db_client_connections_*, go_sql_*)"
+
+    async def _db_servers(self) -> None:
+        found = False
+        simple = [
+            ("pg_tx", "db_tx_duration", "max by ({s}) ({m})"),
+            ("pg_locks", "db_locks", "sum by ({s}) ({m})"),
+            ("pg_activity", "db_active", 'sum by ({s}) ({m}{{state="active"}})'),
+            ("mysql_slow", "db_slow_rate", "sum by ({s}) (rate({m}[{rw}]))"),
+            ("mysql_running", "db_active", "max by ({s}) ({m})"),
+            ("mysql_proc", "db_tx_duration", "max by ({s}) ({m})"),
+            ("mysql_lockwaits", "db_locks", "max by ({s}) ({m})"),
+        ]
+        for fam, signal, tmpl in simple:
+            info = self.stack.first(fam)
+            if info is None or not info.svc_label:
+                continue
+            found = True
+            q = tmpl.format(s=info.svc_label, m=info.name, rw=self.rw)
+            existing = set(self.stack.signals.get(signal, {}))
+            res = await self._per_service(signal + "_tmp", q, info.svc_label)
+            for name, ss in res.items():
+                if name not in existing:
+                    self.stack.add(SigSeries(signal, name, ss.values, q))
+        for fam in ("pg_up", "mysql_up"):
+            info = self.stack.first(fam)
+            if info is not None and info.svc_label:
+                await self._per_service("db_up", f"min by ({info.svc_label}) ({info.name})", info.svc_label)
+        if not found:
+            self.stack.missing["db_server"] = "no database server metrics (postgres_exporter pg_*, mysqld_exporter mysql_*)"
+
+    async def _disk(self) -> None:
+        found = False
+        for avail_f, size_f in (("fs_avail", "fs_size"), ("vol_avail", "vol_cap")):
+            a, c = self.stack.first(avail_f), self.stack.first(size_f)
+            if a is None or c is None or not a.svc_label:
+                continue
+            found = True
+            s = a.svc_label
+            flt = 'fstype!~"tmpfs|overlay|squashfs"' if "fstype" in a.label_values else ""
+            q = f"min by ({s}) ({sel(a.name, flt)} / {sel(c.name, flt)})"
+            await self._per_service("disk_free", q, s)
+        if not found:
+            self.stack.missing["disk"] = "no filesystem metrics (node_filesystem_avail_bytes, kubelet_volume_stats_available_bytes)"
+
+    async def _network(self) -> None:
+        r, o = self.stack.first("retrans"), self.stack.first("outsegs")
+        found = False
+        if r is not None and o is not None and r.svc_label:
+            found = True
+            s = r.svc_label
+            q = f"sum by ({s}) (rate({r.name}[{self.rw}])) / sum by ({s}) (rate({o.name}[{self.rw}]))"
+            await self._per_service("retrans_ratio", q, s)
+        d = self.stack.first("net_drop")
+        if d is not None and d.svc_label:
+            found = True
+            await self._per_service("net_drops", f"sum by ({d.svc_label}) (rate({d.name}[{self.rw}]))", d.svc_label)
+        p = self.stack.first("probe_success")
+        if p is not None and p.svc_label:
+            await self._per_service("probe_success", f"min by ({p.svc_label}) ({p.name})", p.svc_label)
+        pd = self.stack.first("probe_duration")
+        if pd is not None and pd.svc_label:
+            await self._per_service("probe_duration", f"max by ({pd.svc_label}) ({pd.name})", pd.svc_label)
+        if not found:
+            self.stack.missing["network"] = "no TCP retransmit or drop metrics (node_exporter netstat/network collectors)"
+
+    async def _tls(self) -> None:
+        infos = [i for i in self.stack.all("cert_expiry") if i.svc_label]
+        if not infos:
+            self.stack.missing["tls"] = "no certificate expiry metric (blackbox probe_ssl_earliest_cert_expiry or x509_cert_not_after)"
+            return
+        for info in infos:
+            s = info.svc_label
+            if "expires_in" in info.name:
+                q = f"min by ({s}) ({info.name})"
+            else:
+                q = f"min by ({s}) ({info.name}) - time()"
+            await self._per_service("cert_ttl", q, s)
+
+    async def _dns(self) -> None:
+        found = False
+        d = self.stack.first("dns_responses")
+        if d is not None:
+            found = True
+            s = d.svc_label
+            rc = next((l for l in ("rcode", "rcode_name") if l in d.label_values), None)
+            if rc and s:
+                q = (f'sum by ({s}) (rate({d.name}{{{rc}=~"SERVFAIL|REFUSED|NXDOMAIN"}}[{self.rw}])) / '
+                     f"sum by ({s}) (rate({d.name}[{self.rw}]))")
+                await self._per_service("dns_fail_ratio", q, s)
+                q2 = (f'sum by ({s}) (rate({d.name}{{{rc}="SERVFAIL"}}[{self.rw}])) / '
+                      f"sum by ({s}) (rate({d.name}[{self.rw}]))")
+                await self._per_service("dns_servfail_ratio", q2, s)
+        lk = self.stack.first("dns_lookup")
+        if lk is not None and lk.svc_label:
+            found = True
+            await self._per_service("dns_lookup", f"max by ({lk.svc_label}) ({lk.name})", lk.svc_label)
+        if not found:
+            self.stack.missing["dns"] = "no DNS metrics (coredns_dns_responses_total or blackbox probe_dns_lookup_time_seconds)"
+
+    async def _cache(self) -> None:
+        found = False
+        u = self.stack.first("redis_up")
+        if u is not None and u.svc_label:
+            found = True
+            await self._per_service("cache_up", f"min by ({u.svc_label}) ({u.name})", u.svc_label)
+        h, m = self.stack.first("redis_hits"), self.stack.first("redis_misses")
+        if h is None or m is None:
+            h, m = self.stack.first("cache_generic_hits"), self.stack.first("cache_generic_misses")
+        if h is not None and m is not None and h.svc_label:
+            found = True
+            s = h.svc_label
+            q = (f"sum by ({s}) (rate({m.name}[{self.rw}])) / (sum by ({s}) (rate({h.name}[{self.rw}])) + "
+                 f"sum by ({s}) (rate({m.name}[{self.rw}])))")
+            await self._per_service("cache_miss_ratio", q, s)
+        e = self.stack.first("redis_evicted")
+        if e is not None and e.svc_label:
+            await self._per_service("cache_evictions", f"sum by ({e.svc_label}) (rate({e.name}[{self.rw}]))", e.svc_label)
+        if not found:
+            self.stack.missing["cache"] = "no cache metrics (redis_exporter redis_up/redis_keyspace_*)"
+
+    async def _liveness(self) -> None:
+        u = self.stack.first("up")
+        if u is None or not u.svc_label:
+            self.stack.missing["liveness"] = "no up metric: is Prometheus scraping the targets?"
+            return
+        await self._per_service("up", f"min by ({u.svc_label}) (up)", u.svc_label)
+
+    async def _clients(self) -> None:
+        c = self.stack.first("client_count")
+        if c is None or not c.svc_label:
+            return
+        s = c.svc_label
+        peer = next((l for l in PEER_LABELS if l in c.label_values), None)
+        if not peer:
+            return
+        by = f"{s}, {peer}"
+        status = next((l for l in STATUS_LABELS if l in c.label_values), None)
+        total_q = f"sum by ({by}) (rate({c.name}[{self.rw}]))"
+        totals = await self._per_service("client_rate", total_q, s, peer)
+        err_parts = []
+        if status == "grpc_code":
+            err_parts.append(f'{status}=~"{GRPC_ERROR_CODES}"')
+        elif status:
+            err_parts.append(f'{status}=~"5.."')
+        for l in ("error_type", "error"):
+            if l in c.label_values:
+                err_parts.append(f'{l}!=""')
+        if err_parts:
+            qs = [f"sum by ({by}) (rate({c.name}{{{p}}}[{self.rw}]))" for p in err_parts]
+            acc: dict[str, np.ndarray] = {}
+            texts = []
+            for q in qs:
+                texts.append(q)
+                for ser in await self._series(q):
+                    key = f"{ser.labels.get(s)}|{ser.labels.get(peer)}"
+                    v = self.grid.align(ser.t, ser.v)
+                    acc[key] = np.nan_to_num(acc.get(key, 0.0)) + np.nan_to_num(v)
+            text = "\n".join(texts)
+            for key, tot in totals.items():
+                errs = acc.get(key)
+                ev = errs if errs is not None else np.zeros_like(tot.values)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(tot.values > 0, ev / tot.values, np.nan)
+                svc_name, _, peer_name = key.partition("|")
+                self.stack.add(SigSeries("client_error_ratio", svc_name, ratio, text + f"\n/ {total_q}", peer_name))
+        sm = self.stack.first("client_sum")
+        if sm is not None and sm.svc_label == s:
+            q = f"sum by ({by}) (rate({sm.name}[{self.rw}])) / sum by ({by}) (rate({c.name}[{self.rw}]))"
+            await self._per_service("client_latency", q, s, peer)
+
+    async def _versions(self) -> None:
+        for info in self.stack.all("build_info"):
+            s = info.svc_label
+            vl = next((l for l in VERSION_LABELS if l in info.label_values), None)
+            if not s or not vl:
+                continue
+            q = f"count by ({s}, {vl}) ({info.name})"
+            await self._per_service("version_present", q, s, vl)
+            return
+
+    async def _config_reload(self) -> None:
+        for info in self.stack.all("config_reload"):
+            s = info.svc_label
+            if not s:
+                continue
+            await self._per_service("config_reload", f"max by ({s}) ({info.name})", s)
+            return
+
+
+def _isnum(x: str) -> bool:
+    try:
+        float(x)
+        return True
+    except ValueError:
+        return False

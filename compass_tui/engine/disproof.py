@@ -1,0 +1,194 @@
+"""Act: try to kill every hypothesis with the catalog's checks (temporal precedence, scope,
+magnitude, competing explanations); confidence comes from what survived; then rank."""
+
+from __future__ import annotations
+
+from compass_tui.engine.agents import db_change, dns_services, internal_services, pool_target
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.timeseries import fmt_delta
+from compass_tui.models import Hypothesis
+
+# faults whose cause must be visible before (or at) the symptom
+NEEDS_ONSET = {"cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries", "network_degradation",
+               "traffic_surge", "cache_failure", "dns_failure", "external_dependency_failure", "disk_full",
+               "certificate_expired", "bad_deploy", "config_change"}
+
+
+def run_checks(ctx: Ctx, cands: list[Candidate]) -> None:
+    for c in cands:
+        _temporal(ctx, c)
+        _scope(ctx, c)
+        _magnitude(ctx, c)
+    _competing(ctx, cands)
+
+
+def _temporal(ctx: Ctx, c: Candidate) -> None:
+    if c.cause_onset is None:
+        c.check("temporal_precedence", None, "no start time for the cause could be measured")
+        return
+    lead = ctx.onset - c.cause_onset
+    if lead >= -ctx.tol:
+        c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+    else:
+        c.check("temporal_precedence", False, f"cause began {fmt_delta(lead)} the symptom, so it cannot have caused it", 0.25)
+
+
+def _scope(ctx: Ctx, c: Candidate) -> None:
+    s = ctx.symptom_service
+    if c.fault == "dns_failure":
+        c.check("scope", None, "every service resolves names; scope cannot rule DNS out")
+        return
+    if c.fault in ("external_dependency_failure",):
+        callers = ctx.graph.callers(c.service) or {x.split("|")[0] for x in ctx.stack.signals.get("client_rate", {}) if x.endswith("|" + c.service)}
+        reach = ({s} | ctx.graph.downstream(s)) if s else set()
+        if not s or not ctx.graph.known:
+            c.check("scope", None, "the service graph is unknown")
+        elif callers & reach:
+            c.check("scope", True, f"{c.service} is called by {', '.join(sorted(callers & reach))}, on the alerting path")
+        else:
+            c.check("scope", False, f"no service on the path from {s} calls {c.service}", 0.5)
+        return
+    inside = ctx.in_scope(c.service)
+    if inside is None:
+        c.check("scope", None, "the service graph cannot place this service relative to the alert")
+    elif inside:
+        c.check("scope", True, f"{c.service} is {'the alerting service' if c.service == s else 'downstream of ' + str(s)}")
+    else:
+        c.check("scope", False, f"{c.service} is not downstream of the alerting service {s}", 0.45)
+
+
+def _magnitude(ctx: Ctx, c: Candidate) -> None:
+    if c.strength >= 0.5:
+        c.check("magnitude", True, "the cause's signal moved well beyond its baseline range")
+    elif c.strength >= 0.35:
+        c.check("magnitude", None, "the cause's signal moved, but not decisively")
+    else:
+        c.check("magnitude", False, "the cause's signal stayed within its baseline range", 0.4)
+
+
+def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
+    by_fault: dict[str, list[Candidate]] = {}
+    for c in cands:
+        by_fault.setdefault(c.fault, []).append(c)
+
+    # the pool vs the database behind it
+    for c in by_fault.get("db_connection_pool_exhaustion", []):
+        db = pool_target(ctx, c.service, getattr(c, "_pool", None))
+        best = db_change(ctx, db) if db else None
+        if best is not None and best[1] is not None and (c.cause_onset is None or best[1] < c.cause_onset - ctx.grid.step):
+            c.check("competing_explanation", False, f"the database {db} slowed first ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
+        else:
+            c.check("competing_explanation", True, f"the database {db or 'behind the pool'} itself is not slow" if db else "no database-server slowdown explains it")
+    for c in by_fault.get("db_slow_queries", []):
+        clients = getattr(c, "_clients", set())
+        slowed = getattr(c, "_slowed", [])
+        pools = [p for p in by_fault.get("db_connection_pool_exhaustion", []) if p.service in clients]
+        if len(clients) >= 2 and len(slowed) <= 1 and pools and pools[0].cause_onset is not None and \
+                (c.cause_onset is None or pools[0].cause_onset <= c.cause_onset + ctx.grid.step):
+            c.check("competing_explanation", False, f"only {pools[0].service} suffers while other clients are fine: its pool, not the database", 0.4)
+        else:
+            c.check("competing_explanation", True, f"{len(slowed)} of {len(clients)} clients slowed together" if clients else "no competing cause on the clients")
+
+    # consequences of a surge
+    surges = [s for s in by_fault.get("traffic_surge", [])]
+    for s in surges:
+        ups = getattr(s, "_ups", [])
+        if ups:
+            s.check("competing_explanation", False, f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
+        else:
+            s.check("competing_explanation", True, "no service upstream of it rose first")
+    strong_surges = [s for s in surges if not getattr(s, "_ups", []) and s.strength >= 0.55]
+    for c in cands:
+        if c.fault in ("traffic_surge",) or c.cause_onset is None:
+            continue
+        for s in strong_surges:
+            if s.cause_onset is not None and s.cause_onset <= c.cause_onset + ctx.tol and \
+                    (c.service == s.service or c.service in ctx.graph.downstream(s.service)):
+                c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
+                break
+
+    # the cache in front of a database
+    for ca in by_fault.get("cache_failure", []):
+        for c in by_fault.get("db_slow_queries", []) + by_fault.get("cpu_saturation", []) + by_fault.get("db_connection_pool_exhaustion", []):
+            if ca.cause_onset is not None and c.cause_onset is not None and ca.cause_onset < c.cause_onset - ctx.grid.step and ca.strength >= 0.6:
+                c.check("competing_explanation", False, f"the cache {ca.service} failed first; load moved behind it", 0.5)
+
+    # deploy/config: are its errors its own?
+    for c in by_fault.get("bad_deploy", []) + by_fault.get("config_change", []):
+        own = getattr(c, "_own", 0.0)
+        err_onset = getattr(c, "_err_onset", None)
+        if c.cause_onset is not None and err_onset is not None and err_onset < c.cause_onset - 2 * ctx.tol:
+            c.check("temporal_precedence", False, "its errors were already there before the change", 0.3)
+        if own < 0.3:
+            c.check("competing_explanation", False, f"{c.service} shows no new trouble of its own after the change", 0.4)
+        else:
+            c.check("competing_explanation", True, f"{c.service}'s new errors are its own, not inherited")
+    # bad_deploy vs config_change on the same service
+    deploys = {c.service: c for c in by_fault.get("bad_deploy", [])}
+    for c in by_fault.get("config_change", []):
+        d = deploys.get(c.service)
+        if d is not None and d.cause_onset is not None and c.cause_onset is not None and abs(d.cause_onset - c.cause_onset) < 300:
+            c.check("competing_explanation", False, "a new version shipped at the same time: the deploy, not the config", 0.6)
+
+    # a downstream culprit explains an upstream one's symptoms
+    strong = [c for c in cands if c.strength >= 0.6 and c.factor >= 0.9]
+    for c in cands:
+        if c.fault not in ("cpu_saturation", "bad_deploy", "config_change", "memory_leak"):
+            continue
+        for o in strong:
+            if o is c or o.service == c.service:
+                continue
+            if o.service in ctx.graph.downstream(c.service) and o.cause_onset is not None and c.cause_onset is not None \
+                    and o.cause_onset < c.cause_onset - ctx.grid.step and getattr(c, "_own", 1.0) < 0.5:
+                c.check("competing_explanation", False, f"{o.fault} on {o.service}, downstream, started first", 0.6)
+                break
+
+    # DNS: only a real DNS service can be the culprit
+    dns = dns_services(ctx)
+    for c in by_fault.get("dns_failure", []):
+        if c.service not in dns:
+            c.factor *= 0.8
+    # externals must be external
+    internal = internal_services(ctx)
+    for c in by_fault.get("external_dependency_failure", []):
+        if c.service in internal:
+            c.check("competing_explanation", False, f"{c.service} reports its own telemetry: not an external dependency", 0.5)
+
+
+def confidence(c: Candidate) -> float:
+    return max(0.01, min(0.99, c.strength * c.factor))
+
+
+def status_of(c: Candidate) -> str:
+    if any(d.result == "failed" for d in c.checks):
+        return "disproven"
+    if c.strength >= 0.5 and not any(d.result == "failed" for d in c.checks):
+        return "supported"
+    return "inconclusive"
+
+
+def to_hypothesis(c: Candidate, memory_note: str | None = None, adjust: float = 0.0) -> Hypothesis:
+    st = status_of(c)
+    conf = confidence(c)
+    if adjust:
+        conf = max(0.01, min(0.99, conf + adjust))
+    return Hypothesis(
+        id=c.id, fault=c.fault, service=c.service, title=c.title, confidence=round(conf, 3), status=st,
+        evidence=c.evidence, disproof=c.checks, agent=c.agent, memory_note=memory_note,
+        why_disproven=c.why_not if st == "disproven" else None,
+    )
+
+
+def rank(hyps: list[Hypothesis]) -> list[Hypothesis]:
+    order = {"supported": 0, "inconclusive": 1, "disproven": 2}
+    # a memory-backed hypothesis can lift an inconclusive one over weaker supported ones
+    def key(h: Hypothesis):
+        tier = order[h.status]
+        if h.status == "inconclusive" and h.memory_note and h.confidence >= 0.6:
+            tier = 0
+        return (tier, -h.confidence, h.fault, h.service)
+
+    out = sorted(hyps, key=key)
+    for i, h in enumerate(out, 1):
+        h.rank = i
+    return out

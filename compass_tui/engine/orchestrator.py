@@ -1,0 +1,425 @@
+"""The investigation loop: observe -> orient -> act (disproof) -> decide, streamed as events.
+
+Agents and queries run as tasks that post events to one queue; the generator yields them as
+they arrive, so the first hypothesis is on screen long before the last check finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from compass_tui.engine import agents as agents_mod
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.deps import EngineDeps
+from compass_tui.engine.discovery import Discovery
+from compass_tui.engine.disproof import rank, run_checks, to_hypothesis
+from compass_tui.engine.graph import ServiceGraph, add_traces
+from compass_tui.engine.logfacts import ERRORISH, analyse
+from compass_tui.engine.queries import BudgetExhausted, QueryRunner
+from compass_tui.engine.request import format_time
+from compass_tui.engine.timeseries import Grid, change
+from compass_tui.models import (
+    AgentCost,
+    Cost,
+    CostSpent,
+    Degraded,
+    Event,
+    Evidence,
+    Finished,
+    HypothesisAdded,
+    HypothesisUpdated,
+    Incident,
+    InvestigationRequest,
+    PhaseChanged,
+    Progress,
+    Report,
+    Signature,
+    SignalDegraded,
+    Timings,
+)
+
+LOG_SERVICE_LABELS = ("service_name", "service", "app", "job", "container", "app_kubernetes_io_name", "k8s_deployment_name")
+
+
+def new_investigation_id(request: InvestigationRequest) -> str:
+    svc = re.sub(r"[^A-Za-z0-9_.-]", "-", request.service or "unknown")
+    return f"inv-{format_time(request.started_at)}-{svc}-{secrets.token_hex(2)}"
+
+
+class _Run:
+    """State of one investigation."""
+
+    def __init__(self, request: InvestigationRequest, deps: EngineDeps):
+        self.request = request
+        self.deps = deps
+        self.t0 = time.perf_counter()
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.runner = QueryRunner(deps.backend, deps.budget, self.events, self.t0)
+        self.degraded: list[Degraded] = []
+        self.first_hypothesis_s: float | None = None
+        self.signature: Signature | None = None
+        self.report: Report | None = None
+
+    def at(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def degrade(self, signal: str, reason: str, fix: str | None = None) -> None:
+        if any(d.signal == signal for d in self.degraded):
+            return
+        d = Degraded(signal=signal, reason=reason, fix=fix)
+        self.degraded.append(d)
+        self.events.put_nowait(SignalDegraded(degraded=d))
+
+    def phase(self, name: str) -> None:
+        self.events.put_nowait(PhaseChanged(phase=name, at_s=self.at()))
+
+    def progress(self, msg: str) -> None:
+        self.events.put_nowait(Progress(message=msg, at_s=self.at()))
+
+    # -------------------------------------------------------------- the work
+
+    async def work(self) -> None:
+        req = self.request
+        backend = self.deps.backend
+        step = max(float(req.step_s), 1.0)
+        start = req.window_start
+        end = max(req.window_end, start + step)
+        alert = min(max(req.started_at, start), end)
+        baseline_end = start + 0.5 * max(alert - start, step)
+        grid = Grid(start=start, end=end, step=step, alert_at=alert, baseline_end=baseline_end)
+        if alert - start < 900:
+            self.degrade("baseline", f"only {(alert - start) / 60:.0f} min of data before the alert; changes are judged against a short baseline",
+                         "widen the window (compass investigate --baseline SECONDS)")
+
+        # ---------------- observe
+        self.phase("observe")
+        try:
+            caps = await backend.capabilities()
+        except Exception as e:  # a dead source is a degraded investigation, not a crash
+            caps = None
+            self.degrade("all", f"{backend.source}: capabilities unavailable: {e}")
+        if caps is not None:
+            for signal, reason in caps.missing.items():
+                self.degrade(signal, reason)
+        have_metrics = caps is None or caps.metrics
+        have_logs = caps is not None and caps.logs
+        have_traces = caps is not None and caps.traces
+        have_ann = caps is not None and caps.annotations
+
+        names: list[str] = []
+        if have_metrics:
+            try:
+                names = await backend.metric_names()
+            except Exception as e:
+                self.degrade("metrics", f"{backend.source}: listing metric names failed: {e}")
+        self.progress(f"{len(names)} metric names")
+
+        spans_task = asyncio.create_task(self._traces(grid)) if have_traces else None
+        logs_label_task = asyncio.create_task(self._log_label()) if have_logs else None
+        ann_task = asyncio.create_task(self._annotations(grid)) if have_ann else None
+
+        spans = await spans_task if spans_task else []
+        trace_services = {s.service for s in spans}
+        log_label, log_services = await logs_label_task if logs_label_task else (None, set())
+        disc = Discovery(self.runner, grid)
+        stack = await disc.discover(names, trace_services | log_services)
+        await disc.compute()
+        for sig, reason in stack.missing.items():
+            self.degrade(sig, reason)
+        annotations = await ann_task if ann_task else []
+
+        # ---------------- orient
+        self.phase("orient")
+        ctx = Ctx(request=req, grid=grid, stack=stack, graph=ServiceGraph(), logs=None, annotations=annotations,
+                  source=backend.source, log_source=backend.source, grafana_url=self.deps.grafana_url)
+        self._symptom(ctx)
+        known = stack.services | trace_services | log_services
+        add_traces(ctx.graph, spans, ctx.onset, known)
+        for key in stack.signals.get("client_rate", {}):
+            svc, _, peer = key.partition("|")
+            ctx.graph.add(svc, peer, "client metrics")
+        for key, s in stack.signals.get("pool_util", {}).items():
+            if s.sub and s.sub in known:
+                ctx.graph.add(s.service, s.sub, "pool labels")
+        if log_label:
+            ctx.logs = await self._logs(ctx, log_label, known)
+            if ctx.logs:
+                for tp in ctx.logs.templates.values():
+                    for p in tp.peers:
+                        if p in known and (tp.inherited or "peer" in tp.example or "http" in tp.example):
+                            ctx.graph.add(tp.service, p, "log peers")
+        self._affected(ctx)
+        if not ctx.graph.known:
+            self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped",
+                         "send traces (Tempo) or client-side request metrics")
+
+        # ---------------- act: agents propose, then disproof
+        self.phase("act")
+        cands: list[Candidate] = []
+        for name, fn in agents_mod.AGENTS.items():
+            t_agent = time.perf_counter()
+            try:
+                found = fn(ctx)
+            except Exception as e:  # one agent failing must not lose the others' work
+                self.degrade(f"agent:{name}", f"the {name} agent failed: {type(e).__name__}: {e}")
+                found = []
+            self.runner.costs[name].wall_s += time.perf_counter() - t_agent
+            cands += found
+            for c in found:
+                if c.strength >= 0.3:
+                    self._emit_added(c)
+        cands += self._memory_candidates(ctx)
+        run_checks(ctx, cands)
+        self.signature = self._signature(ctx)
+        hyps = self._with_memory(cands)
+        hyps = [h for h in hyps if h.confidence >= 0.05 or h.status != "disproven"]
+        ranked = rank(hyps)
+        for h in ranked:
+            self.events.put_nowait(HypothesisUpdated(hypothesis=h, at_s=self.at()))
+        if self.runner.budget_note:
+            self.degrade("budget", f"stopped early: {self.runner.budget_note}; ranked what was checked")
+
+        # ---------------- decide
+        self.phase("decide")
+        for agent, cost in self.runner.costs.items():
+            self.events.put_nowait(CostSpent(agent=agent, cost=cost, total_usd=0.0, budget_usd=self.deps.budget.max_usd))
+        self.report = self._report(ranked)
+
+    def _emit_added(self, c: Candidate) -> None:
+        if self.first_hypothesis_s is None:
+            self.first_hypothesis_s = self.at()
+        h = to_hypothesis(c)
+        h.status = "inconclusive"  # not yet checked
+        self.events.put_nowait(HypothesisAdded(hypothesis=h, at_s=self.at()))
+
+    async def _traces(self, grid: Grid):
+        try:
+            r = await self.runner.traces("discovery", grid.start, grid.end, limit=50000)
+        except BudgetExhausted:
+            return []
+        if r is None or r.status == "error":
+            self.degrade("traces", f"trace search failed: {getattr(r, 'error', 'no answer')}")
+            return []
+        if r.truncated:
+            self.degrade("traces", f"trace search cut at {len(r.spans)} spans; the graph may be incomplete")
+        return r.spans
+
+    async def _annotations(self, grid: Grid):
+        try:
+            r = await self.runner.annotations("application", grid.start, grid.end)
+        except BudgetExhausted:
+            return []
+        if r is None or r.status == "error":
+            self.degrade("annotations", f"annotations unavailable: {getattr(r, 'error', 'no answer')}")
+            return []
+        return r.annotations
+
+    async def _log_label(self):
+        backend = self.deps.backend
+        try:
+            names = await backend.log_label_names()
+        except Exception as e:
+            self.degrade("logs", f"listing log labels failed: {e}")
+            return None, set()
+        for label in LOG_SERVICE_LABELS:
+            if label in names:
+                try:
+                    vals = set(await backend.log_label_values(label))
+                except Exception:
+                    vals = set()
+                return label, vals
+        self.degrade("logs", "no log stream label names the service (service_name, service, app, job)")
+        return None, set()
+
+    async def _logs(self, ctx: Ctx, label: str, known: set[str]):
+        g = ctx.grid
+        q = f'{{{label}=~".+"}} |~ "{ERRORISH}"'
+        try:
+            r = await self.runner.logs("application", q, g.start, g.end, limit=100000)
+        except BudgetExhausted:
+            return None
+        if r is None or r.status == "error":
+            self.degrade("logs", f"log query failed: {getattr(r, 'error', 'no answer')}")
+            return None
+        if r.truncated:
+            self.degrade("logs", f"log query cut at {len(r.lines)} lines; older lines were not read")
+        split = ctx.onset - ctx.tol
+        base_end = min(g.baseline_end, split)
+        facts = analyse(r.lines, label, split, base_end - g.start, g.end - split, known)
+        facts.query = q
+        return facts
+
+    # -------------------------------------------------------------- the symptom
+
+    def _symptom(self, ctx: Ctx) -> None:
+        g = ctx.grid
+        req = self.request
+        svc = req.service
+        services = ctx.stack.services
+        if svc and svc not in services:
+            # the alert may name the service differently (label order); try a loose match
+            loose = [s for s in services if s.lower() == svc.lower()] or [s for s in services if svc in s or s in svc]
+            svc = loose[0] if len(loose) == 1 else svc
+        ctx.symptom_service = svc
+        onsets = []
+        if svc:
+            for sig, kw in (("error_ratio", dict(abs_floor=0.002, rel_floor=0.3)), ("latency_p99", dict(rel_floor=0.2)),
+                            ("latency_mean", dict(rel_floor=0.2))):
+                s = ctx.series(sig, svc)
+                if s is None:
+                    continue
+                ch = change(g, s.values, 1, anchor=g.alert_at, **kw)
+                if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
+                    onsets.append(ch.onset)
+        if not onsets:
+            for sig in ("error_ratio", "latency_p99"):
+                for key, s in ctx.stack.signals.get(sig, {}).items():
+                    ch = change(g, s.values, 1, anchor=g.alert_at, abs_floor=0.002, rel_floor=0.3)
+                    if ch.onset is not None and g.alert_at - 1800 <= ch.onset <= g.alert_at + 2 * g.step:
+                        onsets.append(ch.onset)
+            if onsets:
+                onsets = [float(np.median(onsets))]
+        if onsets:
+            ctx.onset = min(onsets)
+        else:
+            ctx.onset = g.alert_at - 2 * g.step
+            self.degrade("symptom", "could not see the symptom's onset in the alerting service's errors or latency; using the alert time")
+
+    def _affected(self, ctx: Ctx) -> None:
+        for sig, kw in (("error_ratio", dict(abs_floor=0.002, rel_floor=0.3)), ("latency_p99", dict(rel_floor=0.2)),
+                        ("latency_mean", dict(rel_floor=0.2))):
+            for key, s in ctx.stack.signals.get(sig, {}).items():
+                ch = ctx.chg(sig, key, 1, **kw)
+                if ch is not None and ch.onset is not None and abs(ch.onset - ctx.onset) <= 900:
+                    prev = ctx.affected.get(s.service)
+                    ctx.affected[s.service] = ch.onset if prev is None else min(prev, ch.onset)
+
+    def _signature(self, ctx: Ctx) -> Signature:
+        shape = []
+        svc = ctx.symptom_service
+        if svc:
+            e = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
+            lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
+            if e is not None and e.rose:
+                shape.append("errors")
+            if lat is not None and lat.rose:
+                shape.append("latency")
+        return Signature(alertname=self.request.alertname, service=svc, shape="+".join(shape) or "unknown",
+                         moved=sorted(ctx.affected))
+
+    # -------------------------------------------------------------- memory
+
+    def _memory_candidates(self, ctx: Ctx) -> list[Candidate]:
+        mem = self.deps.memory
+        if mem is None:
+            return []
+        try:
+            props = mem.proposals(self._signature(ctx))
+        except Exception as e:
+            self.degrade("memory", f"memory unavailable: {e}")
+            return []
+        out = []
+        for p in props:
+            c = Candidate(p.fault, p.service, "memory", 0.55, f"{p.fault} on {p.service} (taught by an engineer)", None)
+            c.evidence.append(Evidence(kind="memory", summary=p.note, supports=True, source="memory",
+                                       query=f"signature {self._signature(ctx).key()}"))
+            out.append(c)
+            self._emit_added(c)
+        return out
+
+    def _with_memory(self, cands: list[Candidate]):
+        mem = self.deps.memory
+        recalls = {}
+        if mem is not None and self.signature is not None:
+            try:
+                recalls = mem.recall(self.signature, [(c.fault, c.service) for c in cands])
+            except Exception as e:
+                self.degrade("memory", f"memory unavailable: {e}")
+        # one hypothesis per fault@service: keep the strongest
+        best: dict[str, Candidate] = {}
+        for c in cands:
+            if c.id not in best or c.strength * c.factor > best[c.id].strength * best[c.id].factor:
+                best[c.id] = c
+        out = []
+        for c in best.values():
+            r = recalls.get((c.fault, c.service))
+            h = to_hypothesis(c, memory_note=r.note if r else None, adjust=r.adjust if r else 0.0)
+            if r is not None and r.adjust > 0 and h.status == "disproven" and c.agent == "memory":
+                h.status = "inconclusive"
+            out.append(h)
+        return out
+
+    # -------------------------------------------------------------- the report
+
+    def _report(self, ranked) -> Report:
+        req = self.request
+        by_agent = {a: AgentCost(**c.model_dump()) for a, c in self.runner.costs.items()}
+        return Report(
+            investigation_id=self.deps.investigation_id or new_investigation_id(req),
+            incident=Incident(title=req.title, service=req.service, started_at=format_time(req.started_at)),
+            hypotheses=ranked,
+            timings=Timings(first_hypothesis_s=self.first_hypothesis_s, total_s=round(self.at(), 3)),
+            cost=Cost(usd=0.0, prompt_tokens=0, completion_tokens=0, by_agent=by_agent),
+            degraded=self.degraded,
+            signature=self.signature.key() if self.signature else None,
+        )
+
+
+async def investigate(request: InvestigationRequest, deps: EngineDeps) -> AsyncIterator[Event]:
+    """Run one investigation, yielding events as they happen; the last is ``Finished``.
+
+    The Finished event's report carries the incident signature key; the Signature object is
+    available as ``Finished.report.signature`` (key) and from ``last_signature``.
+    """
+    run = _Run(request, deps)
+    task = asyncio.create_task(run.work())
+    try:
+        while True:
+            get = asyncio.create_task(run.events.get())
+            done, _ = await asyncio.wait({get, task}, return_when=asyncio.FIRST_COMPLETED)
+            if get in done:
+                yield get.result()
+                continue
+            get.cancel()
+            while not run.events.empty():
+                yield run.events.get_nowait()
+            break
+        exc = task.exception()
+        if exc is not None:
+            run.degrade("engine", f"the investigation stopped early: {type(exc).__name__}: {exc}")
+            while not run.events.empty():
+                yield run.events.get_nowait()
+            if run.report is None:
+                run.report = run._report([])
+        report = run.report
+        assert report is not None
+        report.degraded = run.degraded
+        yield Finished(report=report)
+        investigate.last_signature = run.signature  # type: ignore[attr-defined]
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+async def run_to_report(request: InvestigationRequest, deps: EngineDeps) -> Report:
+    """Run an investigation to the end and return its report."""
+    report = None
+    async for event in investigate(request, deps):
+        if isinstance(event, Finished):
+            report = event.report
+    assert report is not None
+    return report
+
+
+def signature_of(report: Report) -> Signature:
+    """The Signature a report was made under (parsed back from its key)."""
+    key = report.signature or "-|-||"
+    alert, svc, shape, moved = (key.split("|") + ["", "", "", ""])[:4]
+    return Signature(alertname=None if alert == "-" else alert, service=None if svc == "-" else svc,
+                     shape=shape, moved=[m for m in moved.split(",") if m])

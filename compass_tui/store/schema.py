@@ -1,0 +1,62 @@
+"""The memory's tables, versioned. Each migration takes the store from version N-1 to N;
+a file written by a newer COMPASS (a higher ``schema_version``) is never touched."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+"""The version this COMPASS writes. Older files are migrated forward on open."""
+
+# MIGRATIONS[n] takes a store from version n-1 to n. Append; never edit a released step.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """
+        CREATE TABLE meta (
+            key   VARCHAR PRIMARY KEY,
+            value VARCHAR NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE investigations (
+            id                 VARCHAR PRIMARY KEY,
+            recorded_at        DOUBLE NOT NULL,   -- unix seconds, when COMPASS finished it
+            started_at         DOUBLE,            -- unix seconds, when the alert fired
+            title              VARCHAR NOT NULL,
+            alertname          VARCHAR,
+            service            VARCHAR,
+            shape              VARCHAR NOT NULL,
+            moved              VARCHAR[] NOT NULL,
+            signature          VARCHAR NOT NULL,  -- Signature.key(), for display and exact lookups
+            first_hypothesis_s DOUBLE,
+            total_s            DOUBLE,
+            report_json        VARCHAR NOT NULL
+        )
+        """,
+        "CREATE INDEX investigations_alert ON investigations (alertname, service)",
+        """
+        CREATE TABLE hypotheses (
+            investigation_id VARCHAR NOT NULL,
+            rank             INTEGER NOT NULL,
+            fault            VARCHAR NOT NULL,
+            service          VARCHAR NOT NULL,
+            title            VARCHAR NOT NULL,
+            confidence       DOUBLE NOT NULL,
+            status           VARCHAR NOT NULL,
+            PRIMARY KEY (investigation_id, rank)
+        )
+        """,
+        "CREATE SEQUENCE feedback_seq START 1",
+        """
+        CREATE TABLE feedback (
+            id               BIGINT PRIMARY KEY DEFAULT nextval('feedback_seq'),
+            investigation_id VARCHAR NOT NULL,
+            given_at         DOUBLE NOT NULL,     -- unix seconds
+            verdict          VARCHAR NOT NULL,    -- confirm | reject | actual
+            fault            VARCHAR NOT NULL,
+            service          VARCHAR NOT NULL,
+            reason           VARCHAR,
+            note             VARCHAR
+        )
+        """,
+        "CREATE INDEX feedback_investigation ON feedback (investigation_id)",
+    ],
+}

@@ -1,0 +1,540 @@
+"""The memory file: every investigation, its hypotheses and the engineer's verdicts, in DuckDB.
+
+One connection per process (DuckDB allows one writing process per file); each thread gets its
+own cursor. A file this COMPASS cannot safely use (locked by another process, not a DuckDB
+file, not a COMPASS memory, or written by a newer version) raises ``StoreUnavailable`` and is
+never modified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from compass_tui.models import InvestigationRequest, Report, Signature
+from compass_tui.store.causes import check_cause
+from compass_tui.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from compass_tui.store.memory import StoreAdvisor
+
+Verdict = Literal["confirm", "reject", "actual"]
+VERDICTS: tuple[str, ...] = ("confirm", "reject", "actual")
+DAY_S = 86400.0
+
+
+class StoreUnavailable(Exception):
+    """The memory file cannot be used; the message is one line saying why and what to do."""
+
+
+class UnknownInvestigation(KeyError):
+    """No investigation with that id is in the memory."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else "unknown investigation"
+
+
+def default_path() -> Path:
+    """``$XDG_DATA_HOME/compass/compass.duckdb``, read from the environment at call time."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    if xdg:
+        return Path(xdg) / "compass" / "compass.duckdb"
+    import platformdirs
+
+    return platformdirs.user_data_path("compass") / "compass.duckdb"
+
+
+def _rfc3339(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def signature_from_key(key: str) -> Signature:
+    """The inverse of ``Signature.key()``: ``alert|service|shape|moved,moved``."""
+    parts = key.split("|")
+    if len(parts) != 4:
+        raise ValueError(f"not a signature key (alert|service|shape|moved): {key!r}")
+    alert, service, shape, moved = parts
+    return Signature(
+        alertname=None if alert == "-" else alert,
+        service=None if service == "-" else service,
+        shape=shape,
+        moved=[m for m in moved.split(",") if m],
+    )
+
+
+DUCKDB_MAGIC = b"DUCK"
+"""Bytes 8-11 of every DuckDB database file."""
+
+
+def _looks_like_duckdb(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return True  # let DuckDB report why it cannot read it
+    return head[8:12] == DUCKDB_MAGIC
+
+
+def _why_unavailable(path: Path, err: Exception) -> str:
+    """Turn a DuckDB open error into one line an engineer can act on."""
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    low = msg.lower()
+    if "lock" in low:
+        m = re.search(r"PID (\d+)", msg)
+        who = f"another process (pid {m.group(1)})" if m else "another process"
+        return (
+            f"{path}: in use by {who}, probably another compass; close it, "
+            "or use --store PATH or --no-store"
+        )
+    if "not a valid duckdb database" in low:
+        return f"{path}: not a DuckDB file (corrupt or something else); move it aside, it was left untouched"
+    if "different configuration" in low:
+        return f"{path}: already open in this process with other settings (read-only vs read-write)"
+    if "version" in low or "serializ" in low:
+        return f"{path}: written by a newer DuckDB than this compass has; upgrade compass ({msg})"
+    if "read-only mode" in low and "does not exist" in low:
+        return f"{path}: no memory there yet (nothing recorded)"
+    if "permission" in low or "read-only file system" in low:
+        return f"{path}: cannot write there ({msg}); use --store PATH or --no-store"
+    return f"{path}: cannot open the memory: {msg}"
+
+
+class Store:
+    """The memory. Open with ``Store.open()``; close when done."""
+
+    def __init__(self, con: "duckdb.DuckDBPyConnection", path: Path, read_only: bool) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self._local = threading.local()
+        # DuckDB transactions from cursors of one connection can conflict; writes are tiny.
+        self._write_lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, read_only: bool = False) -> "Store":
+        """Open (creating it when absent and writable) the memory at ``path``, default
+        ``$XDG_DATA_HOME/compass/compass.duckdb``. Raises ``StoreUnavailable``."""
+        import duckdb
+
+        p = Path(path).expanduser() if path is not None else default_path()
+        if p.exists() and p.is_dir():
+            raise StoreUnavailable(f"{p}: is a directory, expected a memory file")
+        if not read_only:
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreUnavailable(
+                    f"{p.parent}: cannot create the memory's directory: {e.strerror or e}; "
+                    "use --store PATH or --no-store"
+                ) from None
+            if not os.access(p.parent, os.W_OK):
+                raise StoreUnavailable(f"{p.parent}: not writable; use --store PATH or --no-store")
+        elif not p.exists():
+            raise StoreUnavailable(f"{p}: no memory there yet (nothing recorded)")
+        if p.exists() and not _looks_like_duckdb(p):
+            raise StoreUnavailable(
+                f"{p}: not a DuckDB file (corrupt or something else); move it aside, it was left untouched"
+            )
+        try:
+            # Never fetch or load extensions: a memory file needs none, and DuckDB would
+            # otherwise try the network to read a file that merely looks like SQLite.
+            con = duckdb.connect(str(p), read_only=read_only, config={
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            })
+        except (duckdb.Error, OSError) as e:
+            raise StoreUnavailable(_why_unavailable(p, e)) from None
+        store = cls(con, p, read_only)
+        try:
+            store._prepare()
+        except StoreUnavailable:
+            con.close()
+            raise
+        except duckdb.Error as e:
+            con.close()
+            raise StoreUnavailable(f"{p}: cannot read the memory: {str(e).splitlines()[0]}") from None
+        return store
+
+    def _prepare(self) -> None:
+        """Check the file is a COMPASS memory this version understands; create or migrate it."""
+        cur = self._con.cursor()
+        tables = {r[0] for r in cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+        ).fetchall()}
+        if not tables:
+            version = 0
+        elif "meta" not in tables:
+            raise StoreUnavailable(
+                f"{self.path}: a DuckDB file but not a compass memory (no meta table); left untouched"
+            )
+        else:
+            row = cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            try:
+                version = int(row[0]) if row else -1
+            except ValueError:
+                version = -1
+            if version < 0:
+                raise StoreUnavailable(f"{self.path}: meta.schema_version is missing or not a number; left untouched")
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"{self.path}: memory schema version {version} is newer than this compass "
+                f"understands ({SCHEMA_VERSION}); upgrade compass. The file was left untouched"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if self.read_only:
+            if version == 0:
+                return  # an empty file: nothing recorded, nothing to migrate
+            raise StoreUnavailable(
+                f"{self.path}: memory schema version {version} needs migrating; open it once read-write"
+            )
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for stmt in MIGRATIONS[step]:
+                    cur.execute(stmt)
+            cur.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)]
+            )
+            cur.execute("COMMIT")
+        except Exception:
+            cur.execute("ROLLBACK")
+            raise
+
+    def _cur(self) -> "duckdb.DuckDBPyConnection":
+        """This thread's cursor on the one connection."""
+        if self._closed:
+            raise StoreUnavailable(f"{self.path}: the memory was closed")
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cur = cur
+        return cur
+
+    def _empty(self) -> bool:
+        # An empty file opened read-only has no tables yet.
+        return not self._cur().execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'investigations'"
+        ).fetchone()[0]
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise StoreUnavailable(f"{self.path}: opened read-only")
+
+    # ------------------------------------------------------------------ writing
+
+    def record_investigation(
+        self,
+        report: Report,
+        signature: Signature | None = None,
+        request: InvestigationRequest | None = None,
+        *,
+        recorded_at: float | None = None,
+    ) -> None:
+        """Save a finished investigation and its ranked hypotheses. Recording the same
+        ``investigation_id`` again replaces its hypotheses and keeps the engineer's verdicts.
+
+        Without ``signature`` it is read back from ``report.signature`` (``Signature.key()``).
+        """
+        self._require_writable()
+        if signature is None:
+            signature = signature_from_key(report.signature or "")
+        when = time.time() if recorded_at is None else recorded_at
+        started = request.started_at if request is not None else None
+        alertname = signature.alertname if signature.alertname is not None else (request.alertname if request else None)
+        service = signature.service if signature.service is not None else report.incident.service
+        moved = sorted(set(signature.moved))
+        hyps = sorted(report.hypotheses, key=lambda h: h.rank if h.rank else 10**6)
+        rows = [
+            (report.investigation_id, i + 1, h.fault, h.service, h.title, float(h.confidence), h.status)
+            for i, h in enumerate(hyps)
+        ]
+        with self._write_lock:
+            cur = self._cur()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                prior = cur.execute(
+                    "SELECT recorded_at FROM investigations WHERE id = ?", [report.investigation_id]
+                ).fetchone()
+                if prior is not None and recorded_at is None:
+                    when = prior[0]  # re-recording keeps the original time
+                cur.execute("DELETE FROM hypotheses WHERE investigation_id = ?", [report.investigation_id])
+                cur.execute("DELETE FROM investigations WHERE id = ?", [report.investigation_id])
+                cur.execute(
+                    "INSERT INTO investigations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        report.investigation_id,
+                        when,
+                        started,
+                        report.incident.title,
+                        alertname,
+                        service,
+                        signature.shape,
+                        moved,
+                        report.signature or Signature(alertname=alertname, service=service,
+                                                      shape=signature.shape, moved=moved).key(),
+                        report.timings.first_hypothesis_s,
+                        report.timings.total_s,
+                        json.dumps(report.to_json_dict(), separators=(",", ":")),
+                    ],
+                )
+                if rows:
+                    cur.executemany("INSERT INTO hypotheses VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+
+    def feedback(
+        self,
+        investigation_id: str,
+        verdict: Verdict,
+        fault: str,
+        service: str,
+        reason: str | None = None,
+        note: str | None = None,
+        *,
+        at: float | None = None,
+    ) -> None:
+        """Record the engineer's verdict on a cause of a past investigation, committed at once.
+
+        ``confirm``: it was this cause. ``reject``: it was not (a reason is kept).
+        ``actual``: it was this cause, which COMPASS may not have proposed (catalog id or
+        ``other:<slug>``). Raises ``UnknownInvestigation`` for an id not in the memory and
+        ``ValueError`` for a bad verdict or cause.
+        """
+        self._require_writable()
+        if verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {verdict!r}: expected one of {', '.join(VERDICTS)}")
+        check_cause(fault, service)
+        with self._write_lock:
+            cur = self._cur()
+            if cur.execute("SELECT 1 FROM investigations WHERE id = ?", [investigation_id]).fetchone() is None:
+                raise UnknownInvestigation(
+                    f"no investigation {investigation_id!r} in {self.path} (see `compass history`)"
+                )
+            # A single autocommitted statement: durable in the WAL once this returns.
+            cur.execute(
+                "INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, reason, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [investigation_id, time.time() if at is None else at, verdict, fault, service, reason, note],
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def advisor(self) -> "StoreAdvisor":
+        """The engine's view of this memory (``compass_tui.engine.deps.MemoryAdvisor``)."""
+        from compass_tui.store.memory import StoreAdvisor
+
+        return StoreAdvisor(self)
+
+    def _past(self, alertname: str | None, service: str | None) -> list[dict[str, Any]]:
+        """Past investigations of this alert on this service, with their top hypotheses and
+        verdicts, oldest first: what the memory matches a signature against."""
+        if self._empty():
+            return []
+        cur = self._cur()
+        invs = cur.execute(
+            "SELECT id, recorded_at, shape, moved FROM investigations "
+            "WHERE alertname IS NOT DISTINCT FROM ? AND service IS NOT DISTINCT FROM ? "
+            "ORDER BY recorded_at, id",
+            [alertname, service],
+        ).fetchall()
+        return self._with_outcomes(
+            [{"id": i, "recorded_at": t, "shape": s, "moved": list(m or [])} for i, t, s, m in invs]
+        )
+
+    def _with_outcomes(self, invs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not invs:
+            return invs
+        cur = self._cur()
+        ids = [i["id"] for i in invs]
+        by_id = {i["id"]: i for i in invs}
+        for i in invs:
+            i.update(hypotheses=[], verdicts=[])
+        for inv_id, rank, fault, service, conf, status in cur.execute(
+            "SELECT investigation_id, rank, fault, service, confidence, status FROM hypotheses "
+            "WHERE list_contains(?, investigation_id) ORDER BY investigation_id, rank",
+            [ids],
+        ).fetchall():
+            by_id[inv_id]["hypotheses"].append(
+                {"rank": rank, "fault": fault, "service": service, "confidence": conf, "status": status}
+            )
+        for inv_id, at, verdict, fault, service, reason, note in cur.execute(
+            "SELECT investigation_id, given_at, verdict, fault, service, reason, note FROM feedback "
+            "WHERE list_contains(?, investigation_id) ORDER BY given_at, id",
+            [ids],
+        ).fetchall():
+            by_id[inv_id]["verdicts"].append(
+                {"at": at, "verdict": verdict, "fault": fault, "service": service, "reason": reason, "note": note}
+            )
+        return invs
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest investigations, newest first: id, when, incident, top hypothesis, verdict."""
+        if self._empty():
+            return []
+        rows = self._cur().execute(
+            "SELECT id, recorded_at, started_at, title, alertname, service, signature, "
+            "first_hypothesis_s, total_s FROM investigations ORDER BY recorded_at DESC, id DESC LIMIT ?",
+            [max(0, int(limit))],
+        ).fetchall()
+        invs = [
+            {
+                "id": r[0], "recorded_at": r[1], "started_at": r[2], "title": r[3], "alertname": r[4],
+                "service": r[5], "signature": r[6], "first_hypothesis_s": r[7], "total_s": r[8],
+            }
+            for r in rows
+        ]
+        self._with_outcomes(invs)
+        out = []
+        for inv in invs:
+            top = inv["hypotheses"][0] if inv["hypotheses"] else None
+            out.append(
+                {
+                    "investigation_id": inv["id"],
+                    "recorded_at": _rfc3339(inv["recorded_at"]),
+                    "started_at": _rfc3339(inv["started_at"]),
+                    "incident": inv["title"],
+                    "alertname": inv["alertname"],
+                    "service": inv["service"],
+                    "signature": inv["signature"],
+                    "top_hypothesis": (
+                        {"fault": top["fault"], "service": top["service"], "confidence": top["confidence"],
+                         "status": top["status"]}
+                        if top else None
+                    ),
+                    "verdict": verdict_summary(inv),
+                    "first_hypothesis_s": inv["first_hypothesis_s"],
+                }
+            )
+        return out
+
+    def stats(self, now: float | None = None) -> dict[str, Any]:
+        """Accuracy as judged by the engineer, and time to first hypothesis, over the last
+        7 and 30 days (by when each investigation was recorded)."""
+        now = time.time() if now is None else now
+        out: dict[str, Any] = {"now": _rfc3339(now), "windows": {}}
+        invs: list[dict[str, Any]] = []
+        if not self._empty():
+            rows = self._cur().execute(
+                "SELECT id, recorded_at, first_hypothesis_s FROM investigations "
+                "WHERE recorded_at > ? AND recorded_at <= ?",
+                [now - 30 * DAY_S, now],
+            ).fetchall()
+            invs = self._with_outcomes([{"id": i, "recorded_at": t, "first_s": f} for i, t, f in rows])
+        for days in (7, 30):
+            window = [i for i in invs if i["recorded_at"] > now - days * DAY_S]
+            out["windows"][f"{days}d"] = window_stats(window)
+        return out
+
+    def close(self) -> None:
+        """Close the connection (idempotent); the file is then free for another process."""
+        if not self._closed:
+            self._closed = True
+            try:
+                self._con.close()
+            except Exception:
+                pass
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------- outcomes
+
+
+def outcome(inv: dict[str, Any]) -> tuple[tuple[str, str] | None, set[tuple[str, str]]]:
+    """What the engineer said an investigation's cause was, and which causes they rejected.
+
+    The latest ``actual`` wins; otherwise the latest ``confirm``. A rejection is cancelled
+    by a later confirmation of the same cause.
+    """
+    cause: tuple[str, str] | None = None
+    actual_seen = False
+    rejected: set[tuple[str, str]] = set()
+    for v in inv["verdicts"]:
+        c = (v["fault"], v["service"])
+        if v["verdict"] == "actual":
+            cause, actual_seen = c, True
+            rejected.discard(c)
+        elif v["verdict"] == "confirm":
+            if not actual_seen:
+                cause = c
+            rejected.discard(c)
+        elif v["verdict"] == "reject":
+            rejected.add(c)
+            if cause == c:
+                cause, actual_seen = None, False
+    return cause, rejected
+
+
+def verdict_summary(inv: dict[str, Any]) -> str:
+    """One word or two for the history table: confirmed, corrected to X, rejected, or none."""
+    cause, rejected = outcome(inv)
+    top = inv["hypotheses"][0] if inv["hypotheses"] else None
+    top_cause = (top["fault"], top["service"]) if top else None
+    if cause is not None:
+        if cause == top_cause:
+            return "confirmed"
+        return f"corrected: {cause[0]}@{cause[1]}"
+    if top_cause is not None and top_cause in rejected:
+        return "top rejected"
+    if rejected:
+        return "rejected"
+    return "-"
+
+
+def window_stats(invs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy as the engineer judged it: top-1 over every investigation with a verdict on
+    its cause or its top hypothesis; top-3 and corrected over those with a named cause."""
+    judged = named = top1 = top3 = corrected = 0
+    for inv in invs:
+        cause, rejected = outcome(inv)
+        ranked = [(h["fault"], h["service"]) for h in inv["hypotheses"]]
+        if cause is None:
+            if ranked and ranked[0] in rejected:
+                judged += 1  # the top one was wrong, and the engineer did not say what was right
+            continue
+        judged += 1
+        named += 1
+        if ranked[:1] == [cause]:
+            top1 += 1
+        else:
+            corrected += 1
+        if cause in ranked[:3]:
+            top3 += 1
+    firsts = [i["first_s"] for i in invs if i["first_s"] is not None]
+
+    def share(n: int, d: int) -> float | None:
+        return round(n / d, 4) if d else None
+
+    return {
+        "investigations": len(invs),
+        "judged": judged,
+        "top1": share(top1, judged),
+        "top3": share(top3, named),
+        "corrected": share(corrected, named),
+        "first_hypothesis_s": {
+            "n": len(firsts),
+            "median": round(statistics.median(firsts), 3) if firsts else None,
+            "mean": round(statistics.fmean(firsts), 3) if firsts else None,
+        },
+    }

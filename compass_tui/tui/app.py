@@ -1,0 +1,77 @@
+"""The COMPASS app: one screen over the engine's event stream, built by ``build_app`` for the
+CLI and the tests alike."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from pathlib import Path
+
+from textual.app import App
+from textual.theme import Theme
+
+from compass_tui.tui.screens.investigation import InvestigationScreen
+from compass_tui.tui.session import THEMES, AppOptions, Investigate, resolve_options
+
+THEME_DIRS = (
+    Path(__file__).resolve().parent.parent / "themes",  # installed with the package
+    Path(__file__).resolve().parent.parent.parent / "themes",  # a source checkout
+)
+
+# Used when no theme file can be found (a bare wheel): the same colours as themes/*.toml.
+_BUILTIN = {
+    "dark": dict(name="compass-dark", dark=True, primary="#4F9DDE", accent="#F0B35B", foreground="#E0E4EA",
+                 background="#12161C", surface="#1A2029", panel="#232B36", success="#5FBF77",
+                 warning="#E8C25A", error="#E5606A"),
+    "light": dict(name="compass-light", dark=False, primary="#1F5FA8", accent="#B35F00", foreground="#1B1F24",
+                  background="#F7F8FA", surface="#FFFFFF", panel="#E3E8EF", success="#1E7B34",
+                  warning="#8A6100", error="#B3261E"),
+    "high-contrast": dict(name="compass-high-contrast", dark=True, primary="#FFFFFF", accent="#FFFF00",
+                          foreground="#FFFFFF", background="#000000", surface="#000000", panel="#000000",
+                          boost="#333333", success="#00FF00", warning="#FFFF00", error="#FF4040"),
+}
+_THEME_FIELDS = {"name", "primary", "secondary", "warning", "error", "success", "accent", "foreground",
+                 "background", "surface", "panel", "boost", "dark", "variables"}
+
+
+def load_theme(name: str) -> Theme:
+    """The Textual theme for ``dark``, ``light`` or ``high-contrast`` from ``themes/NAME.toml``."""
+    for directory in THEME_DIRS:
+        path = directory / f"{name}.toml"
+        if path.is_file():
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+                return Theme(**{k: v for k, v in data.items() if k in _THEME_FIELDS})
+            except (tomllib.TOMLDecodeError, TypeError, ValueError):
+                break  # a broken theme file must not stop the app: use the built-in colours
+    return Theme(**_BUILTIN[name])
+
+
+class CompassApp(App[int]):
+    """The full-screen investigation app."""
+
+    TITLE = "COMPASS"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, options: AppOptions) -> None:
+        super().__init__()
+        self.options = options
+        for name in THEMES:
+            self.register_theme(load_theme(name))
+        self.theme = f"compass-{options.theme}" if options.theme in THEMES else "compass-dark"
+
+    def on_mount(self) -> None:
+        self.push_screen(InvestigationScreen(self.options))
+
+    @property
+    def investigation(self) -> InvestigationScreen:
+        """The investigation screen (under any modal on top of it)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, InvestigationScreen):
+                return screen
+        raise LookupError("no investigation screen")
+
+
+def build_app(args: argparse.Namespace, *, demo: bool = False, investigate: Investigate | None = None) -> CompassApp:
+    """The app for parsed command-line ``args``; ``investigate`` replaces the engine (tests)."""
+    return CompassApp(resolve_options(args, demo=demo, investigate=investigate))

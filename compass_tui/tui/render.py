@@ -1,0 +1,178 @@
+"""How hypotheses, evidence and results read on screen: Rich text built from the engine's
+models, shared by the panes and the chat. Meaning never rests on colour alone (NO_COLOR):
+every status has a word and a glyph, every bar has a number."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from rich.text import Text
+
+from compass_tui.models import Evidence, Hypothesis
+
+STATUS_GLYPH = {"supported": "✔", "inconclusive": "?", "disproven": "✘"}
+STATUS_STYLE = {"supported": "bold $success", "inconclusive": "$warning", "disproven": "dim"}
+
+
+def ordered(hypotheses: list[Hypothesis]) -> list[Hypothesis]:
+    """Ranked best first as the engine ranked them; disproven ones always last."""
+
+    def key(h: Hypothesis) -> tuple:
+        return (h.status == "disproven", h.rank if h.rank > 0 else 10_000, -h.confidence, h.id)
+
+    return sorted(hypotheses, key=key)
+
+
+def confidence_bar(confidence: float, width: int = 8) -> str:
+    """A bar of block characters plus the percentage, readable without colour."""
+    c = min(max(confidence, 0.0), 1.0)
+    full = int(round(c * width))
+    return "█" * full + "░" * (width - full) + f" {c * 100:3.0f}%"
+
+
+def _style(style: str) -> str:
+    """Rich cannot resolve Textual's $variables: map them to plain colour names."""
+    return (
+        style.replace("$success", "green")
+        .replace("$warning", "yellow")
+        .replace("$error", "red")
+        .replace("$accent", "cyan")
+    )
+
+
+def hypothesis_prompt(h: Hypothesis, position: int, verdict: str | None = None) -> Text:
+    """Lines for the hypotheses list: the cause; its bar, status and title (or why it was
+    disproven); what the memory recalls. Each line is cut, never wrapped, so the list stays
+    aligned at any width."""
+    dim = h.status == "disproven"
+    first = Text(no_wrap=True, overflow="ellipsis")
+    first.append(f"{position:>2} ", style="bold" if not dim else "dim")
+    first.append(h.fault, style="dim" if dim else "bold")
+    first.append("@", style="dim")
+    first.append(h.service, style="dim" if dim else "bold")
+    if verdict:
+        first.append(f"  [{verdict}]", style="reverse")
+    second = Text("   ", no_wrap=True, overflow="ellipsis")
+    second.append(confidence_bar(h.confidence), style="dim" if dim else _style("$accent"))
+    glyph = STATUS_GLYPH.get(h.status, "?")
+    second.append(f" {glyph} {h.status} ", style=_style(STATUS_STYLE.get(h.status, "")))
+    if dim and h.why_disproven:
+        second.append(f"· {h.why_disproven}", style="dim")
+    else:
+        second.append(f"· {h.title}", style="dim" if dim else "")
+    lines = [first, second]
+    if h.memory_note:
+        lines.append(Text(f"   memory: {h.memory_note}", style="italic", no_wrap=True, overflow="ellipsis"))
+    text = Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+def when(t: float | None) -> str:
+    """Unix seconds as HH:MM:SS UTC (the header and charts are read against alert times)."""
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M:%S")
+
+
+def explore_url(grafana_url: str, query: str, kind: str, start: float | None, end: float | None) -> str:
+    """A Grafana Explore deep link running ``query`` over the incident window."""
+    pane: dict = {"queries": [{"refId": "A", "expr": query}]}
+    if start is not None and end is not None:
+        pane["range"] = {"from": str(int(start * 1000)), "to": str(int(end * 1000))}
+    pane["datasource"] = "loki" if kind == "log" else "prometheus"
+    panes = json.dumps({"a": pane}, separators=(",", ":"))
+    return f"{grafana_url.rstrip('/')}/explore?schemaVersion=1&orgId=1&panes={quote(panes, safe='')}"
+
+
+def evidence_link(e: Evidence, grafana_url: str | None, window: tuple[float, float] | None) -> str | None:
+    """The engine's own link when it gave one; else an Explore link when Grafana is configured."""
+    if e.link:
+        return e.link
+    if grafana_url and e.kind in ("metric", "log"):
+        start, end = window if window else (None, None)
+        return explore_url(grafana_url, e.query, e.kind, start, end)
+    return None
+
+
+def evidence_text(e: Evidence, index: int, grafana_url: str | None, window: tuple[float, float] | None) -> Text:
+    """One evidence item: supports or contradicts, the summary, the exact query and source."""
+    text = Text()
+    if e.supports:
+        text.append(f"{index}. ✔ supports ", style="bold green")
+    else:
+        text.append(f"{index}. ✘ contradicts ", style="bold red")
+    text.append(f"[{e.kind}] ", style="dim")
+    text.append(e.summary)
+    text.append("\n   query  ", style="dim")
+    text.append(e.query or "-", style="bold")
+    text.append("\n   source ", style="dim")
+    text.append(e.source or "-")
+    link = evidence_link(e, grafana_url, window)
+    if link:
+        text.append("\n   link   ", style="dim")
+        text.append(link, style=f"link {link}" if link.startswith("http") else "")
+    return text
+
+
+def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Text:
+    """The head of the evidence pane: the cause, its status, the disproof checks it faced."""
+    text = Text()
+    text.append(f"{h.fault}@{h.service}", style="bold")
+    text.append(f"  {STATUS_GLYPH.get(h.status, '?')} {h.status}  ", style=_style(STATUS_STYLE.get(h.status, "")))
+    text.append(confidence_bar(h.confidence, 10))
+    if h.agent:
+        text.append(f"  by {h.agent}", style="dim")
+    text.append(f"\n{h.title}")
+    if verdict:
+        text.append(f"\nyour verdict: {verdict}", style="reverse")
+    if h.why_disproven:
+        text.append(f"\ndisproven: {h.why_disproven}", style="bold")
+    if h.memory_note:
+        text.append(f"\nmemory: {h.memory_note}", style="italic")
+    if h.disproof:
+        text.append("\ndisproof checks:", style="dim")
+        for d in h.disproof:
+            mark = {"survived": "✔ survived", "failed": "✘ failed", "skipped": "- skipped"}.get(d.result, d.result)
+            text.append(f"\n  {mark:<10} {d.strategy}: {d.detail}")
+    return text
+
+
+def chart_text(label: str, points: list[tuple[float, float]], onset: float | None, width: int, height: int, color: bool) -> Text:
+    """A plotext line chart of ``points`` with the onset marked, as Rich text.
+
+    The x axis is minutes from the onset (or from the first point), which reads better than
+    unix seconds in 40 columns.
+    """
+    import plotext as plt  # noqa: PLC0415 - only when a chart is shown
+
+    pts = [(t, v) for t, v in points if v is not None and not math.isnan(v)]
+    if len(pts) < 2 or width < 20 or height < 5:
+        return Text(f"{label}: too few points to chart ({len(pts)})", style="dim")
+    origin = onset if onset is not None else pts[0][0]
+    xs = [(t - origin) / 60.0 for t, _ in pts]
+    ys = [v for _, v in pts]
+    fig = plt.figure
+    # plotext writes warnings to stdout, which would tear the full-screen display.
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        fig.clear()
+        fig.plot_size(width, height)
+        fig.theme("dark" if color else "colorless")
+        sig = fig.signal(xs, ys, marker="braille")
+        sig.lines()
+        fig.draw(sig)
+        if onset is not None and xs[0] <= 0 <= xs[-1]:
+            lo, hi = min(ys), max(ys)
+            mark = fig.signal([0.0, 0.0], [lo, hi if hi > lo else lo + 1], marker="braille")
+            mark.lines()
+            fig.draw(mark)
+        fig.title(f"{label}  (x: min from {'onset' if onset is not None else 'start'})")
+        matrix = fig.build()
+        out = matrix.string(colorless=not color)
+    return Text.from_ansi(out, no_wrap=True)

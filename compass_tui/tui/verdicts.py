@@ -1,0 +1,91 @@
+"""The store's vocabulary as the app uses it: causes, the catalog, the report's signature.
+
+Imported lazily from the store so the app still opens (without memory) if the store cannot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compass_tui.models import Report, Signature
+
+_FALLBACK_FAULTS = (
+    "cpu_saturation",
+    "memory_leak",
+    "db_connection_pool_exhaustion",
+    "db_slow_queries",
+    "bad_deploy",
+    "config_change",
+    "external_dependency_failure",
+    "network_degradation",
+    "disk_full",
+    "certificate_expired",
+    "dns_failure",
+    "traffic_surge",
+    "cache_failure",
+)
+
+
+def catalog_faults() -> list[str]:
+    """The catalog's fault ids, as the store knows them."""
+    try:
+        from compass_tui.store import CATALOG_FAULTS  # noqa: PLC0415
+    except Exception:
+        try:
+            from compass_tui.store.causes import CATALOG_FAULTS  # noqa: PLC0415
+        except Exception:
+            CATALOG_FAULTS = _FALLBACK_FAULTS
+    return list(CATALOG_FAULTS)
+
+
+def parse_cause(text: str) -> tuple[str, str]:
+    """``fault@service`` -> (fault, service); a one-line ValueError otherwise."""
+    try:
+        from compass_tui.store import parse_cause as store_parse  # noqa: PLC0415
+    except Exception:
+        try:
+            from compass_tui.store.causes import parse_cause as store_parse  # noqa: PLC0415
+        except Exception:
+            store_parse = None
+    if store_parse is not None:
+        return store_parse(text)
+    fault, sep, service = (text or "").strip().rpartition("@")
+    if not sep or not fault or not service:
+        raise ValueError(f"{text!r} is not FAULT@SERVICE (e.g. db_slow_queries@payments-db)")
+    if fault not in _FALLBACK_FAULTS and not fault.startswith("other:"):
+        raise ValueError(f"unknown fault {fault!r}: use a catalog id or other:<slug>")
+    return fault, service
+
+
+def signature_for(report: Report, finished: Any = None, request: Any = None) -> Signature | None:
+    """The incident signature to record the report under, from wherever the engine exposes it:
+    ``engine.signature_of(report)``, the Finished event's ``signature``, or the report's key."""
+    try:
+        from compass_tui import engine  # noqa: PLC0415
+
+        fn = getattr(engine, "signature_of", None)
+        if callable(fn):
+            sig = fn(report)
+            if isinstance(sig, Signature):
+                return sig
+    except Exception:
+        pass
+    sig = getattr(finished, "signature", None) if finished is not None else None
+    if isinstance(sig, Signature):
+        return sig
+    raw = report.signature
+    if isinstance(raw, Signature):
+        return raw
+    if isinstance(raw, str) and raw.count("|") == 3:
+        # Signature.key() format: alertname|service|shape|moved,moved
+        alert, service, shape, moved = raw.split("|")
+        return Signature(
+            alertname=None if alert == "-" else alert,
+            service=None if service == "-" else service,
+            shape=shape,
+            moved=[m for m in moved.split(",") if m],
+        )
+    if request is not None:
+        # The engine gave no signature: the alert and its service still let the memory match.
+        return Signature(alertname=getattr(request, "alertname", None), service=getattr(request, "service", None))
+    return None

@@ -1,0 +1,310 @@
+"""The memory on real DuckDB files: recording, verdicts, recall on recurrence, and files it
+must refuse (locked, corrupt, newer) without touching them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from compass_tui.models import Hypothesis, Incident, Report, Signature, Timings
+from compass_tui.store import CATALOG_FAULTS, Store, StoreUnavailable, UnknownInvestigation, parse_cause
+from compass_tui.store.memory import jaccard
+
+SIG = Signature(alertname="HighErrorRate", service="checkout", shape="errors", moved=["checkout", "payments", "payments-db"])
+
+
+def make_report(inv_id: str, ranked: list[tuple[str, str, float]], first_s: float | None = 1.0,
+                sig: Signature = SIG) -> Report:
+    """A report whose hypotheses are ranked in the given order."""
+    return Report(
+        investigation_id=inv_id,
+        incident=Incident(title=f"{sig.alertname} on {sig.service}", service=sig.service),
+        hypotheses=[
+            Hypothesis(id=f"{f}@{s}", rank=i + 1, fault=f, service=s, title=f"{f} on {s}", confidence=c,
+                       status="supported")
+            for i, (f, s, c) in enumerate(ranked)
+        ],
+        timings=Timings(first_hypothesis_s=first_s, total_s=3.0),
+        signature=sig.key(),
+    )
+
+
+def rank_with_memory(store: Store, sig: Signature, scored: dict[tuple[str, str], float]) -> list[tuple[str, str]]:
+    """Rank candidates the way the engine does: confidence plus the memory's adjust, clamped."""
+    recall = store.advisor().recall(sig, list(scored))
+    final = {c: min(1.0, max(0.0, conf + recall[c].adjust)) for c, conf in scored.items()}
+    return sorted(final, key=lambda c: -final[c])
+
+
+ENGINE_WRONG = [("bad_deploy", "checkout", 0.92), ("db_connection_pool_exhaustion", "payments", 0.55),
+                ("db_slow_queries", "payments-db", 0.10)]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store.open(tmp_path / "compass.duckdb")
+    yield s
+    s.close()
+
+
+def test_record_and_feedback_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    with Store.open(path) as s:
+        s.record_investigation(make_report("inv-1", ENGINE_WRONG, first_s=1.5), SIG)
+        s.feedback("inv-1", "actual", "db_slow_queries", "payments-db", note="killed the runaway report query")
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    con.close()
+    with Store.open(path, read_only=True) as s:
+        [item] = s.history()
+        assert item["investigation_id"] == "inv-1"
+        assert item["top_hypothesis"]["fault"] == "bad_deploy"
+        assert item["verdict"] == "corrected: db_slow_queries@payments-db"
+        w7 = s.stats()["windows"]["7d"]
+        assert (w7["investigations"], w7["judged"], w7["top1"], w7["top3"], w7["corrected"]) == (1, 1, 0.0, 1.0, 1.0)
+        assert w7["first_hypothesis_s"]["median"] == 1.5
+
+
+def test_recording_twice_keeps_one_investigation_and_its_verdicts(store: Store) -> None:
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    [item] = store.history()
+    assert item["verdict"] == "confirmed"
+
+
+def test_one_correction_ranks_the_corrected_cause_first_when_the_signature_recurs(store: Store) -> None:
+    scored = {(f, s): c for f, s, c in ENGINE_WRONG}
+    assert rank_with_memory(store, SIG, scored)[0] == ("bad_deploy", "checkout")  # nothing learned yet
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "actual", "db_slow_queries", "payments-db")
+    # The same incident a day later: moved services noticed in another order, one extra.
+    again = Signature(alertname="HighErrorRate", service="checkout", shape="errors",
+                      moved=["payments-db", "checkout", "payments", "frontend"])
+    ranked = rank_with_memory(store, again, scored)
+    assert ranked[0] == ("db_slow_queries", "payments-db")
+    recall = store.advisor().recall(again, list(scored))
+    assert recall[("db_slow_queries", "payments-db")].note.startswith("seen once, usually this")
+    assert recall[("bad_deploy", "checkout")].adjust < 0  # it was ranked first and was wrong
+
+
+def test_unrelated_incidents_are_not_recalled(store: Store) -> None:
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "actual", "db_slow_queries", "payments-db")
+    candidates = [("db_slow_queries", "payments-db")]
+    other_service = SIG.model_copy(update={"service": "frontend"})
+    other_alert = SIG.model_copy(update={"alertname": "HighLatency"})
+    other_pattern = SIG.model_copy(update={"shape": "latency", "moved": ["search"]})
+    for sig in (other_service, other_alert, other_pattern):
+        r = store.advisor().recall(sig, candidates)[candidates[0]]
+        assert (r.adjust, r.note) == (0.0, None), sig
+
+
+def test_rejection_ranks_a_cause_lower_and_says_why(store: Store) -> None:
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "reject", "db_connection_pool_exhaustion", "payments",
+                   reason="pool was at 4/20 the whole time")
+    r = store.advisor().recall(SIG, [("db_connection_pool_exhaustion", "payments")])
+    rec = r[("db_connection_pool_exhaustion", "payments")]
+    assert rec.adjust < 0
+    close_call = {("db_connection_pool_exhaustion", "payments"): 0.6, ("db_slow_queries", "payments-db"): 0.5}
+    assert rank_with_memory(store, SIG, close_call)[0] == ("db_slow_queries", "payments-db")
+    assert "ruled out once before: pool was at 4/20 the whole time" in rec.note
+    store.record_investigation(make_report("inv-2", ENGINE_WRONG), SIG)
+    store.feedback("inv-2", "reject", "db_connection_pool_exhaustion", "payments", reason="again no")
+    rec2 = store.advisor().recall(SIG, [("db_connection_pool_exhaustion", "payments")])[
+        ("db_connection_pool_exhaustion", "payments")]
+    assert rec2.adjust < rec.adjust  # often rejected: lower still
+
+
+def test_confirmations_accumulate_and_the_note_counts_them(store: Store) -> None:
+    for i in range(3):
+        store.record_investigation(make_report(f"inv-{i}", ENGINE_WRONG), SIG)
+    store.feedback("inv-0", "confirm", "bad_deploy", "checkout")
+    one = store.advisor().recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")].adjust
+    store.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+    two = store.advisor().recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")]
+    assert 0 < one < two.adjust
+    assert two.note.startswith("seen 3 times, usually this (2 of 2)")
+
+
+def test_a_cause_outside_the_catalog_is_proposed_on_recurrence(store: Store) -> None:
+    assert store.advisor().proposals(SIG) == []
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "actual", "other:autovacuum-storm", "payments-db", note="tuned autovacuum")
+    [p] = store.advisor().proposals(SIG)
+    assert (p.fault, p.service, p.times_seen) == ("other:autovacuum-storm", "payments-db", 1)
+    assert "tuned autovacuum" in p.note
+    r = store.advisor().recall(SIG, [("other:autovacuum-storm", "payments-db")])
+    assert r[("other:autovacuum-storm", "payments-db")].adjust >= 1.0
+    assert store.advisor().proposals(SIG.model_copy(update={"service": "search"})) == []
+
+
+def test_feedback_on_an_unknown_investigation_is_a_one_line_error(store: Store) -> None:
+    with pytest.raises(UnknownInvestigation) as e:
+        store.feedback("inv-nope", "confirm", "bad_deploy", "checkout")
+    assert "inv-nope" in str(e.value) and "\n" not in str(e.value) and not str(e.value).startswith("'")
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    with pytest.raises(ValueError, match="unknown fault 'bad_deploi'"):
+        store.feedback("inv-1", "confirm", "bad_deploi", "checkout")
+
+
+def test_parse_cause() -> None:
+    assert len(CATALOG_FAULTS) == 13
+    assert parse_cause("db_slow_queries@payments-db") == ("db_slow_queries", "payments-db")
+    assert parse_cause("other:vacuum-storm@pg") == ("other:vacuum-storm", "pg")
+    for bad, msg in [("db_slow_queries", "not FAULT@SERVICE"), ("nope@x", "unknown fault 'nope'"),
+                     ("other:Bad_Slug@x", "slug after 'other:'"), ("@x", "not FAULT@SERVICE"),
+                     ("bad_deploy@", "not FAULT@SERVICE")]:
+        with pytest.raises(ValueError, match=msg) as e:
+            parse_cause(bad)
+        assert "\n" not in str(e.value)
+
+
+def test_jaccard() -> None:
+    assert jaccard(["a", "b"], ["b", "a"]) == 1.0
+    assert jaccard([], []) == 1.0
+    assert jaccard(["a", "b", "c"], ["a", "b", "d"]) == 0.5
+
+
+def test_stats_windows_count_by_when_recorded(store: Store) -> None:
+    now = 2_000_000_000.0
+    store.record_investigation(make_report("old", ENGINE_WRONG, first_s=9.0), SIG, recorded_at=now - 10 * 86400)
+    store.record_investigation(make_report("new", ENGINE_WRONG, first_s=1.0), SIG, recorded_at=now - 3600)
+    store.record_investigation(make_report("ancient", ENGINE_WRONG, first_s=50.0), SIG, recorded_at=now - 40 * 86400)
+    store.feedback("new", "confirm", "bad_deploy", "checkout")
+    store.feedback("old", "reject", "bad_deploy", "checkout", reason="no deploy that day")
+    st = store.stats(now=now)["windows"]
+    assert (st["7d"]["investigations"], st["7d"]["top1"], st["7d"]["first_hypothesis_s"]["median"]) == (1, 1.0, 1.0)
+    assert (st["30d"]["investigations"], st["30d"]["judged"], st["30d"]["top1"]) == (2, 2, 0.5)
+    assert st["30d"]["first_hypothesis_s"]["mean"] == 5.0
+
+
+def test_each_thread_reads_through_its_own_cursor(store: Store) -> None:
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    seen: list[int] = []
+    threads = [threading.Thread(target=lambda: seen.append(len(store.history()))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [1, 1, 1, 1]
+
+
+def test_default_path_follows_xdg_data_home_at_call_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    with Store.open() as s:
+        assert s.path == tmp_path / "data" / "compass" / "compass.duckdb"
+    assert s.path.exists()
+
+
+# ------------------------------------------------------------ files it must refuse
+
+
+def _holder(path: Path, body: str = "") -> subprocess.Popen:
+    """Another process holding the memory open for writing until its stdin closes."""
+    code = textwrap.dedent(f"""
+        import sys
+        from compass_tui.store import Store
+        s = Store.open({str(path)!r})
+        {body}
+        print("ready", flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_file_locked_by_another_process_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    with Store.open(path) as s:
+        s.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    proc = _holder(path)
+    try:
+        before = path.read_bytes()
+        for ro in (False, True):
+            with pytest.raises(StoreUnavailable) as e:
+                Store.open(path, read_only=ro)
+            assert f"pid {proc.pid}" in str(e.value) and "\n" not in str(e.value)
+        assert path.read_bytes() == before
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    with Store.open(path) as s:  # free again once the other process is gone
+        assert [h["investigation_id"] for h in s.history()] == ["inv-1"]
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"SQLite format 3\x00" + b"\x01" * 4000, b"not a database\n" * 300],
+    ids=["empty", "sqlite", "text"],
+)
+def test_a_corrupt_file_is_refused_and_never_overwritten(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "m.duckdb"
+    path.write_bytes(content)
+    for ro in (False, True):
+        with pytest.raises(StoreUnavailable, match="not a DuckDB file") as e:
+            Store.open(path, read_only=ro)
+        assert "\n" not in str(e.value)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.duckdb"]
+
+
+def test_a_memory_from_a_newer_compass_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    with Store.open(path) as s:
+        s.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreUnavailable, match="schema version 7 is newer"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_a_duckdb_file_that_is_not_a_memory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE investigations (x INTEGER)")
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreUnavailable, match="not a compass memory"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_an_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreUnavailable, match="cannot create the memory's directory"):
+        Store.open(blocker / "sub" / "m.duckdb")
+
+
+def test_feedback_survives_the_process_being_killed(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    with Store.open(path) as s:
+        s.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    proc = _holder(path, body='s.feedback("inv-1", "actual", "db_slow_queries", "payments-db")')
+    proc.kill()  # SIGKILL: no close, no checkpoint
+    proc.wait(timeout=30)
+    with Store.open(path, read_only=True) as s:  # as `compass history` reads it
+        assert s.history()[0]["verdict"] == "corrected: db_slow_queries@payments-db"
+    with Store.open(path) as s:
+        assert s.history()[0]["verdict"] == "corrected: db_slow_queries@payments-db"
+
+
+def test_the_signature_can_come_from_the_report_alone(store: Store) -> None:
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG))
+    store.feedback("inv-1", "actual", "db_slow_queries", "payments-db")
+    r = store.advisor().recall(SIG, [("db_slow_queries", "payments-db")])[("db_slow_queries", "payments-db")]
+    assert r.adjust >= 1.0

@@ -1,0 +1,291 @@
+"""The app as an engineer drives it: keys at 80x24 and 120x40, the memory on disk, the chat.
+
+The app is built with the CLI's own factory. Most tests replace the engine at the
+``investigate`` boundary with a scripted stream so hypotheses and timings are exact; the
+bundle tests run the real engine and the real bundle backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from test_tui_support import DEPLOY, POOL, parse, scripted, write_alert, write_bundle
+from textual.widgets import Input, RichLog, Static, TabbedContent
+
+from compass_tui.tui.app import build_app
+from compass_tui.tui.screens.help import HelpScreen
+from compass_tui.tui.screens.verdict import ActualScreen, RejectScreen
+from compass_tui.tui.widgets.evidence import EvidencePane, SeriesChart
+from compass_tui.tui.widgets.header import IncidentHeader
+from compass_tui.tui.widgets.hypotheses import HypothesisList
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def screen_text(app) -> str:
+    """What the terminal shows, as plain text."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def widget_text(widget) -> str:
+    return str(widget.render())
+
+
+def feedback_rows(db: Path) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT verdict, fault, service, reason, note FROM feedback ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+@pytest.fixture
+def alert(tmp_path: Path) -> Path:
+    return write_alert(tmp_path / "alert.json")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_triage_flow_writes_each_verdict_to_the_memory(tmp_path, alert, size):
+    db = tmp_path / "memory.duckdb"
+    app = build_app(parse("--alert", str(alert), "--store", str(db)), investigate=scripted())
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        # ranked: the supported cause first, the disproven one last, dimmed with why
+        hyps = screen.query_one(HypothesisList)
+        assert [h.id for h in hyps.ranked] == [POOL.id, "cpu_saturation@checkout", DEPLOY.id]
+        text = screen_text(app)
+        assert "db_connection_pool_exhaustion@payments" in text
+        assert "87%" in text and "supported" in text
+        assert "memory: seen 3 times, usually confirmed" in text
+        header = widget_text(screen.query_one(IncidentHeader))
+        assert "checkout 5xx above 5%" in header and "done" in header and "memory on" in header
+
+        # Enter opens the evidence: the exact query, the source, and a chart
+        await pilot.press("enter")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "evidence"
+        evidence = screen.query_one(EvidencePane)
+        assert evidence.has_focus
+        shown = "\n".join(widget_text(w) for w in evidence.query(Static))
+        assert 'max by (service) (hikaricp_connections_active{service="payments"})' in shown
+        assert "bundle:test" in shown and "supports" in shown
+        assert len(evidence.query(SeriesChart)) == 1
+
+        # back to the list, confirm the first
+        await pilot.press("escape", "c")
+        await pilot.pause()
+        assert screen.verdicts[POOL.id] == "confirmed"
+
+        # reject the second with a reason
+        await pilot.press("j", "x")
+        await pilot.pause()
+        assert isinstance(app.screen, RejectScreen)
+        await pilot.press(*"cpu was flat", "enter")
+        await pilot.pause()
+        assert screen.verdicts["cpu_saturation@checkout"] == "rejected: cpu was flat"
+
+        # it was actually something else, completed from the catalog, with a note
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ActualScreen)
+        await pilot.press(*"db_sl")
+        await pilot.pause()
+        await pilot.press("right")  # accept the completion
+        await pilot.press(*"@payments-db", "enter")
+        await pilot.pause()
+        await pilot.press(*"killed the long vacuum", "enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, ActualScreen)
+        await pilot.press("q")
+    assert feedback_rows(db) == [
+        ("confirm", "db_connection_pool_exhaustion", "payments", None, None),
+        ("reject", "cpu_saturation", "checkout", "cpu was flat", None),
+        ("actual", "db_slow_queries", "payments-db", None, "killed the long vacuum"),
+    ]
+
+
+async def test_quitting_mid_correction_keeps_what_was_confirmed(tmp_path, alert):
+    db = tmp_path / "memory.duckdb"
+    app = build_app(parse("--alert", str(alert), "--store", str(db)), investigate=scripted())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("c", "a")
+        await pilot.press(*"memory_le")
+        await pilot.pause()
+        assert isinstance(app.screen, ActualScreen)
+        app.exit()  # the engineer closes the terminal halfway through the correction
+    assert feedback_rows(db) == [("confirm", "db_connection_pool_exhaustion", "payments", None, None)]
+
+
+async def test_a_bad_cause_is_refused_with_a_one_line_reason(tmp_path, alert):
+    app = build_app(parse("--alert", str(alert), "--store", str(tmp_path / "m.duckdb")), investigate=scripted())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("a", *"bogus@payments", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ActualScreen)
+        hint = widget_text(app.screen.query_one(".prompt-hint", Static))
+        assert "unknown fault 'bogus'" in hint
+
+
+async def test_verdicts_wait_for_the_report(tmp_path, alert):
+    hold = asyncio.Event()
+    db = tmp_path / "memory.duckdb"
+    app = build_app(parse("--alert", str(alert), "--store", str(db)), investigate=scripted(hold=hold))
+    async with app.run_test(size=(80, 24)) as pilot:
+        for _ in range(20):
+            await pilot.pause()
+            if app.investigation.hypotheses and app.investigation.store_state is not None:
+                break
+        screen = app.investigation
+        assert screen.running and screen.hypotheses
+        await pilot.press("c")
+        await pilot.pause()
+        assert screen.verdicts == {}
+        assert "still running" in screen_text(app)
+        hold.set()
+        await settle(pilot)
+        assert "done" in widget_text(screen.query_one(IncidentHeader))
+
+
+async def test_unreadable_memory_does_not_stop_the_investigation(tmp_path, alert):
+    db = tmp_path / "memory.duckdb"
+    garbage = b"this is not a duckdb file\x00\x01" * 100
+    db.write_bytes(garbage)
+    app = build_app(parse("--alert", str(alert), "--store", str(db)), investigate=scripted())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        assert "memory unavailable:" in widget_text(screen.query_one(IncidentHeader))
+        assert len(screen.query_one(HypothesisList).ranked) == 3
+        await pilot.press("c")
+        await pilot.pause()
+        assert screen.verdicts[POOL.id] == "confirmed (not saved)"
+        assert "Not saved: memory unavailable" in screen_text(app)
+    assert db.read_bytes() == garbage
+
+
+async def test_too_small_terminal_says_so_and_recovers(tmp_path, alert):
+    app = build_app(parse("--alert", str(alert), "--no-store"), investigate=scripted())
+    async with app.run_test(size=(70, 20)) as pilot:
+        await settle(pilot)
+        text = screen_text(app)
+        assert "70x20" in text and "at least 80x24" in text
+        assert "db_connection_pool_exhaustion" not in text
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        await pilot.pause()
+        text = screen_text(app)
+        assert "at least 80x24" not in text
+        assert "db_connection_pool_exhaustion@payments" in text
+
+
+async def test_help_screen_and_export(tmp_path, alert):
+    app = build_app(parse("--alert", str(alert), "--no-store"), investigate=scripted())
+    app.options.export_dir = tmp_path
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        assert "it was actually something else" in screen_text(app)
+        await pilot.press("escape", "e")
+        await pilot.pause()
+        out = tmp_path / "compass-inv-2025-09-08T18:13:27Z-checkout-test.json"
+        assert str(out) in screen_text(app)
+    data = json.loads(out.read_text())
+    assert data["format"] == "compass-investigation/1"
+    assert [h["fault"] for h in data["hypotheses"]] == ["db_connection_pool_exhaustion", "cpu_saturation", "bad_deploy"]
+
+
+async def test_chat_commands(tmp_path):
+    bundle = write_bundle(tmp_path / "bundle")
+    app = build_app(parse("--bundle", str(bundle), "--no-store"), investigate=scripted())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        await pilot.press("slash")
+        assert screen.focused is screen.query_one("#chat-input", Input)
+        log = screen.query_one("#chat-log", RichLog)
+
+        async def ask(line: str) -> str:
+            before = len(log.lines)
+            await pilot.press(*line, "enter")
+            await settle(pilot)
+            return "\n".join(strip.text for strip in log.lines[before:])
+
+        assert "temporal_precedence" in await ask("why 1")
+        assert "no checkout deploy before the onset" in await ask("why not bad_deploy@checkout")
+        assert "never proposed" in await ask("why not dns_failure@checkout")
+        assert "hikaricp_connections_active" in await ask("show payments")
+        promql = await ask('promql sum by (code) (rate(http_requests_total{service="checkout"}[1m]))')
+        assert "ok" in promql and "2 series" in promql and 'code="500"' in promql
+        assert "error" in await ask("promql sum(rate(")
+        logql = await ask('logql {service="checkout"} |= "error"')
+        assert "lines" in logql or "no_data" in logql or "error" in logql
+        assert "why not <fault@service>" in await ask("help")
+        assert "without a model" in await ask("what happened?")
+        runs = screen.run_no
+        await ask("rerun")
+        assert screen.run_no == runs + 1 and len(screen.query_one(HypothesisList).ranked) == 3
+        assert screen.query_one(TabbedContent).active == "chat"
+        await pilot.press("tab")
+        assert screen.focused is screen.query_one(HypothesisList)
+
+
+async def test_real_engine_on_a_bundle_records_the_investigation(tmp_path):
+    bundle = write_bundle(tmp_path / "bundle")
+    db = tmp_path / "memory.duckdb"
+    app = build_app(parse("--bundle", str(bundle), "--store", str(db)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        header = widget_text(screen.query_one(IncidentHeader))
+        assert "checkout 5xx above 5%" in header and "done" in header
+        assert screen.report is not None
+        inv_id = screen.report.investigation_id
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT id FROM investigations").fetchall() == [(inv_id,)]
+    finally:
+        con.close()
+
+
+async def test_an_unreadable_bundle_is_one_line_not_a_crash(tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "bundle.json").write_text("{not json")
+    app = build_app(parse("--bundle", str(broken), "--no-store"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        header = widget_text(app.investigation.query_one(IncidentHeader))
+        assert "stopped:" in header and "broken" in header
+
+
+async def test_nothing_configured_opens_the_demo_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    app = build_app(parse("--no-store"), investigate=scripted())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        header = widget_text(app.investigation.query_one(IncidentHeader))
+        assert "DEMO" in header and "demo incident" in header
+
+
+def test_theme_from_flag_and_no_color(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert build_app(parse("--theme", "light", "--no-store")).theme == "compass-light"
+    assert build_app(parse("--no-store")).theme == "compass-dark"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert build_app(parse("--no-store")).theme == "compass-high-contrast"
