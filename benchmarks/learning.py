@@ -92,6 +92,74 @@ def _options(SimOptions: Any, occ: Occurrence) -> Any:
     return SimOptions(**kw)
 
 
+RECURRENCE_SHIFT_S = 9 * 86400 + 5 * 3600 + 13 * 60
+"""How much later each recurrence happens: days and hours later, on a whole minute so every
+scrape step (15, 20, 30, 60 s) stays on its grid."""
+
+
+def _shift_rfc3339(text: str, dt: float) -> str:
+    from compass_tui.engine.request import format_time, parse_time
+
+    return format_time(parse_time(text) + dt)
+
+
+def _shift_sample(line: str, dt: int) -> str:
+    """``name{labels} value ts`` with ts moved; comments and ``# EOF`` unchanged."""
+    if not line or line.startswith("#"):
+        return line
+    close = line.rfind("}")
+    rest = line[close + 1:].split() if close >= 0 else line.split()[1:]
+    if len(rest) < 2:
+        return line  # no timestamp on this sample
+    head, _, ts = line.rpartition(" ")
+    new = repr(float(ts) + dt) if "." in ts or "e" in ts.lower() else str(int(ts) + dt)
+    return f"{head} {new}"
+
+
+def shift_bundle(src: Path, dst: Path, dt: int) -> Path:
+    """Copy a bundle directory with every timestamp moved ``dt`` seconds later: the same
+    incident recurring at another time."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        data = f.read_bytes()
+        if f.name == "bundle.json":
+            m = json.loads(data)
+            m["window"] = {k: _shift_rfc3339(v, dt) for k, v in m["window"].items()}
+            data = json.dumps(m, indent=1).encode()
+        elif f.name == "incident.json":
+            inc = json.loads(data)
+            for a in inc.get("alerts", []):
+                for k in ("startsAt", "endsAt"):
+                    if a.get(k) and not str(a[k]).startswith("0001"):
+                        a[k] = _shift_rfc3339(a[k], dt)
+            data = json.dumps(inc, indent=1).encode()
+        elif f.name == "metrics.om":
+            out = [_shift_sample(line, dt) for line in data.decode().splitlines()]
+            data = ("\n".join(out) + "\n").encode()
+        elif f.name == "logs.json":
+            body = json.loads(data)
+            for st in body.get("streams", []):
+                st["values"] = [[str(int(v[0]) + dt * 10**9), *v[1:]] for v in st["values"]]
+            data = json.dumps(body, separators=(",", ":")).encode()
+        elif f.name == "traces.json":
+            def shift(obj: Any) -> Any:
+                if isinstance(obj, dict):
+                    return {k: (str(int(v) + dt * 10**9) if k.endswith("UnixNano") else shift(v)) for k, v in obj.items()}
+                if isinstance(obj, list):
+                    return [shift(x) for x in obj]
+                return obj
+            data = json.dumps(shift(json.loads(data)), separators=(",", ":")).encode()
+        elif f.name == "annotations.json":
+            anns = json.loads(data)
+            for a in anns:
+                for k in ("time", "timeEnd"):
+                    if a.get(k) is not None:
+                        a[k] = a[k] + dt * 1000
+            data = json.dumps(anns, indent=1).encode()
+        (dst / f.name).write_bytes(data)
+    return dst
+
+
 def _truth(bundle: Path) -> tuple[str, str]:
     t = json.loads((bundle / "truth.json").read_text())["culprit"]
     return t["fault"], t["service"]
@@ -139,7 +207,15 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
         for i, occ in enumerate(stream):
             bundle = work / f"inc-{i:03d}-{occ.fault}"
             sim = generate(occ.fault, occ.seed, _options(SimOptions, occ))
-            write_bundle(sim, bundle)
+            if occ.k and args.shift:
+                first = work / f"sim-{occ.family}"
+                if not first.exists():
+                    write_bundle(sim, first)
+                shift_bundle(first, bundle, occ.k * RECURRENCE_SHIFT_S)
+            else:
+                write_bundle(sim, bundle)
+                if args.shift:
+                    write_bundle(sim, work / f"sim-{occ.family}")
             truth = _truth(bundle)
             without, _ = asyncio.run(_investigate(bundle, None)) if args.baseline else (None, 0.0)
             report, wall = asyncio.run(_investigate(bundle, store.advisor()))
@@ -162,7 +238,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                 "after_correction": after_correction is not None,
                 "corrected_first": (top == after_correction) if after_correction is not None else None,
                 "memory_note": next((h.memory_note for h in report.hypotheses if _cause(h) == truth), None),
-                "signature": report.signature, "wall_s": round(wall, 3),
+                "started_at": report.incident.started_at, "signature": report.signature, "wall_s": round(wall, 3),
                 "first_hypothesis_s": report.timings.first_hypothesis_s,
             }
             rows.append(row)
@@ -287,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--store", help="memory file to use (default: a fresh one in a temporary directory)")
     r.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the run without memory on each incident")
+    r.add_argument("--no-shift", dest="shift", action="store_false",
+                   help="replay recurrences at the same time instead of days later")
     r.add_argument("--json", action="store_true")
     s = sub.add_parser("speed", help="time the memory at a given size")
     s.add_argument("--investigations", type=int, default=5000)

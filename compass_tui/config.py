@@ -138,6 +138,10 @@ class McpServerConfig(BaseModel):
             out["Authorization"] = f"Bearer {env[var]}"
         return out
 
+    def resolved_url(self, name: str, environ: dict[str, str] | None = None) -> str:
+        """The URL with ``${VAR}`` references resolved (raises SecretMissing)."""
+        return expand_refs(self.url or "", where=f"mcp_servers.{name}.url", environ=environ)
+
     def secret_values(self, name: str) -> list[str]:
         """Values that must never appear in output (resolved secrets), for redaction."""
         vals: list[str] = []
@@ -353,9 +357,11 @@ deadline_s = 60        # stop checking after this long and rank
 # --- Grafana's own MCP server (mcp-grafana): metrics, logs, traces, annotations.
 # Install: pip install mcp-grafana   (or the binary from Grafana's releases)
 # Export GRAFANA_TOKEN (a service account token with Viewer role) before running compass.
+# --disable-write keeps Grafana's write tools unregistered (COMPASS never calls them anyway);
+# --max-loki-log-limit lets one log query return more than the default 100 lines.
 [mcp_servers.grafana]
 command = "mcp-grafana"
-args = ["-t", "stdio"]
+args = ["-t", "stdio", "--disable-write", "--max-loki-log-limit", "5000"]
 env = {{ GRAFANA_URL = "{grafana_url}", GRAFANA_SERVICE_ACCOUNT_TOKEN = "${{GRAFANA_TOKEN}}" }}
 grafana_url = "{grafana_url}"
 # Pin datasources (default: the first Prometheus, Loki and Tempo datasources Grafana lists):

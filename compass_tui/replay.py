@@ -358,11 +358,18 @@ class ReplayTools:
                 raise ToolError(f"querying Prometheus instant: bad_data: {res.error}")
             if res.scalar is not None:
                 return {"data": [_fmt_ts(end), _fmt_value(res.scalar)]}, True
-            data = [
-                {"metric": s.labels, "value": [_fmt_ts(float(s.t[-1])), _fmt_value(float(s.v[-1]))]}
-                for s in res.series
-                if len(s.t)
-            ]
+            if any(len(s.t) > 1 for s in res.series):
+                # a range-vector expression: Prometheus answers a matrix of raw samples
+                data = [
+                    {"metric": s.labels, "values": [[_fmt_ts(t), _fmt_value(v)] for t, v in zip(s.t.tolist(), s.v.tolist())]}
+                    for s in res.series
+                ]
+            else:
+                data = [
+                    {"metric": s.labels, "value": [_fmt_ts(float(s.t[-1])), _fmt_value(float(s.v[-1]))]}
+                    for s in res.series
+                    if len(s.t)
+                ]
         else:
             raise ToolError(f"invalid query type: {qtype}")
         if not data:
@@ -549,7 +556,7 @@ class ReplayTools:
     async def tool_get_annotations(self, args: dict[str, Any]) -> tuple[Any, bool]:
         caps = await self.caps()
         if not caps.annotations:
-            return {"Payload": []}, False
+            raise ToolError(f"annotations: {caps.missing.get('annotations', 'none in this recording')}")
         start = float(args["from"]) / 1000.0 if args.get("from") is not None else self.window[0]
         end = float(args["to"]) / 1000.0 if args.get("to") is not None else self.window[1]
         res = await self.backend.annotations(start, end)
@@ -669,7 +676,10 @@ def build_server(tools: ReplayTools, name: str = "compass-replay"):
     ]
 
     async def on_list_tools(ctx, params) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=tool_list)
+        # a recording without annotations does not pretend to have them (datasources of
+        # missing signals are likewise left out of list_datasources)
+        caps = await tools.caps()
+        return types.ListToolsResult(tools=[t for t in tool_list if t.name != "get_annotations" or caps.annotations])
 
     async def on_call_tool(ctx, params) -> types.CallToolResult:
         try:

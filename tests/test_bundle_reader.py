@@ -65,9 +65,9 @@ def write_bundle(root: Path, **files: object) -> Path:
     return root
 
 
-def pack(src: Path, dest: Path, top: str | None = None) -> Path:
+def pack(src: Path, dest: Path, top: str | None = None, mode: str = "w:gz") -> Path:
     """Pack a bundle directory as .tar.gz, its files at the top or inside folder ``top``."""
-    with tarfile.open(dest, "w:gz") as tar:
+    with tarfile.open(dest, mode) as tar:
         for p in sorted(src.iterdir()):
             tar.add(p, arcname=f"{top}/{p.name}" if top else p.name)
     return dest
@@ -100,14 +100,17 @@ def test_directory_bundle_opens_with_manifest_and_incident(tmp_path):
         b.close()
 
 
-@pytest.mark.parametrize("top", [None, "example-incident"])
-async def test_tar_gz_bundle_flat_or_in_one_folder(tmp_path, top):
+@pytest.mark.parametrize(
+    "top, name, mode",
+    [(None, "inc.tar.gz", "w:gz"), ("example-incident", "inc.tar.gz", "w:gz"), ("x", "inc.tar", "w")],
+)
+async def test_archive_bundle_flat_or_in_one_folder(tmp_path, top, name, mode):
     src = write_bundle(tmp_path / "src")
-    archive = pack(src, tmp_path / "inc.tar.gz", top)
+    archive = pack(src, tmp_path / name, top, mode)
     b = open_bundle(archive)
     extracted = b._loc.tmpdir
     try:
-        assert b.source == "bundle:inc.tar.gz"
+        assert b.source == f"bundle:{name}"
         assert await b.metric_names() == ["up"]
         assert b.files()["metrics.om"] == METRICS.encode()
     finally:

@@ -148,6 +148,19 @@ def test_a_cause_outside_the_catalog_is_proposed_on_recurrence(store: Store) -> 
     assert store.advisor().proposals(SIG.model_copy(update={"service": "search"})) == []
 
 
+def test_a_catalog_cause_compass_missed_is_proposed_but_one_it_found_is_not(store: Store) -> None:
+    # Corrected to a cause the agents did not rank first: proposed, so the engine lists it
+    # even when its own checks ruled it out or never raised it.
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "actual", "cache_failure", "redis-sessions")
+    assert [(p.fault, p.service) for p in store.advisor().proposals(SIG)] == [("cache_failure", "redis-sessions")]
+    # Confirmed where COMPASS already ranked it first: the agents find it by themselves.
+    other = SIG.model_copy(update={"service": "frontend"})
+    store.record_investigation(make_report("inv-2", ENGINE_WRONG, sig=other), other)
+    store.feedback("inv-2", "confirm", "bad_deploy", "checkout")
+    assert store.advisor().proposals(other) == []
+
+
 def test_feedback_on_an_unknown_investigation_is_a_one_line_error(store: Store) -> None:
     with pytest.raises(UnknownInvestigation) as e:
         store.feedback("inv-nope", "confirm", "bad_deploy", "checkout")
@@ -308,3 +321,18 @@ def test_the_signature_can_come_from_the_report_alone(store: Store) -> None:
     store.feedback("inv-1", "actual", "db_slow_queries", "payments-db")
     r = store.advisor().recall(SIG, [("db_slow_queries", "payments-db")])[("db_slow_queries", "payments-db")]
     assert r.adjust >= 1.0
+
+
+def test_opening_the_same_file_twice_in_a_process_shares_one_connection(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    writer = Store.open(path)
+    reader = Store.open(path, read_only=True)  # e.g. the history screen while the app records
+    writer.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    assert [h["investigation_id"] for h in reader.history()] == ["inv-1"]
+    with pytest.raises(StoreUnavailable, match="opened read-only"):
+        reader.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+    reader.close()
+    writer.feedback("inv-1", "confirm", "bad_deploy", "checkout")  # still open for the writer
+    writer.close()
+    code = "import duckdb,sys; duckdb.connect(sys.argv[1]).close()"
+    assert subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 0  # released

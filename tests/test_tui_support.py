@@ -158,3 +158,11 @@ def scripted(*, with_report: bool = True, hold=None):
             yield event
 
     return investigate
+
+
+def simulated_bundle(out: Path, fault: str = "db_connection_pool_exhaustion", seed: int = 3) -> Path:
+    """An incident from the project's own simulator (small: six services)."""
+    from compass_tui.sim import SimOptions, generate
+    from compass_tui.sim import write_bundle as write_sim_bundle
+
+    return write_sim_bundle(generate(fault, seed, SimOptions(services=6)), out)

@@ -33,12 +33,12 @@ def _demo_json(args: argparse.Namespace) -> int:
     """Run the demo investigation headless and print its compass-investigation/1 report."""
     from compass_tui.engine import run_to_report  # noqa: PLC0415
     from compass_tui.engine.deps import EngineDeps  # noqa: PLC0415
-    from compass_tui.tui.session import AppOptions, Source, SourceError, open_source, open_store  # noqa: PLC0415
-
-    from compass_tui.tui.session import DEMO_BUNDLE, resolve_options  # noqa: PLC0415
+    # The session module is plain Python: the headless demo never loads Textual.
+    from compass_tui.tui import session  # noqa: PLC0415
+    from compass_tui.tui.session import AppOptions, Source, SourceError, open_source, open_store, resolve_options  # noqa: PLC0415
 
     options: AppOptions = resolve_options(args, demo=True)
-    options.source = Source("demo", str(DEMO_BUNDLE), "demo")
+    options.source = Source("demo", str(session.DEMO_BUNDLE), "demo")
 
     async def go() -> int:
         try:

@@ -606,9 +606,13 @@ def _own_errors(ctx: Ctx, svc: str, t_change: float):
 
 
 def _frag(line: str) -> str:
-    s = re.sub(r'["\\]', "", line)
-    words = [w for w in re.findall(r"[A-Za-z][A-Za-z.$_]{3,}", s) if not re.match(r"(ts|level|msg|error|info|warn)$", w, re.I)]
-    return " ".join(words[:3])[:60] if words else s[:40]
+    """A literal piece of the line that identifies its template (for a |= filter)."""
+    pieces = re.findall(r"[A-Za-z][A-Za-z0-9.$_:;,()' -]{6,80}", line)
+    pieces = [p.strip() for p in pieces if not re.match(r"(ts|time|level|msg)\b", p.strip(), re.I)]
+    pieces = [p for p in pieces if len(p) >= 6 and '"' not in p]
+    if not pieces:
+        return line.strip()[:40].replace('"', "")
+    return max(pieces, key=len)[:60].strip()
 
 
 def _surge(ctx: Ctx) -> list[Candidate]:

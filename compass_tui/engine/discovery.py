@@ -20,6 +20,8 @@ from compass_tui.engine.timeseries import Grid
 SERVICE_LABELS = ("service", "service_name", "job", "app", "container")
 EXTRA_SERVICE_LABELS = ("app_kubernetes_io_name", "k8s_deployment_name", "deployment", "workload", "application")
 POD_LABELS = ("pod", "k8s_pod_name", "pod_name")
+HOST_LABELS = ("node", "nodename", "kubernetes_node", "host", "hostname", "instance")
+HOST_FAMILIES = {"retrans", "outsegs", "net_drop", "fs_avail", "fs_size"}
 STATUS_LABELS = ("code", "status", "status_code", "http_response_status_code", "http_status_code", "response_code", "grpc_code", "outcome")
 PEER_LABELS = ("server_address", "peer_service", "net_peer_name", "server", "target", "upstream", "peer", "destination_service", "host")
 POOL_LABELS = ("pool", "pool_name", "db_name", "name", "datasource")
@@ -86,6 +88,7 @@ FAMILIES: dict[str, list[str]] = {
     "redis_evicted": [r"redis_evicted_keys_total"],
     "cache_generic_hits": [r"[a-z0-9_]*cache_hits_total"], "cache_generic_misses": [r"[a-z0-9_]*cache_misses_total"],
     "up": [r"up"],
+    "pod_info": [r"kube_pod_info"],
     "client_count": [r"http_client_request_duration_seconds_count", r"http_client_requests_seconds_count", r"http_client_duration_milliseconds_count", r"http_client_duration_seconds_count", r"grpc_client_handled_total"],
     "client_sum": [r"http_client_request_duration_seconds_sum", r"http_client_requests_seconds_sum", r"http_client_duration_milliseconds_sum", r"http_client_duration_seconds_sum"],
     "build_info": [r"build_info", r"[a-z0-9_]+_build_info", r"target_info", r"app_info", r"service_info", r"version_info"],
@@ -187,10 +190,10 @@ def choose_service_label(info: MetricInfo, known: set[str]) -> str | None:
             return best
     for l in candidates:
         vals = info.label_values[l]
-        if len(vals) == 1 and EXPORTER_JOBS.search(next(iter(vals))) and len(candidates) > 1:
+        if len(vals) == 1 and EXPORTER_JOBS.search(next(iter(vals))):
             continue
         return l
-    return candidates[0]
+    return None
 
 
 def sel(name: str, matchers: str = "") -> str:
@@ -207,6 +210,8 @@ class Discovery:
         step = grid.step
         self.rw = f"{int(max(4 * step, 60))}s"
         self.agent = "discovery"
+        self.pod_info: list[dict[str, str]] = []
+        self.host_map: dict[str, set[str]] = {}
 
     # ---------------------------------------------------------------- metadata
 
@@ -232,6 +237,8 @@ class Discovery:
                     if k == "__name__":
                         continue
                     info.label_values.setdefault(k, set()).add(v)
+            if "pod_info" in fams:
+                self.pod_info = labelsets[:50000]
             if info.label_values or labelsets:
                 st.metrics[name] = info
 
@@ -240,16 +247,40 @@ class Discovery:
         known = set(extra_services)
         for fam in ("requests", "latency_hist", "latency_sum", "latency_summary"):
             for info in st.all(fam):
-                for l in SERVICE_LABELS:
-                    if l in info.label_values:
-                        vals = info.label_values[l]
-                        if not (len(vals) == 1 and EXPORTER_JOBS.search(next(iter(vals)))):
-                            known |= vals
-                            break
+                # the service label of request metrics: in the usual order, but a label with a
+                # single value (a scrape job like "kubernetes-pods") yields to one naming many
+                cands = [l for l in SERVICE_LABELS + EXTRA_SERVICE_LABELS if l in info.label_values
+                         and not (len(info.label_values[l]) == 1 and EXPORTER_JOBS.search(next(iter(info.label_values[l]))))]
+                if not cands:
+                    continue
+                most = max(len(info.label_values[l]) for l in cands)
+                pick = next(l for l in cands if len(info.label_values[l]) == most or len(info.label_values[l]) > 1)
+                known |= info.label_values[pick]
         for info in st.metrics.values():
             info.svc_label = choose_service_label(info, known)
+            if info.svc_label is None and HOST_FAMILIES & set(info.families):
+                info.svc_label = next((l for l in HOST_LABELS if l in info.label_values), None)
         st.services = known
+        self._host_map(known)
         return st
+
+    def _host_map(self, known: set[str]) -> None:
+        """host (node name, pod IP) -> services running there, from kube_pod_info-like series."""
+        hm: dict[str, set[str]] = {}
+        for ls in self.pod_info:
+            pod = next((ls[l] for l in POD_LABELS if ls.get(l)), None)
+            if not pod:
+                continue
+            svc = next((ls[l] for l in ("container", "created_by_name", "app") if ls.get(l) in known), None)
+            svc = svc or service_from_pod(pod)
+            for hl in ("node", "host_ip", "pod_ip", "nodename"):
+                if ls.get(hl):
+                    hm.setdefault(ls[hl], set()).add(svc)
+        self.host_map = hm
+
+    def host_services(self, host: str) -> set[str]:
+        h = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        return self.host_map.get(h) or self.host_map.get(host) or set()
 
     # ---------------------------------------------------------------- signal queries
 
@@ -265,17 +296,24 @@ class Discovery:
     async def _per_service(self, signal: str, promql: str, svc_label: str, sub_label: str | None = None,
                            transform=None) -> dict[str, SigSeries]:
         out: dict[str, SigSeries] = {}
+        by_host = svc_label in HOST_LABELS and svc_label not in SERVICE_LABELS
         for s in await self._series(promql):
-            svc = s.labels.get(svc_label)
-            if not svc:
+            name = s.labels.get(svc_label)
+            if not name:
                 continue
             sub = s.labels.get(sub_label) if sub_label else None
             vals = self.grid.align(s.t, s.v)
             if transform is not None:
                 vals = transform(vals)
-            ss = SigSeries(signal, svc, vals, promql, sub)
-            self.stack.add(ss)
-            out[svc if sub is None else f"{svc}|{sub}"] = ss
+            # a host-level series speaks for every service on that host; keep the worst host
+            for svc in (sorted(self.host_services(name)) if by_host else [name]):
+                key = svc if sub is None else f"{svc}|{sub}"
+                prev = out.get(key)
+                if prev is not None and np.nanmax(np.abs(np.nan_to_num(prev.values))) >= np.nanmax(np.abs(np.nan_to_num(vals))):
+                    continue
+                ss = SigSeries(signal, svc, vals, promql, sub)
+                self.stack.add(ss)
+                out[key] = ss
         return out
 
     def _svc(self, info: MetricInfo) -> str | None:

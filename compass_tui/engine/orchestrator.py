@@ -107,6 +107,8 @@ class _Run:
         if caps is not None:
             for signal, reason in caps.missing.items():
                 self.degrade(signal, reason)
+        for signal, reason in getattr(backend, "degraded", []) or []:
+            self.degrade(signal, reason)
         have_metrics = caps is None or caps.metrics
         have_logs = caps is not None and caps.logs
         have_traces = caps is not None and caps.traces
@@ -178,8 +180,8 @@ class _Run:
         run_checks(ctx, cands)
         self.signature = self._signature(ctx)
         hyps = self._with_memory(cands)
-        hyps = [h for h in hyps if h.confidence >= 0.05 or h.status != "disproven"]
-        ranked = rank(hyps)
+        ranked = rank(hyps)[:40]
+        await self._verify_log_evidence(ranked[:6])
         for h in ranked:
             self.events.put_nowait(HypothesisUpdated(hypothesis=h, at_s=self.at()))
         if self.runner.budget_note:
@@ -190,6 +192,24 @@ class _Run:
         for agent, cost in self.runner.costs.items():
             self.events.put_nowait(CostSpent(agent=agent, cost=cost, total_usd=0.0, budget_usd=self.deps.budget.max_usd))
         self.report = self._report(ranked)
+
+    async def _verify_log_evidence(self, hyps) -> None:
+        """Run each cited log query of the leading hypotheses, so the evidence names a query
+        that really ran and says what it returned."""
+        g_start, g_end = self.request.window_start, self.request.window_end
+        for h in hyps:
+            for e in h.evidence:
+                if e.kind != "log" or not e.query.startswith("{"):
+                    continue
+                try:
+                    r = await self.runner.logs(h.agent or "application", e.query, g_start, g_end, limit=1000)
+                except BudgetExhausted:
+                    return
+                if r is None or r.status == "error":
+                    e.summary += " (the query could not be re-run)"
+                else:
+                    more = "+" if r.truncated else ""
+                    e.summary += f"; the query returns {len(r.lines)}{more} lines in the window"
 
     def _emit_added(self, c: Candidate) -> None:
         if self.first_hypothesis_s is None:

@@ -114,11 +114,12 @@ def deploy(m: Model, svc: str, t_idx: int, who: str | None = None, annotate: boo
         at = min(m.n, t_idx + (k * rollout) // max(1, len(live)))
         if m.kube:
             np_ = Pod(svc, f"{svc}-{h}-{names.pod_suffix(rng)}", at, m.n, new, rng.choice(m.nodes), names.private_ip(rng))
-        else:
-            # VMs keep their address; the version label changes at the restart.
-            np_ = Pod(svc, p.name, at, m.n, new, p.node, p.ip)
-        p.end = min(p.end, at + (1 if m.kube else 0))
-        new_pods.append(np_)
+            p.end = min(p.end, at + 1)
+            new_pods.append(np_)
+        elif at < m.n:
+            # VMs keep their address: the process restarts in place with the new version.
+            p.version_changes.append((at, new))
+            p.restarts.append(at)
     m.pods[svc].extend(new_pods)
     t = float(m.ts[min(t_idx, m.n - 1)]) + rng.uniform(0, m.step)
     m.events.append(Event(t, "deploy", svc, data={"version": new, "old": old, "annotate": annotate,
@@ -216,30 +217,36 @@ def _memory_leak(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict
     pods = [p for p in m.pods[c] if p.start <= o < p.end]
     ooms = []
     m.leak = getattr(m, "leak", {})
+    crash = np.zeros(m.n)
+    # After a restart the pod refills faster: it takes back its share of traffic at once.
+    refill = rng.uniform(1.5, 4.0) * k ** 0.5
     for j, p in enumerate(pods):
-        # Pods started at different times, so they reach the limit at different times.
-        shift = 0 if j == 0 else rng.randint(0, max(1, int(grow_min * 60 / m.step * 0.6)))
+        # Pods started at different times, so they reach the limit a few minutes apart.
+        shift = 0 if j == 0 else rng.randint(-max(1, int(240 / m.step)), max(1, int(480 / m.step)))
         start = leak_start + shift
         extra = np.zeros(m.n)
-        cur = start
+        cur, r_ = start, rate
         while cur < m.n:
-            full = cur + int((lim - base) / rate / m.step)
+            full = cur + max(1, int((lim - base) / r_ / m.step))
             seg_end = min(m.n, full)
             idx = np.arange(max(0, cur), seg_end)
-            extra[idx] = rate * (idx - cur) * m.step
+            extra[idx] = r_ * (idx - cur) * m.step
             if full >= m.n:
                 break
-            restart(m, c, p, full, "OOMKilled", down_samples=max(1, int(rng.uniform(20, 70) / m.step)))
+            down = max(1, int(rng.uniform(20, 90) * (1 + len(ooms) * 0.5) / m.step))
+            restart(m, c, p, full, "OOMKilled", down_samples=down)
+            crash[full:full + 1] += 0.5 / max(1, len(pods))
             ooms.append(int(full))
-            cur = full + max(1, int(rng.uniform(10, 40) / m.step))
+            cur = full + down
+            r_ = rate * refill
         m.leak[p.name] = extra
-    # GC pressure as the heap fills makes the service slower before it dies.
+    # Requests in flight on a killed pod fail; GC pressure slows the service as memory fills.
+    m.add_err(c, "oom", np.clip(crash, 0, 1))
     fill = np.zeros(m.n)
     for p in pods:
         fill = np.maximum(fill, (base + m.leak[p.name]) / lim)
-    m.lat_mult[c] = m.lat_mult[c] * (1 + np.clip((fill - 0.8) * 6 * k, 0, 4))
-    if svc.lang != "java":
-        m.add_err(c, "oom", np.zeros(m.n))
+    gc = 3 if svc.lang in ("java", "node") else 1.5
+    m.lat_mult[c] = m.lat_mult[c] * (1 + np.clip((fill - 0.75) * gc * 4 * k, 0, 6))
     return {"variant": rng.choice(["unbounded-cache", "listener-leak", "goroutine-leak" if svc.lang == "go" else "session-map"]),
             "grow_minutes": round(grow_min, 1), "oom_at": [int(m.ts[i]) for i in sorted(ooms)[:6]]}
 
@@ -252,9 +259,12 @@ def _pool_exhaustion(m: Model, c: str, o: int, k: float, rng: random.Random) -> 
     rho = {0.45: rng.uniform(1.02, 1.1), 1.0: rng.uniform(1.15, 1.4), 2.0: rng.uniform(1.5, 2.5)}[k]
     if variant == "connection-leak":
         lead = int(rng.uniform(8, 40) * 60 / m.step)
-        # Leaked connections climb until the pool is full at onset, then stay over it.
+        reps = m.topo.services[c].replicas
+        used = float(np.percentile(m.pool_active.get(i, np.zeros(1)), 90)) / reps if i in m.pool_active else 0.0
+        # Leaked connections climb so the pool fills exactly at onset, then keep leaking.
         r = np.clip((np.arange(m.n) - (o - lead)) / max(1, lead), 0, None)
-        m.pool_leak[i] = m.pool_leak[i] + e.pool_max * rho * np.minimum(r, 1.0 + 0.2 * np.maximum(0, r - 1))
+        room = max(1.0, e.pool_max - used)
+        m.pool_leak[i] = m.pool_leak[i] + room * np.where(r <= 1, r * 0.97, 0.97 + (rho - 0.97) * np.minimum(1, (r - 1) * 4))
     else:
         # Connections held while the app does slow work outside the database.
         hold = rho * 6 * max(1.0, e.pool_max * m.topo.services[c].replicas / max(1e-6, float(np.median(m.edge_rps[i] * m.db_lat[e.callee]))) / 6)
@@ -536,7 +546,9 @@ def add_decoys(m: Model, fault: str, culprit: str, onset: int, rng: random.Rando
                 restart(m, svc, p, t, rng.choice(["Error", "Completed", "liveness probe failed"]))
                 out.append({"kind": kind, "svc": svc, "t": iso(t), "pod": p.name})
         elif kind == "cpu_high_flat":
-            m.cpu_extra[svc] = m.cpu_extra[svc] + m.cpu_limit_pod[svc] * topo.services[svc].replicas * rng.uniform(0.3, 0.5)
+            limit = m.cpu_limit_pod[svc] * topo.services[svc].replicas
+            now = float(np.percentile(m.util[svc], 95)) if hasattr(m, "util") else 0.5
+            m.cpu_extra[svc] = m.cpu_extra[svc] + max(0.0, rng.uniform(0.72, 0.85) - now) * limit
             out.append({"kind": kind, "svc": svc})
         elif kind == "pool_high_flat":
             dbe = [e for e in topo.edges if e.kind == "db" and e.caller != culprit]

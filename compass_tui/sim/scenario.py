@@ -130,11 +130,20 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
     topo = build_topology(rng, n_services, vocab)
     detail = "full" if len(topo.services) <= 20 else "medium" if len(topo.services) <= 80 else "lean"
 
-    step = options.step or rng.choice([15, 15, 15, 20, 30, 30, 60] if detail != "lean" else [30, 60, 60])
-    max_min = {"full": 180, "medium": 150, "lean": 90}[detail]
-    if step <= 15:
-        max_min = min(max_min, 100)
-    window_min = rng.uniform(45, max_min)
+    # Window and step: 45-180 minutes, with the sample count bounded by the fleet size so a
+    # bundle stays example-sized (a few MB to ~15 MB for 8-30 services).
+    n_svc = len(topo.services)
+    max_samples = int(min(360, max(90, 3600 / max(8, n_svc))))
+    window_min = rng.uniform(45, {"full": 180, "medium": 150, "lean": 90}[detail])
+    if options.step:
+        step = options.step
+        window_min = max(45.0, min(window_min, max_samples * step / 60))
+    else:
+        steps = [15, 15, 15, 20, 30, 30, 60] if detail != "lean" else [30, 60, 60]
+        rng.shuffle(steps)
+        fitting = [x for x in steps if window_min * 60 / x <= max_samples]
+        step = fitting[0] if fitting else 60
+        window_min = max(45.0, min(window_min, max_samples * step / 60))
     n = max(20, int(window_min * 60 / step))
     onset = int(n * rng.uniform(0.55, 0.85))
     # Past dates across two years, aligned to the step like a real scrape grid.
@@ -170,18 +179,33 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
                   cadvisor_job=rng.random() < 0.3, status_label=status_label,
                   node_style=rng.choice(["aws", "gke", "aks", "onprem"]),
                   env=rng.choice(["prod", "production", "prd", "live"]),
-                  counter_type_for_netstat=rng.choice(["unknown", "counter"]))
+                  counter_type_for_netstat="unknown")
 
-    model = Model(topo, rng, start, step, n)
-    F.init_pods(model, kube, names.version_scheme(rng), style.node_style, date)
-    culprit = F.pick_culprit(model, fault, rng)
+    # Build the system, add noise and the fault. A fault that pages nobody is not an incident:
+    # if nothing crosses an alerting threshold, the same scenario is replayed one notch more severe.
+    import copy
     severity = rng.choices(["subtle", "moderate", "severe"], [0.25, 0.5, 0.25])[0]
-    decoys = F.add_decoys(model, fault, culprit, onset, rng)
-    model.propagate()  # a first pass so faults can size themselves against the baseline
-    fault_params = F.inject(model, fault, culprit, onset, severity, rng)
-    model.propagate()
-
-    alerted, alert_name, alert_at = _alert(model, topo, culprit, onset, rng)
+    vscheme = names.version_scheme(rng)
+    levels = ["subtle", "moderate", "severe"]
+    base_topo = copy.deepcopy(topo)
+    sub_seed = rng.getrandbits(63)
+    for attempt in range(3):
+        topo = copy.deepcopy(base_topo)
+        srng = random.Random(sub_seed)
+        model = Model(topo, srng, start, step, n)
+        F.init_pods(model, kube, vscheme, style.node_style, date)
+        culprit = F.pick_culprit(model, fault, srng)
+        decoys = F.add_decoys(model, fault, culprit, onset, srng)
+        model.propagate()  # a first pass so faults can size themselves against the baseline
+        fault_params = F.inject(model, fault, culprit, onset, severity, srng)
+        model.propagate()
+        found = _alert(model, topo, culprit, onset, srng)
+        if found is not None or severity == "severe":
+            break
+        severity = levels[levels.index(severity) + 1]
+    if found is None:
+        found = _fallback_alert(model, topo, onset, srng)
+    alerted, alert_name, alert_at = found
     title = f"{vocab if vocab != 'generic' else topo.namespace} incident {seed}"
     return SimIncident(fault=fault, seed=seed, options=options, topo=topo, model=model, style=style,
                        culprit=culprit, onset=onset, severity=severity, fault_params=fault_params,
@@ -200,7 +224,13 @@ def _draw_size(rng: random.Random) -> int:
     return rng.randint(35, 80)
 
 
-def _alert(m: Model, topo: Topology, culprit: str, onset: int, rng: random.Random) -> tuple[str, str, float]:
+def _fallback_alert(m: Model, topo: Topology, onset: int, rng: random.Random) -> tuple[str, str, float]:
+    """A page for the most changed service when no threshold was crossed."""
+    nm = max(topo.apps(), key=lambda a: float(np.mean(m.lat[a][onset:]) / max(1e-9, np.mean(m.lat[a][:onset]))))
+    return nm, "HighLatency", min(float(m.ts[-1]), float(m.ts[onset]) + rng.uniform(180, 600))
+
+
+def _alert(m: Model, topo: Topology, culprit: str, onset: int, rng: random.Random) -> tuple[str, str, float] | None:
     """Pick the service an alert rule fires on and when (``for:`` after the condition holds)."""
     pre = slice(max(0, onset - int(1800 / m.step)), max(1, onset - 1))
     cands: list[tuple[float, str, str, int]] = []
@@ -217,9 +247,7 @@ def _alert(m: Model, topo: Topology, culprit: str, onset: int, rng: random.Rando
                 strength = float(np.mean(series[first:first + max(2, int(600 / m.step))])) / thr
                 cands.append((strength, nm, kind, first))
     if not cands:
-        # A subtle fault still pages someone: the most changed service, a little later.
-        nm = max(topo.apps(), key=lambda a: float(np.mean(m.lat[a][onset:]) / max(1e-9, np.mean(m.lat[a][:onset]))))
-        return nm, "HighLatency", float(m.ts[onset]) + rng.uniform(180, 600)
+        return None
     weights = []
     for strength, nm, kind, first in cands:
         w = min(3.0, strength)

@@ -44,6 +44,15 @@ class Pod:
     node: str
     ip: str
     restarts: list[int] = field(default_factory=list)  # sample indices of container restarts
+    version_changes: list[tuple[int, str]] = field(default_factory=list)  # in-place upgrades (VMs)
+
+    def version_at(self, i: int) -> str:
+        """The version this instance runs at sample ``i``."""
+        v = self.version
+        for at, new in self.version_changes:
+            if i >= at:
+                v = new
+        return v
 
 
 @dataclass
@@ -169,6 +178,28 @@ class Model:
             per_pod = demand / svc.replicas / rng.uniform(0.15, 0.6)
             self.cpu_limit_pod[nm] = max(0.1, round(per_pod * 4) / 4 if per_pod > 0.25 else round(per_pod, 2))
         self.base_rps = {nm: float(np.mean(v)) for nm, v in self.rps.items()}
+        self._calibrate()
+
+    def _calibrate(self) -> None:
+        """Size pools and timeouts so the healthy baseline is healthy, as operators tune them."""
+        rng, topo = self.rng, self.topo
+        nice = [5, 8, 10, 12, 16, 20, 25, 30, 32, 40, 50, 64, 80, 100, 128, 150, 200, 256, 300, 400, 500]
+        for e in topo.edges:
+            if e.kind != "db":
+                continue
+            reps = topo.services[e.caller].replicas
+            demand = float(np.percentile(self.edge_rps[self.eid(e)], 95)) * self.base_lat[e.callee] * 1.3 / reps + 0.4
+            want = demand / rng.uniform(0.15, 0.6)
+            e.pool_max = max(e.pool_max if e.pool_max >= want else 0, next((x for x in nice if x >= want), 500))
+        for _ in range(2):
+            self.propagate()
+            for e in topo.edges:
+                if e.kind not in ("rpc", "external"):
+                    continue
+                lat = float(np.percentile(self.lat[e.callee], 95))
+                p999 = lat * math.exp(3.1 * self.sigma.get(e.callee, 0.5))
+                if e.timeout < p999 * 2:
+                    e.timeout = next((x for x in [1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 30.0, 60.0] if x >= p999 * 2), 60.0)
 
     def add_err(self, name: str, cause: str, ratio: np.ndarray) -> None:
         """Add an error cause on a service's own code path."""
@@ -217,7 +248,7 @@ class Model:
                     base_hit = float(np.median(self.cache_hit[e.callee]))
                     for de in topo.out_edges(e.caller):
                         if de.kind == "db" and de.callee == cache.backing_db:
-                            self.cache_miss_extra[self.eid(de)] = e.fanout * np.maximum(0.0, (1 - hit) - (1 - base_hit)) * 0.9
+                            self.cache_miss_extra[self.eid(de)] = e.fanout * np.maximum(0.0, (1 - hit) - (1 - base_hit)) * 2.0
         self._rates_only()
         # CPU demand and saturation.
         self.cpu_demand: dict[str, np.ndarray] = {}
@@ -232,12 +263,18 @@ class Model:
         # Databases: load and latency.
         self.db_qps: dict[str, np.ndarray] = {}
         self.db_lat: dict[str, np.ndarray] = {}
+        if not hasattr(self, "db_rho0"):
+            self.db_rho0: dict[str, float] = {}
+            self.db_base_qps: dict[str, float] = {}
         for db in topo.of_kind(*DATABASES):
             qps = self.rps[db]
-            base = max(1e-6, float(np.median(qps)))
+            base = self.db_base_qps.setdefault(db, max(1e-6, float(np.median(qps))))
             load = np.clip(qps / base, 0.2, 20)
             self.db_qps[db] = qps
-            self.db_lat[db] = self.base_lat[db] * self.db_lat_mult[db] * (1 + 0.25 * np.maximum(0, load - 1) ** 1.3) * self._noise(0.05)
+            # Queueing: latency grows as utilisation approaches 1 (M/M/1-like), capped.
+            rho0 = self.db_rho0.setdefault(db, self.rng.uniform(0.15, 0.45))
+            rho = np.minimum(0.97, rho0 * load)
+            self.db_lat[db] = self.base_lat[db] * self.db_lat_mult[db] * np.minimum(30.0, (1 - rho0) / (1 - rho)) * self._noise(0.05)
         # Latency and errors, callees first.
         self.lat: dict[str, np.ndarray] = {}
         self.err: dict[str, np.ndarray] = {}
@@ -249,6 +286,7 @@ class Model:
         self.pool_timeouts: dict[int, np.ndarray] = {}
         self.pool_max_total: dict[int, int] = {}
         self.sat_err: dict[str, np.ndarray] = {}
+        self.own_lat: dict[str, np.ndarray] = {}
         for nm in reversed(topo.order):
             svc = topo.services[nm]
             if svc.kind == EXTERNAL:
@@ -270,6 +308,7 @@ class Model:
             util = self.util[nm]
             sat = 1 + np.maximum(0, util - 0.75) * 2.5 + np.maximum(0, util - 1.0) * 8
             lat = (self.base_lat[nm] * self._noise(0.05)) * self.lat_mult[nm] * sat + self.lat_add[nm]
+            self.own_lat[nm] = lat.copy()
             own = np.zeros(n)
             for arr in self.err_own[nm].values():
                 own = own + arr

@@ -251,6 +251,19 @@ def build_topology(rng: random.Random, n_services: int, vocab: str) -> Topology:
             svc.tls = tls_fleet and rng.random() < 0.8
             svc.has_volume = rng.random() < 0.25
 
+    # A client's pools need distinct names (Hikari numbers them per process).
+    for client in {e.caller for e in edges if e.kind == "db"}:
+        seen: set[str] = set()
+        k = 1
+        for e in edges:
+            if e.caller == client and e.kind == "db":
+                if e.pool_lib == "hikaricp":
+                    e.pool_name = f"HikariPool-{k}"
+                    k += 1
+                while e.pool_name in seen:
+                    e.pool_name += "-2"
+                seen.add(e.pool_name)
+
     order = apps + [d for d in services if services[d].kind in (POSTGRES, MYSQL)] + \
         [c for c in services if services[c].kind == REDIS] + \
         [x for x in services if services[x].kind == EXTERNAL] + [dns_name]
@@ -263,7 +276,7 @@ def build_topology(rng: random.Random, n_services: int, vocab: str) -> Topology:
 
 def _rpc_edge(rng: random.Random, caller: str, callee: str, services: dict[str, Service],
               tls_fleet: bool) -> Edge:
-    return Edge(caller, callee, "rpc", fanout=rng.choice([0.3, 0.5, 1.0, 1.0, 1.0, 1.5, 2.0, 3.0]),
+    return Edge(caller, callee, "rpc", fanout=rng.choice([0.2, 0.3, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 1.5, 2.0]),
                 weight=rng.uniform(0.35, 1.0), propagate=rng.uniform(0.5, 1.0),
                 timeout=rng.choice([1.0, 2.0, 3.0, 5.0, 10.0, 30.0]),
                 tls=tls_fleet and rng.random() < 0.85, retries=rng.choice([0, 0, 1, 2, 3]))
@@ -274,6 +287,6 @@ def _db_edge(rng: random.Random, client: str, db: str, services: dict[str, Servi
     lib = _POOL_FOR_LANG.get(lang, "otel") if rng.random() < 0.85 else rng.choice(["hikaricp", "go_sql", "otel"])
     pool_name = {"hikaricp": f"HikariPool-{rng.randint(1, 2)}", "go_sql": db,
                  "otel": rng.choice([db, f"{db}-pool", f"{client}-{services[db].kind}"])}[lib]
-    return Edge(client, db, "db", fanout=rng.uniform(1, 6), weight=rng.uniform(0.7, 1.0),
+    return Edge(client, db, "db", fanout=rng.uniform(0.5, 4), weight=rng.uniform(0.7, 1.0),
                 propagate=rng.uniform(0.7, 1.0), timeout=rng.choice([5.0, 10.0, 30.0]),
                 pool_lib=lib, pool_max=rng.choice([10, 10, 16, 20, 25, 32, 50]), pool_name=pool_name)

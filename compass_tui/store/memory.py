@@ -63,6 +63,7 @@ class CauseTally:
     penalty: float = 0.0
     resolved: float = 0.0  # weighted count of incidents whose cause this was
     resolved_n: int = 0
+    taught_n: int = 0  # answers COMPASS had not ranked first (corrections)
     rejected_n: int = 0
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -102,6 +103,7 @@ def recollect(past: list[dict[str, Any]], sig: Signature) -> Recollection:
             t.gain += w * (CONFIRM_GAIN if cause == top else CORRECTION_GAIN)
             t.resolved += w
             t.resolved_n += 1
+            t.taught_n += cause != top
             rec.resolved_total += w
             for v in inv["verdicts"]:
                 if (v["fault"], v["service"]) == cause and v["note"]:
@@ -176,13 +178,17 @@ class StoreAdvisor:
         return out
 
     def proposals(self, signature: Signature) -> list[ProposedCause]:
-        """Causes outside the catalog (``other:<slug>``) the engineer named for matching
-        incidents, most often named first, so the engine can propose them itself."""
+        """Causes the engineer taught for matching incidents, most often named first, so the
+        engine proposes them itself: every ``other:<slug>`` cause (no agent can propose one),
+        and catalog causes the engineer named when COMPASS had ranked something else first
+        (its agents missed or ruled them out, and would again on the same data)."""
         rec = self.recollect(signature)
         props = []
         for c, t in rec.causes.items():
-            if not t.resolved_n or c[0] in CATALOG_FAULTS:
+            if not t.resolved_n:
                 continue
+            if c[0] in CATALOG_FAULTS and not t.taught_n:
+                continue  # confirmed where COMPASS already ranked it first: the agents find it
             if adjust_for(rec, t) <= 0:
                 continue  # taught once, ruled out since
             note = note_for(rec, c, t) or "taught by the engineer"

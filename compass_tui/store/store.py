@@ -14,6 +14,7 @@ import re
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -110,16 +111,32 @@ def _why_unavailable(path: Path, err: Exception) -> str:
     return f"{path}: cannot open the memory: {msg}"
 
 
+@dataclass
+class _Shared:
+    """The process's one connection to a memory file, and how many ``Store``s use it."""
+
+    con: Any
+    read_only: bool
+    key: str
+    refs: int = 1
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_OPEN: dict[str, _Shared] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 class Store:
     """The memory. Open with ``Store.open()``; close when done."""
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", path: Path, read_only: bool) -> None:
+    def __init__(self, con: "duckdb.DuckDBPyConnection", path: Path, read_only: bool, shared: "_Shared") -> None:
         self._con = con
+        self._shared = shared
         self.path = path
         self.read_only = read_only
         self._local = threading.local()
         # DuckDB transactions from cursors of one connection can conflict; writes are tiny.
-        self._write_lock = threading.Lock()
+        self._write_lock = shared.write_lock
         self._closed = False
 
     # ------------------------------------------------------------------ opening
@@ -145,6 +162,15 @@ class Store:
                 raise StoreUnavailable(f"{p.parent}: not writable; use --store PATH or --no-store")
         elif not p.exists():
             raise StoreUnavailable(f"{p}: no memory there yet (nothing recorded)")
+        key = str(p.resolve())
+        with _OPEN_LOCK:
+            shared = _OPEN.get(key)
+            if shared is not None:
+                # One connection per process: a second open of the same file shares it.
+                if shared.read_only and not read_only:
+                    raise StoreUnavailable(f"{p}: already open read-only in this process; close it first")
+                shared.refs += 1
+                return cls(shared.con, p, read_only, shared)
         if p.exists() and not _looks_like_duckdb(p):
             raise StoreUnavailable(
                 f"{p}: not a DuckDB file (corrupt or something else); move it aside, it was left untouched"
@@ -158,7 +184,8 @@ class Store:
             })
         except (duckdb.Error, OSError) as e:
             raise StoreUnavailable(_why_unavailable(p, e)) from None
-        store = cls(con, p, read_only)
+        shared = _Shared(con, read_only, key)
+        store = cls(con, p, read_only, shared)
         try:
             store._prepare()
         except StoreUnavailable:
@@ -167,6 +194,8 @@ class Store:
         except duckdb.Error as e:
             con.close()
             raise StoreUnavailable(f"{p}: cannot read the memory: {str(e).splitlines()[0]}") from None
+        with _OPEN_LOCK:
+            _OPEN[key] = shared
         return store
 
     def _prepare(self) -> None:
@@ -443,13 +472,21 @@ class Store:
         return out
 
     def close(self) -> None:
-        """Close the connection (idempotent); the file is then free for another process."""
-        if not self._closed:
-            self._closed = True
-            try:
-                self._con.close()
-            except Exception:
-                pass
+        """Close (idempotent); when the last user in this process closes, the connection
+        closes and the file is free for another process."""
+        if self._closed:
+            return
+        self._closed = True
+        with _OPEN_LOCK:
+            self._shared.refs -= 1
+            if self._shared.refs > 0:
+                return
+            if _OPEN.get(self._shared.key) is self._shared:
+                del _OPEN[self._shared.key]
+        try:
+            self._con.close()
+        except Exception:
+            pass
 
     def __enter__(self) -> "Store":
         return self

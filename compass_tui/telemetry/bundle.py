@@ -277,8 +277,8 @@ class BundleBackend:
         for name in ("bundle.json", "incident.json"):
             if not (root / name).is_file():
                 raise BundleError(name, f"missing from the bundle {path.name} (every bundle needs it)")
-        self.manifest: dict = read_manifest((root / "bundle.json").read_bytes())
-        self.incident: dict = read_incident((root / "incident.json").read_bytes())
+        self.manifest: dict = read_manifest(self._read("bundle.json"))
+        self.incident: dict = read_incident(self._read("incident.json"))
         w = self.manifest["window"]
         self.window: tuple[float, float] = (parse_rfc3339(w["start"]), parse_rfc3339(w["end"]))
         self.step: float = float(self.manifest.get("step_seconds", 15))
@@ -305,18 +305,28 @@ class BundleBackend:
 
     # ---- loading
 
+    def _read(self, name: str) -> bytes:
+        """A bundle file's bytes; an unreadable file is a BundleError naming it."""
+        try:
+            return (self._root / name).read_bytes()
+        except OSError as e:
+            raise BundleError(name, f"cannot read: {e.strerror or e}") from None
+
     def _degrade(self, signal: str, reason: str, available: bool) -> None:
         self.degraded.append((signal, reason))
         if not available:
             self._missing[signal] = reason
 
     def _absent(self, signal: str, fname: str) -> bool:
+        """Whether the file is missing. If so the signal is unavailable, and the reason is
+        the archive's note when it skipped the member (a link), else that there is none."""
         if (self._root / fname).is_file():
             return False
-        if signal not in self._missing and not any(s == signal for s, _ in self.degraded):
+        note = next((r for s, r in self.degraded if s == signal), None)
+        if note is None:
             self._degrade(signal, f"no {fname} in the bundle", False)
         else:
-            self._missing.setdefault(signal, next(r for s, r in self.degraded if s == signal))
+            self._missing[signal] = note
         return True
 
     def _load_metrics(self) -> None:
@@ -325,7 +335,7 @@ class BundleBackend:
         con.execute("CREATE OR REPLACE TABLE samples (sid INTEGER, t DOUBLE, v DOUBLE)")
         if self._absent("metrics", "metrics.om"):
             return
-        data = parse_openmetrics((self._root / "metrics.om").read_bytes())  # BundleError on a bad line
+        data = parse_openmetrics(self._read("metrics.om"))  # BundleError on a bad line
         for w in data.warnings:
             self._degrade("metrics", w, True)
         self.metric_types = data.types
@@ -357,8 +367,8 @@ class BundleBackend:
         if self._absent("logs", "logs.json"):
             return
         try:
-            data: LogsData = parse_logs((self._root / "logs.json").read_bytes())
-        except ValueError as e:
+            data: LogsData = parse_logs(self._read("logs.json"))
+        except (ValueError, BundleError) as e:
             self._degrade("logs", str(e), False)
             return
         for p in data.problems:
@@ -389,8 +399,8 @@ class BundleBackend:
         if self._absent("traces", "traces.json"):
             return
         try:
-            spans, problems = parse_traces((self._root / "traces.json").read_bytes())
-        except ValueError as e:
+            spans, problems = parse_traces(self._read("traces.json"))
+        except (ValueError, BundleError) as e:
             self._degrade("traces", str(e), False)
             return
         for p in problems:
@@ -425,8 +435,8 @@ class BundleBackend:
         if self._absent("annotations", "annotations.json"):
             return
         try:
-            rows, problems = parse_annotations((self._root / "annotations.json").read_bytes())
-        except ValueError as e:
+            rows, problems = parse_annotations(self._read("annotations.json"))
+        except (ValueError, BundleError) as e:
             self._degrade("annotations", str(e), False)
             return
         for p in problems:
@@ -498,9 +508,13 @@ class BundleBackend:
         return sorted(self._metrics.by_name) if self._metrics else []
 
     async def series(self, selector: str, start: float, end: float) -> list[dict[str, str]]:
-        """Label sets of the series the selector matches that have samples in [start, end].
-        A malformed selector raises ValueError with a one-line message."""
-        matchers = parse_series_selector(selector)
+        """Label sets of the series the selector matches that have samples in [start, end];
+        empty for a malformed selector, like the MCP backend (``parse_series_selector``
+        says what is wrong with one)."""
+        try:
+            matchers = parse_series_selector(selector)
+        except ValueError:
+            return []
         if self._metrics is None:
             return []
         src = self._metrics
@@ -842,9 +856,18 @@ def open_bundle(path: str | Path, db_path: str | None = None) -> BundleBackend:
     ``metrics.om``. Problems in the other optional files become ``degraded`` entries.
     ``db_path`` None keeps the DuckDB database in memory."""
     p = Path(path)
-    loc = locate_bundle(p)
+    try:
+        loc = locate_bundle(p)
+    except OSError as e:  # unreadable file or directory, full temporary disk
+        raise BundleError(p.name, f"cannot read: {e.strerror or e}") from None
     try:
         return BundleBackend(p, loc, db_path)
+    except OSError as e:
+        loc.cleanup()
+        raise BundleError(p.name, f"cannot read: {e.strerror or e}") from None
+    except duckdb.Error as e:  # e.g. db_path locked by another process
+        loc.cleanup()
+        raise BundleError(db_path or p.name, f"cannot load into DuckDB: {str(e).splitlines()[0]}") from None
     except BaseException:
         loc.cleanup()
         raise

@@ -81,7 +81,6 @@ MAX_POINTS = 2_000_000
 """Samples kept from one metric result across its series."""
 MAX_TRACES_FETCHED = 500
 """Traces fetched one by one after a trace search (Grafana's Tempo tools have no bulk fetch)."""
-GRAFANA_LOG_LIMIT_NOTE = "mcp-grafana caps log lines per call (default 100; raise it with its --max-loki-log-limit)"
 
 
 class ToolRefused(Exception):
@@ -353,7 +352,8 @@ class McpBackend:
         client = await stack.enter_async_context(
             httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(cfg.tool_timeout_s, read=cfg.tool_timeout_s + 5))
         )
-        streams = await stack.enter_async_context(streamable_http_client(cfg.url or "", http_client=client))
+        url = cfg.resolved_url(st.name)
+        streams = await stack.enter_async_context(streamable_http_client(url, http_client=client))
         return streams[0], streams[1]
 
     async def _discover_datasources(self, st: ServerState) -> None:
@@ -430,7 +430,8 @@ class McpBackend:
                         st.status = "dead"
                         st.error = st.error or "the server process exited"
                         break
-                    if type(e).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream"):
+                    closed = type(e).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream")
+                    if closed or "connection closed" in str(e).lower():
                         st.status = "dead"
                         st.error = "connection closed (the server exited?)" + (
                             f": {st.stderr_tail()}" if st.stderr_tail() else ""

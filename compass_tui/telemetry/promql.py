@@ -144,7 +144,8 @@ def evaluate_instant(expr: str, source: SeriesSource, t: float) -> list[Series] 
     if node.type == MATRIX:
         arg = ev.range_arg(node)
         out = []
-        for labels, ts, vs in zip(arg.labels, arg.t, arg.v):
+        for i, labels in enumerate(arg.labels):
+            ts, vs = arg.series(i)
             right = int(arg.eval_ms[0])
             sel = (ts >= right - arg.range_ms) & (ts <= right)
             if sel.any():

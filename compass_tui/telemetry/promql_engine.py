@@ -37,7 +37,9 @@ from compass_tui.telemetry.promql_parser import (
 
 LOOKBACK_MS = 300_000  # Prometheus's default --query.lookback-delta
 DEFAULT_SUBQUERY_STEP_MS = 60_000  # the default global evaluation_interval
-_GATHER_BUDGET = 4_000_000  # elements per chunk when a function needs every sample of a window
+_NAME_DROPPING_OPS = {"+", "-", "*", "/", "%", "^"}  # atan2 and comparisons keep __name__
+_GATHER_BUDGET = 4_000_000
+_CHUNK_CELLS = 200_000  # series x steps per block for range functions  # elements per chunk when a function needs every sample of a window
 
 
 class SeriesSource(Protocol):
@@ -67,13 +69,32 @@ class RangeArg:
     """A range vector argument: raw samples per series and the window to cut at each step."""
 
     labels: list[dict[str, str]]
-    t: list[np.ndarray]  # int64 ms per series
-    v: list[np.ndarray]
+    t: np.ndarray  # int64 ms of all series, concatenated
+    v: np.ndarray
+    offsets: np.ndarray  # (series + 1,) series i is t[offsets[i]:offsets[i + 1]]
     range_ms: int
     eval_ms: np.ndarray  # (steps,) the window's right edge at each step (offset and @ applied)
     step_ms: np.ndarray  # (steps,) the step timestamps themselves (what enh.Ts is in Prometheus)
     offset_ms: int
     matchers: list[Matcher] | None = None
+
+    def rows(self, r0: int, r1: int) -> RangeArg:
+        """The same argument restricted to series r0..r1-1."""
+        a, b = int(self.offsets[r0]), int(self.offsets[r1])
+        return RangeArg(self.labels[r0:r1], self.t[a:b], self.v[a:b], self.offsets[r0 : r1 + 1] - a,
+                        self.range_ms, self.eval_ms, self.step_ms, self.offset_ms, self.matchers)
+
+    def series(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return self.t[a:b], self.v[a:b]
+
+
+def _concat(t_list: list[np.ndarray], v_list: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(t_list) + 1, dtype=np.int64)
+    if t_list:
+        np.cumsum([len(t) for t in t_list], out=offsets[1:])
+        return np.concatenate(t_list), np.concatenate(v_list).astype(float, copy=False), offsets
+    return np.zeros(0, np.int64), np.zeros(0), offsets
 
 
 @dataclass
@@ -89,18 +110,15 @@ class Windows:
         return self.hi - self.lo
 
 
-def _windows(t_list: list[np.ndarray], v_list: list[np.ndarray], right: np.ndarray, range_ms: int) -> Windows:
+def _windows(flat_t: np.ndarray, flat_v: np.ndarray, offsets: np.ndarray, right: np.ndarray,
+             range_ms: int) -> Windows:
     """Index windows [right - range, right] (closed on both ends, as in Prometheus 2.x)."""
-    m, n = len(t_list), len(right)
-    lens = np.fromiter((len(t) for t in t_list), dtype=np.int64, count=m)
-    starts = np.zeros(m, dtype=np.int64)
-    if m:
-        np.cumsum(lens[:-1], out=starts[1:])
-    flat_t = np.concatenate(t_list) if m else np.zeros(0, np.int64)
-    flat_v = np.concatenate(v_list) if m else np.zeros(0)
+    m, n = len(offsets) - 1, len(right)
+    starts = offsets[:-1]
     if m == 0:
         z = np.zeros((0, n), np.int64)
         return Windows(flat_t, flat_v, z, z, starts)
+    lens = np.diff(offsets)
     left = right - range_ms
     base = int(left.min())
     top = int(right.max())
@@ -118,8 +136,7 @@ def _windows(t_list: list[np.ndarray], v_list: list[np.ndarray], right: np.ndarr
 def _first_in_series(w: Windows) -> np.ndarray:
     """Boolean per flat index: is this the first sample of its series."""
     first = np.zeros(len(w.flat_t), bool)
-    lens_nonzero = w.starts[w.starts < len(w.flat_t)]
-    first[lens_nonzero] = True
+    first[w.starts[w.starts < len(w.flat_t)]] = True
     return first
 
 
@@ -155,7 +172,7 @@ def _gather_reduce(w: Windows, fn, min_count: int = 1, extra=None) -> tuple[np.n
 
 def _extrapolated_rate(a: RangeArg, is_counter: bool, is_rate: bool) -> tuple[np.ndarray, np.ndarray]:
     """Prometheus's extrapolatedRate (rate, increase, delta), vectorised over series and steps."""
-    w = _windows(a.t, a.v, a.eval_ms, a.range_ms)
+    w = _windows(a.t, a.v, a.offsets, a.eval_ms, a.range_ms)
     count = w.count
     mask = count >= 2
     if not mask.any():
@@ -196,7 +213,7 @@ def _extrapolated_rate(a: RangeArg, is_counter: bool, is_rate: bool) -> tuple[np
 
 def _instant_value(a: RangeArg, is_rate: bool) -> tuple[np.ndarray, np.ndarray]:
     """Prometheus's instantValue (irate, idelta): the last two samples of the window."""
-    w = _windows(a.t, a.v, a.eval_ms, a.range_ms)
+    w = _windows(a.t, a.v, a.offsets, a.eval_ms, a.range_ms)
     mask = w.count >= 2
     last = np.where(mask, w.hi - 1, 1)
     prev = last - 1
@@ -213,7 +230,7 @@ def _instant_value(a: RangeArg, is_rate: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _count_transitions(a: RangeArg, kind: str) -> tuple[np.ndarray, np.ndarray]:
-    w = _windows(a.t, a.v, a.eval_ms, a.range_ms)
+    w = _windows(a.t, a.v, a.offsets, a.eval_ms, a.range_ms)
     v = w.flat_v
     hit = np.zeros(len(v), np.int64)
     if len(v) > 1:
@@ -232,20 +249,17 @@ def _count_transitions(a: RangeArg, kind: str) -> tuple[np.ndarray, np.ndarray]:
     return (cum[last] - cum[first]).astype(float), mask
 
 
-def _sum_fn(vals, times, valid, cnt, rows):
-    return np.where(valid, vals, 0.0).sum(axis=2)
-
-
-def _avg_fn(vals, times, valid, cnt, rows):
-    return np.where(valid, vals, 0.0).sum(axis=2) / cnt
-
-
-def _min_fn(vals, times, valid, cnt, rows):
-    return np.fmin.reduce(np.where(valid, vals, np.nan), axis=2)
-
-
-def _max_fn(vals, times, valid, cnt, rows):
-    return np.fmax.reduce(np.where(valid, vals, np.nan), axis=2)
+def _window_reduce(ufunc: np.ufunc, w: Windows) -> np.ndarray:
+    """ufunc folded over every window in sample order, in one reduceat pass: the windows'
+    [lo, hi) bounds interleaved, every other result kept (empty windows give junk, masked)."""
+    m, n = w.lo.shape
+    if m == 0:
+        return np.zeros((0, n))
+    padded = np.append(w.flat_v, 0.0)  # reduceat needs every index inside the array
+    idx = np.empty(2 * m * n, dtype=np.int64)
+    idx[0::2] = w.lo.ravel()
+    idx[1::2] = w.hi.ravel()
+    return ufunc.reduceat(padded, idx)[0::2].reshape(m, n)
 
 
 def _variance(vals, valid, cnt):
@@ -254,7 +268,8 @@ def _variance(vals, valid, cnt):
     # Prometheus's running (Welford) variance is exactly 0 for a constant window.
     lo = np.fmin.reduce(np.where(valid, vals, np.nan), axis=2)
     hi = np.fmax.reduce(np.where(valid, vals, np.nan), axis=2)
-    return np.where((lo == hi) & np.isfinite(lo), 0.0, dev)
+    no_nan = ~np.any(valid & np.isnan(vals), axis=2)
+    return np.where((lo == hi) & np.isfinite(lo) & no_nan, 0.0, dev)
 
 
 def _stdvar_fn(vals, times, valid, cnt, rows):
@@ -265,6 +280,14 @@ def _stddev_fn(vals, times, valid, cnt, rows):
     return np.sqrt(_variance(vals, valid, cnt))
 
 
+def _sort_nan_first(vals: np.ndarray, valid: np.ndarray, axis: int) -> np.ndarray:
+    """Valid values sorted along axis with NaN first (Prometheus's vectorByValueHeap order),
+    invalid entries (+Inf) last."""
+    key = np.where(valid, np.where(np.isnan(vals), -np.inf, vals), np.inf)
+    order = np.argsort(key, axis=axis, kind="stable")
+    return np.take_along_axis(np.where(valid, vals, np.inf), order, axis=axis)
+
+
 def _quantile_sorted(sorted_vals: np.ndarray, cnt: np.ndarray, q: np.ndarray, axis: int) -> np.ndarray:
     """Prometheus's quantile() over values sorted along ``axis`` with ``cnt`` valid leading entries."""
     n = cnt.astype(float)
@@ -272,8 +295,9 @@ def _quantile_sorted(sorted_vals: np.ndarray, cnt: np.ndarray, q: np.ndarray, ax
     lower = np.maximum(0, np.floor(rank))
     upper = np.minimum(n - 1, lower + 1)
     weight = rank - np.floor(rank)
-    li = np.clip(np.nan_to_num(lower), 0, None).astype(np.int64)
-    ui = np.clip(np.nan_to_num(upper), 0, None).astype(np.int64)
+    top = np.maximum(n - 1, 0)
+    li = np.clip(np.nan_to_num(lower), 0, top).astype(np.int64)
+    ui = np.clip(np.nan_to_num(upper), 0, top).astype(np.int64)
     lv = np.take_along_axis(sorted_vals, np.expand_dims(li, axis), axis).squeeze(axis)
     uv = np.take_along_axis(sorted_vals, np.expand_dims(ui, axis), axis).squeeze(axis)
     res = lv * (1 - weight) + uv * weight
@@ -467,27 +491,31 @@ class Evaluator:
         return base - offset_ms
 
     def _fetch(self, matchers: list[Matcher], lo_ms: int, hi_ms: int):
+        """(labels, flat int64 ms times, flat values, offsets) of the matching series, sorted by
+        label set as Prometheus's series sets are (the order decides topk ties)."""
         raw = self.source.select(matchers, lo_ms / 1000.0, hi_ms / 1000.0)
-        labels, ts, vs = [], [], []
-        for lab, t, v in raw:
-            t_ms = np.round(np.asarray(t, dtype=np.float64) * 1000.0).astype(np.int64)
-            v = np.asarray(v, dtype=np.float64)
-            keep = (t_ms >= lo_ms) & (t_ms <= hi_ms)
-            if not keep.all():
-                t_ms, v = t_ms[keep], v[keep]
-            labels.append(dict(lab))
-            ts.append(t_ms)
-            vs.append(v)
-        return labels, ts, vs
+        raw = sorted(raw, key=lambda item: _key(item[0]))
+        labels = [dict(lab) for lab, _, _ in raw]
+        flat_s, flat_v, offsets = _concat([np.asarray(t, dtype=np.float64) for _, t, _ in raw],
+                                          [np.asarray(v, dtype=np.float64) for _, _, v in raw])
+        flat_t = np.round(flat_s * 1000.0).astype(np.int64)
+        if len(flat_t) and (flat_t.min() < lo_ms or flat_t.max() > hi_ms):
+            # A source that returned more than asked: cut each series to the window.
+            keep = (flat_t >= lo_ms) & (flat_t <= hi_ms)
+            counts = np.add.reduceat(keep.astype(np.int64), offsets[:-1]) if len(labels) else np.zeros(0)
+            counts = np.where(np.diff(offsets) > 0, counts, 0)
+            offsets = np.r_[0, np.cumsum(counts)].astype(np.int64)
+            flat_t, flat_v = flat_t[keep], flat_v[keep]
+        return labels, flat_t, flat_v, offsets
 
     def range_arg(self, node: Node) -> RangeArg:
         node = _unparen(node)
         if isinstance(node, MatrixSelector):
             vs = node.selector
             right = self._eval_times(vs.offset_ms, vs.at)
-            labels, ts, vals = self._fetch(vs.matchers, int(right.min()) - node.range_ms, int(right.max()))
+            labels, ts, vals, offsets = self._fetch(vs.matchers, int(right.min()) - node.range_ms, int(right.max()))
             step = self.grid if vs.at is None else np.full(self.n, self._at_ms(vs.at), dtype=np.int64)
-            return RangeArg(labels, ts, vals, node.range_ms, right, step, vs.offset_ms, vs.matchers)
+            return RangeArg(labels, ts, vals, offsets, node.range_ms, right, step, vs.offset_ms, vs.matchers)
         if isinstance(node, SubqueryExpr):
             return self._subquery(node)
         raise PromQLError(f"expected a range vector, got {node.type}", node.pos)
@@ -517,7 +545,8 @@ class Evaluator:
                     ts.append(grid[sel])
                     vals.append(value.vals[i, sel])
         stepv = self.grid if node.at is None else np.full(self.n, self._at_ms(node.at), dtype=np.int64)
-        return RangeArg(labels, ts, vals, node.range_ms, right, stepv, node.offset_ms, None)
+        flat_t, flat_v, offsets = _concat(ts, vals)
+        return RangeArg(labels, flat_t, flat_v, offsets, node.range_ms, right, stepv, node.offset_ms, None)
 
     # ---- dispatch
     def eval(self, node: Node):
@@ -547,8 +576,8 @@ class Evaluator:
 
     def vector_selector(self, vs: VectorSelector) -> Vec:
         right = self._eval_times(vs.offset_ms, vs.at)
-        labels, ts, vals = self._fetch(vs.matchers, int(right.min()) - LOOKBACK_MS, int(right.max()))
-        w = _windows(ts, vals, right, LOOKBACK_MS)
+        labels, ts, vals, offsets = self._fetch(vs.matchers, int(right.min()) - LOOKBACK_MS, int(right.max()))
+        w = _windows(ts, vals, offsets, right, LOOKBACK_MS)
         mask = w.hi > w.lo
         last = np.where(mask, w.hi - 1, 0)
         if len(w.flat_v):
@@ -575,7 +604,8 @@ class Evaluator:
                                   strict=False)
                 # A filter keeps the vector's own value, whichever side it is on.
                 return Vec(vec.labels, vec.vals, vec.mask & res, vec.ts)
-            return _merge(Vec([_drop_name(x) for x in vec.labels], res, vec.mask.copy()), strict=False)
+            labels = [_drop_name(x) for x in vec.labels] if op in _NAME_DROPPING_OPS else vec.labels
+            return _merge(Vec(labels, res, vec.mask.copy()), strict=False)
         assert node.matching is not None
         if op in SET_OPS:
             return self.set_op(op, lhs, rhs, node.matching)
@@ -623,7 +653,7 @@ class Evaluator:
         li: list[int] = []
         rj: list[int] = []
         out_labels: list[dict[str, str]] = []
-        drop = op not in COMPARISON_OPS or node.return_bool
+        drop = op in _NAME_DROPPING_OPS or node.return_bool
         many_sigs: dict[tuple, list[int]] = {}
         for i, lab in enumerate(many.labels):
             s = sig(lab)
@@ -737,35 +767,51 @@ class Evaluator:
                 var = np.add.reduceat(dev, starts, axis=0) / count
                 lo = np.fmin.reduceat(np.where(mask, vals, np.nan), starts, axis=0)
                 hi = np.fmax.reduceat(np.where(mask, vals, np.nan), starts, axis=0)
-                var = np.where((lo == hi) & np.isfinite(lo), 0.0, var)
+                no_nan = np.add.reduceat(mask & np.isnan(vals), starts, axis=0) == 0
+                var = np.where((lo == hi) & np.isfinite(lo) & no_nan, 0.0, var)
                 res = np.sqrt(var) if op == "stddev" else var
             elif op == "quantile":
                 res = np.full((ng, self.n), np.nan)
                 bounds = list(starts) + [len(order)]
                 for g in range(ng):
-                    block = np.where(mask[bounds[g] : bounds[g + 1]], vals[bounds[g] : bounds[g + 1]], np.inf)
-                    block = np.sort(block, axis=0)
+                    rows = slice(bounds[g], bounds[g + 1])
+                    block = _sort_nan_first(vals[rows], mask[rows], axis=0)
                     res[g] = _quantile_sorted(block, np.maximum(count[g], 1), param, axis=0)
             else:  # pragma: no cover - the parser only admits the operators above
                 raise PromQLError(f"unknown aggregation {op!r}", node.pos)
         return Vec(out_labels, res, present)
 
     def _topk(self, vec: Vec, gid: np.ndarray, ng: int, param, top: bool) -> Vec:
-        k = np.nan_to_num(np.asarray(param, dtype=float), nan=0.0)
-        k = np.clip(np.trunc(k), -1, len(vec.labels) + 1).astype(np.int64)
+        k = np.asarray(param, dtype=float)
+        bad = ~(np.abs(k) < 2.0**63)
+        if bad.any() and len(vec.labels):
+            raise PromQLError(f"Scalar value {format_float(float(k[bad][0]))} overflows int64")
+        k = np.clip(np.trunc(np.nan_to_num(k)), -1, len(vec.labels) + 1).astype(np.int64)
         selected = np.zeros(vec.mask.shape, bool)
+        cols = np.arange(self.n)
         for g in range(ng):
             rows = np.flatnonzero(gid == g)
             vals, mask = vec.vals[rows], vec.mask[rows]
-            # NaN ranks below every number in topk and above every number in bottomk.
-            if top:
-                key = np.where(mask, np.where(np.isnan(vals), -np.inf, -vals), np.nan)
-            else:
-                key = np.where(mask, np.where(np.isnan(vals), np.inf, vals), np.nan)
+            # Rank by value; NaN ranks last in both topk and bottomk; absent rows after all.
+            key = np.where(np.isnan(vals), np.inf, -vals if top else vals)
+            key = np.where(mask, key, np.nan)
             order = np.argsort(key, axis=0, kind="stable")
             rank = np.empty_like(order)
             np.put_along_axis(rank, order, np.arange(len(rows))[:, None].repeat(self.n, axis=1), axis=0)
             selected[rows] = mask & (rank < k[None, :])
+            # Where the k-th and (k+1)-th values tie, which series Prometheus keeps depends on
+            # its heap: replay the heap for those steps only.
+            count = mask.sum(axis=0)
+            kk = np.clip(k, 1, None)
+            check = (count > k) & (k >= 1)
+            if check.any():
+                sk = np.take_along_axis(key, order, axis=0)
+                kth = sk[np.minimum(kk - 1, len(rows) - 1), cols]
+                nxt = sk[np.minimum(kk, len(rows) - 1), cols]
+                for c in np.flatnonzero(check & (kth == nxt)):
+                    keep = _heap_select(vals[:, c], mask[:, c], int(k[c]), top)
+                    selected[rows, c] = False
+                    selected[rows[keep], c] = True
         return Vec(vec.labels, vec.vals, selected, vec.ts)
 
     def _count_values(self, vec: Vec, label: str, group_labels) -> Vec:
@@ -862,6 +908,19 @@ class Evaluator:
         raise PromQLError(f"function {name!r} is not supported")
 
     def _range_func(self, name: str, a: RangeArg, args) -> tuple[np.ndarray, np.ndarray]:
+        # Work on blocks of series that fit in cache: fresh 100 MB temporaries cost more in
+        # page faults than the arithmetic itself.
+        rows = max(1, _CHUNK_CELLS // max(1, self.n))
+        if len(a.labels) <= rows:
+            return self._range_func_block(name, a, args)
+        vals, masks = [], []
+        for r0 in range(0, len(a.labels), rows):
+            v, m = self._range_func_block(name, a.rows(r0, min(r0 + rows, len(a.labels))), args)
+            vals.append(v)
+            masks.append(m)
+        return np.vstack(vals), np.vstack(masks)
+
+    def _range_func_block(self, name: str, a: RangeArg, args) -> tuple[np.ndarray, np.ndarray]:
         if name == "rate":
             return _extrapolated_rate(a, True, True)
         if name == "increase":
@@ -874,7 +933,7 @@ class Evaluator:
             return _instant_value(a, False)
         if name in ("changes", "resets"):
             return _count_transitions(a, name)
-        w = _windows(a.t, a.v, a.eval_ms, a.range_ms)
+        w = _windows(a.t, a.v, a.offsets, a.eval_ms, a.range_ms)
         count = w.count
         mask = count >= 1
         if name == "count_over_time":
@@ -885,13 +944,14 @@ class Evaluator:
             last = np.where(mask, w.hi - 1, 0)
             return (w.flat_v[last] if len(w.flat_v) else np.zeros(count.shape)), mask
         if name == "sum_over_time":
-            return _gather_reduce(w, _sum_fn)
+            return _window_reduce(np.add, w), mask
         if name == "avg_over_time":
-            return _gather_reduce(w, _avg_fn)
+            with np.errstate(all="ignore"):
+                return _window_reduce(np.add, w) / count, mask
         if name == "min_over_time":
-            return _gather_reduce(w, _min_fn)
+            return _window_reduce(np.fmin, w), mask  # NaN only when every sample is NaN
         if name == "max_over_time":
-            return _gather_reduce(w, _max_fn)
+            return _window_reduce(np.fmax, w), mask
         if name == "stddev_over_time":
             return _gather_reduce(w, _stddev_fn)
         if name == "stdvar_over_time":
@@ -900,7 +960,7 @@ class Evaluator:
             q = self.eval(args[0])
 
             def quant(vals, times, valid, cnt, rows):
-                s = np.sort(np.where(valid, vals, np.inf), axis=2)
+                s = _sort_nan_first(vals, valid, axis=2)
                 return _quantile_sorted(s, np.maximum(cnt, 1), np.broadcast_to(q, cnt.shape), axis=2)
 
             return _gather_reduce(w, quant)
@@ -921,7 +981,7 @@ class Evaluator:
         raise PromQLError(f"function {name!r} is not supported")
 
     def _absent_over_time(self, a: RangeArg, arg: Node) -> Vec:
-        w = _windows(a.t, a.v, a.eval_ms, a.range_ms)
+        w = _windows(a.t, a.v, a.offsets, a.eval_ms, a.range_ms)
         present = (w.count > 0).any(axis=0) if len(a.labels) else np.zeros(self.n, bool)
         return Vec([_absent_labels(arg)], np.ones((1, self.n)), ~present[None, :])
 
@@ -1036,8 +1096,59 @@ def _bucket_quantile(q: np.ndarray, ub: np.ndarray, counts: np.ndarray, present:
     return res, any_present
 
 
+def _heap_select(vals: np.ndarray, mask: np.ndarray, k: int, top: bool) -> list[int]:
+    """The rows Prometheus 2.42's topk/bottomk heap holds after seeing the present rows in
+    order (Go's container/heap; Less puts NaN first)."""
+    def less(a: float, b: float) -> bool:
+        if math.isnan(a):
+            return True
+        return a < b if top else a > b
+
+    heap: list[tuple[float, int]] = []
+
+    def up(j: int) -> None:
+        while j > 0:
+            i = (j - 1) // 2
+            if not less(heap[j][0], heap[i][0]):
+                break
+            heap[i], heap[j] = heap[j], heap[i]
+            j = i
+
+    def down(i: int, n: int) -> None:
+        while True:
+            j1 = 2 * i + 1
+            if j1 >= n:
+                break
+            j = j1
+            if j1 + 1 < n and less(heap[j1 + 1][0], heap[j1][0]):
+                j = j1 + 1
+            if not less(heap[j][0], heap[i][0]):
+                break
+            heap[i], heap[j] = heap[j], heap[i]
+            i = j
+
+    for r in np.flatnonzero(mask):
+        v = float(vals[r])
+        if heap and len(heap) >= k:
+            h = heap[0][0]
+            better = (h < v) if top else (h > v)
+            if not (better or math.isnan(h)):
+                continue
+            if k == 1:  # replaced in place
+                heap[0] = (v, int(r))
+                continue
+            # heap.Pop: swap the root to the end, sift down, drop it
+            last = len(heap) - 1
+            heap[0], heap[last] = heap[last], heap[0]
+            down(0, last)
+            heap.pop()
+        heap.append((v, int(r)))
+        up(len(heap) - 1)
+    return [r for _, r in heap]
+
+
 def _absent_labels(arg: Node) -> dict[str, str]:
-    # Only a bare selector argument names labels (a parenthesised one does not, as in Prometheus).
+    arg = _unparen(arg)
     if isinstance(arg, MatrixSelector):
         arg = arg.selector
     if not isinstance(arg, VectorSelector):

@@ -12,10 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 
 from compass_tui.models import Hypothesis, InvestigationRequest
-from compass_tui.tui.render import confidence_bar, hypothesis_detail, ordered
+from compass_tui.tui.render import confidence_bar, evidence_link, hypothesis_detail, ordered
 
 HELP = """\
 commands:
@@ -58,20 +59,23 @@ def _find(hypotheses: list[Hypothesis], arg: str) -> Hypothesis | None:
     return None
 
 
-def answer_why(hypotheses: list[Hypothesis], arg: str) -> Text:
-    """The detail and evidence of one hypothesis, by list position or cause."""
+def answer_why(hypotheses: list[Hypothesis], arg: str, grafana_url: str | None = None, window: tuple[float, float] | None = None) -> Text | Group:
+    """The detail and evidence of one hypothesis, by list position or cause, with full links."""
     if not arg:
         return Text("usage: why <n|fault@service>")
     h = _find(hypotheses, arg)
     if h is None:
         return Text(f"no hypothesis {arg!r}: {len(hypotheses)} so far; `why 1` explains the first")
-    text = hypothesis_detail(h)
+    text = Text()
     if not h.evidence:
-        text.append("\nno evidence item yet")
+        text.append("no evidence item yet")
     for i, e in enumerate(h.evidence, 1):
-        mark = "✔" if e.supports else "✘"
-        text.append(f"\n{i}. {mark} {e.summary}\n   query: {e.query}  ({e.source})")
-    return text
+        mark = "✔ supports" if e.supports else "✘ contradicts"
+        text.append(f"{i}. {mark}: {e.summary}\n   query: {e.query}  ({e.source})\n")
+        link = evidence_link(e, grafana_url, window)
+        if link:
+            text.append(f"   link: {link}\n")
+    return Group(hypothesis_detail(h), text)
 
 
 def answer_why_not(hypotheses: list[Hypothesis], arg: str) -> Text:

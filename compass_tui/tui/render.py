@@ -11,6 +11,8 @@ import math
 from datetime import datetime, timezone
 from urllib.parse import quote
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 
 from compass_tui.models import Evidence, Hypothesis
@@ -101,27 +103,41 @@ def evidence_link(e: Evidence, grafana_url: str | None, window: tuple[float, flo
     return None
 
 
-def evidence_text(e: Evidence, index: int, grafana_url: str | None, window: tuple[float, float] | None) -> Text:
+def _fields(rows: list[tuple[str, Text | str]]) -> Table:
+    """Label/value rows whose values wrap within their own column (long queries stay legible)."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="dim", no_wrap=True)
+    grid.add_column(ratio=1, overflow="fold")
+    for label, value in rows:
+        grid.add_row(label, value)
+    return grid
+
+
+def evidence_text(e: Evidence, index: int, grafana_url: str | None, window: tuple[float, float] | None) -> Group:
     """One evidence item: supports or contradicts, the summary, the exact query and source."""
-    text = Text()
+    head = Text()
     if e.supports:
-        text.append(f"{index}. ✔ supports ", style="bold green")
+        head.append(f"{index}. ✔ supports ", style="bold green")
     else:
-        text.append(f"{index}. ✘ contradicts ", style="bold red")
-    text.append(f"[{e.kind}] ", style="dim")
-    text.append(e.summary)
-    text.append("\n   query  ", style="dim")
-    text.append(e.query or "-", style="bold")
-    text.append("\n   source ", style="dim")
-    text.append(e.source or "-")
+        head.append(f"{index}. ✘ contradicts ", style="bold red")
+    head.append(f"[{e.kind}] ", style="dim")
+    head.append(e.summary)
+    rows: list[tuple[str, Text | str]] = [
+        ("   query", Text(e.query or "-", style="bold")),
+        ("   source", e.source or "-"),
+    ]
+    parts: list = [head, _fields(rows)]
     link = evidence_link(e, grafana_url, window)
     if link:
-        text.append("\n   link   ", style="dim")
-        text.append(link, style=f"link {link}" if link.startswith("http") else "")
-    return text
+        # One line, clickable where the terminal supports hyperlinks; `why N` in the chat and
+        # the exported report carry the full URL for copying.
+        line = Text("   link   ", style="dim", no_wrap=True, overflow="ellipsis")
+        line.append(link, style=f"link {link}" if link.startswith("http") else "")
+        parts.append(line)
+    return Group(*parts)
 
 
-def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Text:
+def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Group:
     """The head of the evidence pane: the cause, its status, the disproof checks it faced."""
     text = Text()
     text.append(f"{h.fault}@{h.service}", style="bold")
@@ -136,12 +152,12 @@ def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Text:
         text.append(f"\ndisproven: {h.why_disproven}", style="bold")
     if h.memory_note:
         text.append(f"\nmemory: {h.memory_note}", style="italic")
+    parts: list = [text]
     if h.disproof:
-        text.append("\ndisproof checks:", style="dim")
-        for d in h.disproof:
-            mark = {"survived": "✔ survived", "failed": "✘ failed", "skipped": "- skipped"}.get(d.result, d.result)
-            text.append(f"\n  {mark:<10} {d.strategy}: {d.detail}")
-    return text
+        parts.append(Text("disproof checks:", style="dim"))
+        marks = {"survived": "✔ survived", "failed": "✘ failed", "skipped": "- skipped"}
+        parts.append(_fields([(f"  {marks.get(d.result, d.result)}", Text(f"{d.strategy}: {d.detail}")) for d in h.disproof]))
+    return Group(*parts)
 
 
 def chart_text(label: str, points: list[tuple[float, float]], onset: float | None, width: int, height: int, color: bool) -> Text:
@@ -172,7 +188,8 @@ def chart_text(label: str, points: list[tuple[float, float]], onset: float | Non
             mark = fig.signal([0.0, 0.0], [lo, hi if hi > lo else lo + 1], marker="braille")
             mark.lines()
             fig.draw(mark)
-        fig.title(f"{label}  (x: min from {'onset' if onset is not None else 'start'})")
+        fig.title(label[: max(width - 4, 10)])
+        fig.label(f"minutes from the onset ({when(onset)})" if onset is not None else "minutes", axis="x")
         matrix = fig.build()
         out = matrix.string(colorless=not color)
     return Text.from_ansi(out, no_wrap=True)

@@ -124,9 +124,9 @@ def resolve_options(args: argparse.Namespace, *, demo: bool = False, investigate
     if demo:
         source = Source("demo", str(DEMO_BUNDLE), "demo incident (built-in bundle)")
     elif bundle:
-        source = Source("bundle", bundle, f"bundle {bundle}")
+        source = Source("bundle", bundle, f"bundle {Path(bundle).name}")
     elif alert:
-        source = Source("alert", alert, f"alert {'stdin' if alert == '-' else alert}")
+        source = Source("alert", alert, f"alert {'stdin' if alert == '-' else Path(alert).name}")
     elif config is not None and _configured_live(config):
         source = Source("live", None, "live: first firing alert")
     else:
@@ -203,7 +203,8 @@ async def open_source(options: AppOptions) -> Opened:
         except ImportError as e:
             raise SourceError(f"bundle support unavailable: {e}") from None
         try:
-            result = open_bundle(src.path)
+            # Loading a bundle (untar, DuckDB) takes a while: off the event loop, so the UI paints.
+            result = await asyncio.to_thread(open_bundle, src.path)
             backend = await result if asyncio.iscoroutine(result) else result
         except Exception as e:
             raise SourceError(f"{src.path}: {_one_line(e)}") from None
@@ -217,7 +218,7 @@ async def open_source(options: AppOptions) -> Opened:
 
         try:
             payload = load_alert_file(src.path or "-", sys.stdin.read() if src.path == "-" else None)
-            request = request_from_alert(payload, now=_now())
+            request = request_from_alert(payload, baseline_s=_cfg_get(options.config, "baseline_s"), now=_now())
         except RequestError as e:
             raise SourceError(str(e)) from None
         backend, notes = await open_live_backend(options, request)
@@ -241,11 +242,11 @@ async def open_live_backend(options: AppOptions, request: InvestigationRequest) 
     if config is None or not _configured_live(config):
         return None, ["no live source configured (run `compass init`): queries cannot run"]
     try:
-        from compass_tui.telemetry.mcp_backend import McpBackend  # noqa: PLC0415
+        from compass_tui.live_sources import open_live_backend as open_backend  # noqa: PLC0415
     except Exception as e:
         return None, [f"live sources unavailable: {_one_line(e)}"]
     try:
-        backend = McpBackend.from_config(config, window=(request.window_start, request.window_end))
+        backend = open_backend(config, window=(request.window_start, request.window_end))
         await backend.start()
     except Exception as e:
         return None, [f"live sources: {_one_line(e)}"]
@@ -275,7 +276,7 @@ async def first_firing_alert(options: AppOptions) -> InvestigationRequest:
         return first
     from compass_tui.engine.request import request_from_alert  # noqa: PLC0415
 
-    return request_from_alert(first if isinstance(first, dict) else {"alerts": [first]}, now=_now())
+    return request_from_alert({"alerts": [first]}, baseline_s=_cfg_get(options.config, "baseline_s"), now=_now())
 
 
 @dataclass
@@ -330,7 +331,8 @@ def _health_row(row: Any) -> tuple[str, bool | None, str]:
     if isinstance(row, (tuple, list)):
         parts = list(row) + [None, None, None]
         return str(parts[0]), parts[1], str(parts[2] or "")
-    name = _cfg_get(row, "name", "source", "check") or "?"
+    source, check = _cfg_get(row, "source"), _cfg_get(row, "check")
+    name = f"{source} {check}" if source and check else (_cfg_get(row, "name", "source", "check") or "?")
     ok = _cfg_get(row, "ok", "healthy", "status")
     if isinstance(ok, str):
         ok = ok.lower() in ("ok", "healthy", "up", "pass")

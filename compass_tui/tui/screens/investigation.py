@@ -205,6 +205,10 @@ class InvestigationScreen(Screen):
             self.post_message(InvestigationFailed(str(e), run))
             return
         self.post_message(SourceOpened(opened, run))
+        if opened.backend is None:
+            why = opened.notes[0] if opened.notes else "no source to query"
+            self.post_message(InvestigationFailed(f"{why}; or open a bundle with --bundle", run))
+            return
         state = self.store_state
         if state is None:
             import asyncio  # noqa: PLC0415
@@ -573,7 +577,8 @@ class InvestigationScreen(Screen):
         if cmd.verb == "help":
             log.write(Text(chat.HELP))
         elif cmd.verb == "why":
-            log.write(chat.answer_why(hyps, cmd.arg))
+            window = (self.request.window_start, self.request.window_end) if self.request else None
+            log.write(chat.answer_why(hyps, cmd.arg, self.options.grafana_url, window))
         elif cmd.verb == "why not":
             log.write(chat.answer_why_not(hyps, cmd.arg))
         elif cmd.verb == "show":

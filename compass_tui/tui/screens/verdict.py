@@ -76,7 +76,10 @@ class ActualScreen(ModalScreen[Correction | None]):
     """Ask what it actually was (FAULT@SERVICE, completed) and, optionally, what fixed it."""
 
     CSS_PATH = "verdict.tcss"
-    BINDINGS = [Binding("escape", "cancel", "cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "cancel"),
+        Binding("tab", "complete", "complete", show=False, priority=True),
+    ]
 
     def __init__(self, faults: list[str], services: list[str], initial: str = "") -> None:
         super().__init__()
@@ -128,3 +131,14 @@ class ActualScreen(ModalScreen[Correction | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    async def action_complete(self) -> None:
+        """Tab accepts the completion shown in the cause, as a shell would; else next field."""
+        cause = self.query_one("#cause", Input)
+        if self.focused is cause:
+            suggestion = await CauseSuggester(self.faults, self.services).get_suggestion(cause.value)
+            if suggestion:
+                cause.value = suggestion
+                cause.cursor_position = len(suggestion)
+                return
+        self.focus_next()

@@ -11,24 +11,29 @@ from textual.widgets import Static
 from compass_tui.models import Chart, Hypothesis
 from compass_tui.tui.render import chart_text, evidence_text, hypothesis_detail
 
-CHART_HEIGHT = 9
+CHART_HEIGHT = 10
 
 
 class SeriesChart(Widget):
     """A plotext chart redrawn at the widget's width whenever it is resized."""
 
     DEFAULT_CSS = """
-    SeriesChart { height: 9; width: 1fr; }
+    SeriesChart { height: 10; width: 1fr; margin: 1 0 0 0; }
     """
 
     def __init__(self, chart: Chart, **kwargs) -> None:
         super().__init__(**kwargs)
         self.chart = chart
+        self._cache: tuple[tuple[int, bool], Text] | None = None
 
     def render(self) -> Text:
         width = max(self.size.width, 20)
         color = not self.app.no_color and self.app.theme != "compass-high-contrast"
-        return chart_text(self.chart.label, self.chart.points, self.chart.onset, width, CHART_HEIGHT, color)
+        # A chart takes ~10 ms to build: rebuild only when the width or the colours change.
+        key = (width, color)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, chart_text(self.chart.label, self.chart.points, self.chart.onset, width, CHART_HEIGHT, color))
+        return self._cache[1]
 
 
 class EvidencePane(VerticalScroll):

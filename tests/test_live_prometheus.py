@@ -1,0 +1,144 @@
+"""A real Prometheus (loaded with a simulated incident's metrics.om) behind the real
+prometheus-mcp-server over stdio: COMPASS's MCP backend must answer as the bundle backend
+does, and an investigation through it must find the culprit of metric-visible faults."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compass_tui.config import McpServerConfig
+from compass_tui.telemetry.bundle import open_bundle
+from compass_tui.telemetry.mcp_backend import McpBackend
+
+try:
+    from tests.prometheus_server import PrometheusServer
+except ImportError:  # pragma: no cover - run from inside tests/
+    from prometheus_server import PrometheusServer  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.live
+
+
+def prometheus_mcp_command() -> list[str]:
+    """The prometheus-mcp-server of this virtualenv (console script next to the interpreter)."""
+    script = Path(sys.executable).parent / "prometheus-mcp-server"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("prometheus-mcp-server")
+    if found:
+        return [found]
+    try:
+        import prometheus_mcp_server  # noqa: F401
+    except ImportError:
+        pytest.skip("prometheus-mcp-server is not installed (pip install prometheus-mcp-server)")
+    return [sys.executable, "-c", "import sys; from prometheus_mcp_server.main import run_server; sys.exit(run_server())"]
+
+
+@asynccontextmanager
+async def live_stack(bundle: Path, tmp_path: Path):
+    """(BundleBackend, McpBackend over prometheus-mcp-server over a real Prometheus)."""
+    direct = open_bundle(bundle)
+    try:
+        with PrometheusServer((bundle / "metrics.om").read_text(), tmp_path / "prom") as url:
+            cmd = prometheus_mcp_command()
+            # cwd: the server reads a .env from its working directory; give it an empty one
+            cfg = McpServerConfig(command=cmd[0], args=cmd[1:], env={"PROMETHEUS_URL": url}, cwd=str(tmp_path))
+            async with McpBackend({"prometheus": cfg}, window=direct.window) as mb:
+                st = mb.servers["prometheus"]
+                assert st.status == "ready", st.error
+                assert st.family == "prometheus"
+                yield direct, mb
+    finally:
+        direct.close()
+
+
+def keyed(res):
+    return {tuple(sorted(s.labels.items())): s for s in res.series}
+
+
+def assert_close(a, b, query):
+    assert a.status == b.status, (query, a.status, b.status, a.error, b.error)
+    if a.scalar is not None or b.scalar is not None:
+        assert a.scalar == pytest.approx(b.scalar, rel=1e-6, abs=1e-6), query
+        return
+    ka, kb = keyed(a), keyed(b)
+    assert ka.keys() == kb.keys(), query
+    for k in ka:
+        assert np.array_equal(ka[k].t, kb[k].t), (query, k)
+        assert np.allclose(ka[k].v, kb[k].v, rtol=1e-6, atol=1e-6, equal_nan=True), (query, k)
+
+
+def queries_for(names: list[str]) -> list[str]:
+    qs = ["up", "count(up)", "sum by (job) (up)", "up == 0"]
+    counters = [n for n in names if n.endswith("_total")]
+    gauges = [n for n in names if not n.endswith(("_total", "_bucket", "_sum", "_count"))]
+    buckets = [n for n in names if n.endswith("_bucket")]
+    qs += counters[:12] + gauges[:12]
+    qs += [f"rate({n}[5m])" for n in counters[:12]]
+    qs += [f"sum by (job) (increase({n}[2m]))" for n in counters[:6]]
+    qs += [f"max_over_time({n}[10m])" for n in gauges[:6]]
+    qs += [f"avg by (job) ({n})" for n in gauges[:6]]
+    qs += [f"histogram_quantile(0.99, sum by (le, job) (rate({n}[5m])))" for n in buckets[:3]]
+    if counters and len(counters) > 1:
+        qs.append(f"sum(rate({counters[0]}[5m])) / sum(rate({counters[1]}[5m]))")
+    return qs
+
+
+@pytest.mark.parametrize("fault", ["cpu_saturation", "db_connection_pool_exhaustion"])
+async def test_live_prometheus_through_mcp_answers_like_the_bundle(sim_bundle_factory, tmp_path, fault):
+    path = Path(sim_bundle_factory(fault, 1))
+    async with live_stack(path, tmp_path) as (direct, mb):
+        w0, w1 = direct.window
+        names = await direct.metric_names()
+        assert await mb.metric_names() == names
+        caps = await mb.capabilities()
+        assert caps.metrics and not caps.logs and "query_loki_logs" in caps.missing["logs"]
+        qs = queries_for(names)
+        assert len(qs) >= 40
+        for q in qs:
+            assert_close(await direct.query_range(q, w0, w1, direct.step), await mb.query_range(q, w0, w1, direct.step), q)
+        mid = (w0 + w1) / 2
+        for q in ("count(up)", "scalar(count(up))", names[0]):
+            assert_close(await direct.query_instant(q, mid), await mb.query_instant(q, mid), q)
+        for n in names[:10]:
+            want = sorted(tuple(sorted(d.items())) for d in await direct.series(n, w0, w1))
+            got = sorted(tuple(sorted(d.items())) for d in await mb.series(n, w0, w1))
+            assert got == want, n
+        bad = await mb.query_range("sum(rate(", w0, w1, 15)
+        assert bad.status == "error" and "prometheus/execute_range_query" in bad.error
+        assert all(c.wall_s > 0 for c in mb.calls)
+
+
+@pytest.mark.parametrize("fault", ["cpu_saturation", "memory_leak"])
+async def test_investigation_through_prometheus_mcp_finds_the_culprit(sim_bundle_factory, tmp_path, fault):
+    from compass_tui.engine.deps import EngineDeps
+    from compass_tui.engine.orchestrator import run_to_report
+    from compass_tui.engine.request import request_from_bundle_meta
+
+    path = Path(sim_bundle_factory(fault, 1))
+    truth = json.loads((path / "truth.json").read_text())["culprit"]
+    # the same telemetry offline: only what this stack has (metrics), nothing else
+    metrics_only = tmp_path / "metrics-only"
+    metrics_only.mkdir()
+    for name in ("bundle.json", "incident.json", "metrics.om"):
+        shutil.copy(path / name, metrics_only / name)
+    async with live_stack(path, tmp_path) as (direct, mb):
+        req = request_from_bundle_meta(direct.manifest, direct.incident)
+        live = await run_to_report(req, EngineDeps(backend=mb))
+        survivors = [(h.fault, h.service) for h in live.hypotheses if h.status != "disproven"]
+        assert survivors and survivors[0] == (truth["fault"], truth["service"]), live.hypotheses[:3]
+        assert any(d.signal in ("logs", "traces") for d in live.degraded)  # says what it could not see
+        offline = open_bundle(metrics_only)
+        try:
+            ref = await run_to_report(req, EngineDeps(backend=offline))
+        finally:
+            offline.close()
+        assert [(h.fault, h.service, h.status) for h in live.hypotheses] == [
+            (h.fault, h.service, h.status) for h in ref.hypotheses
+        ]
