@@ -235,6 +235,9 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                 "truth_rank": rank, "top1": top == truth,
                 "top1_without_memory": (_cause(without.hypotheses[0] if without.hypotheses else None) == truth)
                 if without is not None else None,
+                "top_without_memory": (lambda c: f"{c[0]}@{c[1]}" if c else None)(
+                    _cause(without.hypotheses[0] if without.hypotheses else None)) if without is not None else None,
+                "notes_shown": sum(1 for h in report.hypotheses if h.memory_note),
                 "after_correction": after_correction is not None,
                 "corrected_first": (top == after_correction) if after_correction is not None else None,
                 "memory_note": next((h.memory_note for h in report.hypotheses if _cause(h) == truth), None),
@@ -264,6 +267,11 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
             [r["top1_without_memory"] for r in again if r["top1_without_memory"] is not None]),
         "top1_first_occurrence": share([r["top1"] for r in first]),
         "top1_recurrences_with_memory": share([r["top1"] for r in again]),
+        # Memory must not disturb incidents it has not seen: first occurrences whose top-1
+        # changed with the memory, and how many of them showed a (false) recollection.
+        "first_occurrences_changed_by_memory": sum(
+            1 for r in first if r["top_without_memory"] is not None and r["top_without_memory"] != r["top"]),
+        "first_occurrences_with_a_recollection": sum(1 for r in first if r["notes_shown"]),
         "recurrences_after_a_correction": len(after),
         "corrected_cause_ranked_first": sum(bool(r["corrected_first"]) for r in after),
         "median_wall_s": round(statistics.median([r["wall_s"] for r in rows]), 3) if rows else None,

@@ -522,3 +522,65 @@ def test_vectorised_range_evaluation_matches_instant_evaluation_at_every_step():
 def test_bad_source_data_is_reported_clearly():
     with pytest.raises(ValueError, match="2 timestamps but 1 values"):
         InMemorySeriesSource([({"__name__": "x"}, np.array([0.0, 1.0]), np.array([1.0]))])
+
+
+# ------------------------------------------------------------------------ robustness
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from compass_tui.telemetry.promql_parser import FUNCTIONS  # noqa: E402
+
+_ATOMS = st.sampled_from([
+    "g", 'g{job="a"}', "c_total", "h_bucket", "nothing", "1", "0", "-2.5", "NaN", "Inf", '"s"',
+    "g[1m]", "c_total[5m]", "g[2m:30s]", "g offset 1m", "time()",
+])
+
+
+def _aggregation(parts: tuple[str, str, str]) -> str:
+    op, grouping, arg = parts
+    if op.endswith(","):  # an aggregation with a parameter: "topk(2," + arg
+        return f"{op} {arg}){grouping}"
+    return f"{op}({arg}){grouping}"
+
+
+def _combine(children):
+    ops = st.sampled_from(["+", "-", "*", "/", "%", "^", "==", "!=", ">", "<=", "> bool", "and", "or",
+                           "unless", "atan2", "/ on(job)", "* ignoring(i) group_left"])
+    aggs = st.sampled_from(["sum", "avg", "max", "count", "stddev", "topk(2,", "quantile(0.5,",
+                            'count_values("v",'])
+    return st.one_of(
+        st.tuples(children, ops, children).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+        st.tuples(st.sampled_from(sorted(FUNCTIONS)), st.lists(children, max_size=3)).map(
+            lambda t: f"{t[0]}({', '.join(t[1])})"),
+        st.tuples(aggs, st.sampled_from(["", " by (job)", " without (i)"]), children).map(_aggregation),
+        children.map(lambda c: f"({c})"),
+        children.map(lambda c: f"-{c}"),
+    )
+
+
+_QUERIES = st.recursive(_ATOMS, _combine, max_leaves=6)
+_FUZZ_SOURCE = src(*GAUGES, *buckets({"1": 5, "+Inf": 10}, job="a"),
+                   ({"__name__": "c_total", "job": "a"}, [0, 30, 60, 90], [0, 5, 2, 9]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_QUERIES)
+def test_any_query_evaluates_or_fails_with_a_promql_error(query):
+    for run in (lambda: evaluate_range(query, _FUZZ_SOURCE, 0, 120, 30),
+                lambda: evaluate_instant(query, _FUZZ_SOURCE, 90)):
+        try:
+            result = run()
+        except PromQLError as exc:
+            assert str(exc)
+            continue
+        assert isinstance(result, (list, float))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='abcgx_{}[]()=~!"\',.:@ +-*/%^<>#0123456789mshdwyoefnt\n', max_size=30))
+def test_any_text_parses_or_fails_with_a_promql_error(text):
+    try:
+        parse(text)
+    except PromQLError as exc:
+        assert str(exc)

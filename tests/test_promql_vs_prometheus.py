@@ -18,9 +18,16 @@ import pytest
 from compass_tui.telemetry.promql import InMemorySeriesSource, PromQLError, evaluate_instant, evaluate_range
 
 try:
-    from tests.prometheus_server import PrometheusServer, api_get, missing_binaries
+    from tests.prometheus_server import PrometheusServer, api_get, missing_binaries, prometheus_factory
 except ImportError:  # tests/ on sys.path rather than the project root
-    from prometheus_server import PrometheusServer, api_get, missing_binaries  # type: ignore[no-redef]
+    from prometheus_server import (  # type: ignore[no-redef]
+        PrometheusServer,
+        api_get,
+        missing_binaries,
+        prometheus_factory,
+    )
+
+_ = prometheus_factory  # a fixture: imported so that pytest finds it
 
 pytestmark = pytest.mark.live
 
@@ -317,6 +324,7 @@ QUERIES = [
     "max_over_time(rate(http_requests_total[1m])[10m:1m])",
     "avg_over_time(sum(queue_depth)[7m:45s])",
     "hour(vector(time())) + minute()",
+    "holt_winters(cpu_usage[10m], 0.5, 0.3)",
     "1 > bool 2",
     "sum(http_requests_total) # a trailing comment",
 ]
@@ -425,3 +433,33 @@ def test_both_engines_refuse_the_same_queries(world, query):
         api_get(url, "/api/v1/query_range", query=query, start=start, end=end, step=step)
     with pytest.raises(PromQLError):
         evaluate_range(query, source, start, end, step)
+
+
+# ------------------------------------------------------------------- the test server itself
+
+TINY = """# TYPE jobs_total counter
+jobs_total{queue="a"} 1 1700000000
+jobs_total{queue="a"} 4 1700000060
+# EOF
+"""
+
+
+def test_prometheus_factory_serves_the_given_samples(prometheus_factory):
+    url = prometheus_factory(TINY)
+    data = api_get(url, "/api/v1/query", query="jobs_total", time=1700000060)
+    assert [(r["metric"], r["value"][1]) for r in data["result"]] == [
+        ({"__name__": "jobs_total", "queue": "a"}, "4")
+    ]
+
+
+def test_prometheus_server_stops_on_exit_and_reports_bad_input(tmp_path):
+    if missing_binaries():
+        pytest.skip(missing_binaries())
+    server = PrometheusServer(TINY, tmp_path / "ok")
+    with server as url:
+        proc = server.proc
+        assert api_get(url, "/api/v1/query", query="1")["result"][1] == "1"
+    assert proc is not None and proc.poll() is not None
+    with pytest.raises(RuntimeError, match="promtool could not load"):
+        with PrometheusServer("not openmetrics\n", tmp_path / "bad"):
+            pass

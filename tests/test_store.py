@@ -3,12 +3,10 @@ must refuse (locked, corrupt, newer) without touching them."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import duckdb

@@ -1,4 +1,4 @@
-"""`compass demo`: headless JSON when asked or piped, without ever loading Textual."""
+"""`compass demo`: headless JSON when asked or piped, without ever loading Textual or Rich."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import compass_tui.tui.session as session
 session.DEMO_BUNDLE = Path(sys.argv[1])
 from compass_tui.cli import main
 code = main(sys.argv[2:])
-print("TEXTUAL_LOADED" if any(m == "textual" or m.startswith("textual.") for m in sys.modules) else "NO_TEXTUAL", file=sys.stderr)
+print("TUI_LOADED" if any(m.split(".")[0] in ("textual", "rich") for m in sys.modules) else "NO_TEXTUAL", file=sys.stderr)
 sys.exit(code)
 """
 

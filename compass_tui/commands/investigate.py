@@ -86,7 +86,7 @@ async def _run(request, backend, args, store, out=sys.stdout) -> int:
     if getattr(args, "deadline", None):
         budget.deadline_s = float(args.deadline)
     deps = EngineDeps(backend=backend, budget=budget, memory=store.advisor() if store is not None else None,
-                      grafana_url=getattr(args, "grafana_url", None))
+                      grafana_url=getattr(args, "grafana_url", None), t0=getattr(args, "t0", None))
     report = None
     async for ev in investigate(request, deps):
         if getattr(args, "events", False):
@@ -110,6 +110,9 @@ async def _run(request, backend, args, store, out=sys.stdout) -> int:
 
 
 def run(args) -> int:
+    import time
+
+    args.t0 = time.perf_counter()
     from compass_tui.engine.request import RequestError, load_alert_file, request_from_alert, request_from_bundle_meta
 
     if getattr(args, "bundle", None):

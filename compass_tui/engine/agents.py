@@ -9,7 +9,7 @@ import re
 import numpy as np
 
 from compass_tui.engine.context import Candidate, Ctx
-from compass_tui.engine.timeseries import first_crossing, fmt_delta, fmt_time, slope_per_s
+from compass_tui.engine.timeseries import first_crossing, fmt_delta, fmt_ratio, fmt_time, slope_per_s
 
 OWN_ERROR = re.compile(r"error|exception|fail|fatal|panic|invalid|null|undefined|cannot|unsupported|illegal|not initialized|"
                        r"missing|traceback|segfault|assert|unexpected|denied|crash", re.I)
@@ -38,6 +38,8 @@ def infrastructure(ctx: Ctx) -> list[Candidate]:
     services = set()
     for sig in ("cpu_util", "cpu_cores", "cpu_throttle", "mem_util", "mem_bytes", "heap_util", "heap_bytes", "disk_free"):
         services |= {s.service for s in ctx.stack.signals.get(sig, {}).values()}
+    if ctx.logs:
+        services |= {svc for (svc, cls) in ctx.logs.class_hits if cls == "disk"}
     for svc in sorted(services):
         c = _cpu(ctx, svc)
         if c:
@@ -141,24 +143,33 @@ def _restarts_near(ctx: Ctx, svc: str):
 
 def _disk(ctx: Ctx, svc: str) -> Candidate | None:
     s = ctx.series("disk_free", svc)
-    if s is None:
-        return None
     g = ctx.grid
-    upto = (g.times <= ctx.onset + ctx.tol) & np.isfinite(s.values)
-    if not upto.any():
-        return None
-    low = float(np.min(s.values[upto]))
     lines = ctx.logs.hits(svc, "disk", ctx.onset - 1800) if ctx.logs else []
-    if low > 0.1 and not lines:
+    base_lines = ctx.logs.hits(svc, "disk", None, g.baseline_end) if ctx.logs else []
+    new_lines = len(lines) >= 2 and len(lines) > 3 * len(base_lines)
+    low, t = 1.0, None
+    if s is not None:
+        upto = (g.times <= ctx.onset + ctx.tol) & np.isfinite(s.values)
+        if upto.any():
+            low = float(np.min(s.values[upto]))
+            t = first_crossing(g, s.values, 0.05, -1)
+    if low > 0.1 and not new_lines:
         return None
-    t = first_crossing(g, s.values, 0.05, -1)
-    score = 0.9 if low <= 0.02 else 0.75 if low <= 0.05 else 0.4
-    if lines:
+    if s is not None and low <= 0.1:
+        score = 0.9 if low <= 0.02 else 0.75 if low <= 0.05 else 0.45
+    else:
+        score = 0.6  # only the logs say so
+        t = lines[0] if lines else None
+    if new_lines:
         score = min(1.0, score + 0.1)
-    c = Candidate("disk_full", svc, "infrastructure", score, f"a filesystem of {svc} is full ({low * 100:.1f}% free)", t)
-    c.evidence.append(ctx.metric_evidence(s, f"free space on {svc} fell to {low * 100:.1f}%" + (f" at {fmt_time(t)}, {_rel(ctx, t)}" if t else ""), onset=t))
+    c = Candidate("disk_full", svc, "infrastructure", score,
+                  f"a filesystem of {svc} is full" + (f" ({low * 100:.1f}% free)" if s is not None else ""), t)
+    if s is not None:
+        c.evidence.append(ctx.metric_evidence(s, f"free space on {svc} fell to {low * 100:.1f}%" + (f" at {fmt_time(t)}, {_rel(ctx, t)}" if t else ""),
+                                              supports=low <= 0.1, onset=t))
     if lines and ctx.logs:
-        c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)no space left|disk full"', f'{len(lines)} "no space left on device" lines from {svc}'))
+        c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)no space left|disk full"',
+                                           f'{len(lines)} "no space left on device" lines from {svc} (baseline {len(base_lines)})'))
     return c
 
 
@@ -236,10 +247,14 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
     return c
 
 
-def db_change(ctx: Ctx, db: str):
-    """The strongest rising database-server signal of a database: (z, onset, signal)."""
+def db_change(ctx: Ctx, db: str, slowness_only: bool = False):
+    """The strongest rising database-server signal of a database: (z, onset, signal, change).
+    Active-query counts rise with load too, so they count only when nothing better moved."""
     best = None
-    for sig in ("db_tx_duration", "db_locks", "db_active", "db_slow_rate"):
+    sigs = ("db_tx_duration", "db_locks", "db_slow_rate") if slowness_only else ("db_tx_duration", "db_locks", "db_slow_rate", "db_active")
+    for sig in sigs:
+        if sig == "db_active" and best is not None:
+            break
         ch = ctx.chg(sig, db, 1, rel_floor=0.2, abs_floor=0.05)
         if ch is None or not ch.rose or ch.ratio < 1.5:
             continue
@@ -263,7 +278,7 @@ def _db_slow(ctx: Ctx, db: str) -> Candidate | None:
     z, onset, sig, ch = best
     clients = db_clients(ctx, db)
     slowed = [c for c in clients if c in ctx.affected]
-    score = 0.5 + min(0.25, 0.04 * z)
+    score = (0.5 if sig != "db_active" else 0.35) + min(0.25, 0.04 * z)
     if clients and len(slowed) >= max(1, len(clients) // 2):
         score += 0.15
     slow_lines = ctx.logs.hits(db, "db_slow", ctx.onset - 1800) if ctx.logs else []
@@ -273,8 +288,8 @@ def _db_slow(ctx: Ctx, db: str) -> Candidate | None:
     names = {"db_tx_duration": "longest transaction/query time", "db_locks": "locks", "db_active": "active queries",
              "db_slow_rate": "slow queries"}
     c = Candidate("db_slow_queries", db, "database", min(score, 1.0),
-                  f"{db} is slow: {names[sig]} up {ch.ratio:.1f}x", onset)
-    c.evidence.append(ctx.metric_evidence(ctx.series(sig, db), f"{names[sig]} on {db} rose {ch.ratio:.1f}x at {fmt_time(onset)}, {_rel(ctx, onset)}", onset=onset))
+                  f"{db} is slow: {names[sig]} up {fmt_ratio(ch.ratio)}", onset)
+    c.evidence.append(ctx.metric_evidence(ctx.series(sig, db), f"{names[sig]} on {db} rose {fmt_ratio(ch.ratio)} at {fmt_time(onset)}, {_rel(ctx, onset)}", onset=onset))
     if clients:
         c.evidence.append(ctx.metric_evidence(
             ctx.series("latency_p99", slowed[0]) or ctx.series("latency_mean", slowed[0]) or ctx.series(sig, db),
@@ -318,7 +333,7 @@ def _net(ctx: Ctx, svc: str) -> Candidate | None:
         score += 0.55 + min(0.2, 0.03 * ch.z)
         c.cause_onset = ch.onset
         what = "TCP retransmits" if sig == "retrans_ratio" else "dropped packets"
-        c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{what} on {svc} rose {ch.ratio:.1f}x at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
+        c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
     if gap is not None and gap >= 3.0:
         score += 0.25
         c.evidence.append(_trace_ev(ctx, svc, f"client-side durations of calls to {svc} are {gap:.1f}x its server-side durations (after the onset vs before)"))
@@ -451,7 +466,7 @@ def _dns(ctx: Ctx) -> list[Candidate]:
             score += 0.6 + min(0.2, 0.03 * ch.z)
             c.cause_onset = ch.onset
             what = {"dns_servfail_ratio": "SERVFAIL share", "dns_fail_ratio": "failed-lookup share", "dns_lookup": "lookup time"}[sig]
-            c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"DNS {what} on {svc} rose {ch.ratio:.1f}x at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
+            c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"DNS {what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
         if new_nohost and ctx.logs:
             score += 0.25
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |~ "(?i)no such host|could not resolve|name resolution"',
@@ -584,7 +599,7 @@ def _own_errors(ctx: Ctx, svc: str, t_change: float):
         words = "errors and latency" if score > 0.4 else "latency"
         onset = onset or lat.onset
         s = ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc)
-        evidence.append(ctx.metric_evidence(s, f"latency of {svc} rose {lat.ratio:.1f}x at {fmt_time(lat.onset)}", onset=lat.onset))
+        evidence.append(ctx.metric_evidence(s, f"latency of {svc} rose {fmt_ratio(lat.ratio)} at {fmt_time(lat.onset)}", onset=lat.onset))
     if ctx.logs:
         new = [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
                and t_change - ctx.tol <= (tp.first_post or 0) <= soon + 300]
@@ -628,8 +643,8 @@ def _surge(ctx: Ctx) -> list[Candidate]:
         if not ctx.graph.callers(svc):
             score += 0.05
         c = Candidate("traffic_surge", svc, "application", min(score, 1.0),
-                      f"{svc} receives {ch.ratio:.1f}x its usual traffic", ch.onset)
-        c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", svc), f"request rate of {svc} rose {ch.ratio:.1f}x ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
+                      f"{svc} receives {fmt_ratio(ch.ratio)} its usual traffic", ch.onset)
+        c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", svc), f"request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
         c._ups = ups  # type: ignore[attr-defined]
         c._ratio = ch.ratio  # type: ignore[attr-defined]
         out.append(c)

@@ -22,6 +22,7 @@ EXTRA_SERVICE_LABELS = ("app_kubernetes_io_name", "k8s_deployment_name", "deploy
 POD_LABELS = ("pod", "k8s_pod_name", "pod_name")
 HOST_LABELS = ("node", "nodename", "kubernetes_node", "host", "hostname", "instance")
 HOST_FAMILIES = {"retrans", "outsegs", "net_drop", "fs_avail", "fs_size"}
+OBJECT_LABELS = ("persistentvolumeclaim", "pvc", "deployment", "statefulset", "daemonset", "pod", "volume")
 STATUS_LABELS = ("code", "status", "status_code", "http_response_status_code", "http_status_code", "response_code", "grpc_code", "outcome")
 PEER_LABELS = ("server_address", "peer_service", "net_peer_name", "server", "target", "upstream", "peer", "destination_service", "host")
 POOL_LABELS = ("pool", "pool_name", "db_name", "name", "datasource")
@@ -258,8 +259,16 @@ class Discovery:
                 known |= info.label_values[pick]
         for info in st.metrics.values():
             info.svc_label = choose_service_label(info, known)
+            if info.svc_label is None:
+                info.svc_label = next((l for l in OBJECT_LABELS if l in info.label_values), None)
             if info.svc_label is None and HOST_FAMILIES & set(info.families):
                 info.svc_label = next((l for l in HOST_LABELS if l in info.label_values), None)
+        # services named only by infrastructure exporters (databases, caches) are services too
+        for info in st.metrics.values():
+            if info.svc_label in SERVICE_LABELS + EXTRA_SERVICE_LABELS:
+                vals = info.label_values.get(info.svc_label, set())
+                if not any(EXPORTER_JOBS.search(v) for v in vals):
+                    known |= vals
         st.services = known
         self._host_map(known)
         return st
@@ -277,6 +286,15 @@ class Discovery:
                 if ls.get(hl):
                     hm.setdefault(ls[hl], set()).add(svc)
         self.host_map = hm
+
+    def object_service(self, name: str) -> str:
+        """The service a Kubernetes object (PVC, pod, deployment) belongs to: the longest known
+        service name inside it, else the name without its pod hash."""
+        best = ""
+        for k in self.stack.services:
+            if len(k) > len(best) and re.search(rf"(^|[-_.]){re.escape(k)}($|[-_.])", name):
+                best = k
+        return best or service_from_pod(name)
 
     def host_services(self, host: str) -> set[str]:
         h = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
@@ -297,6 +315,7 @@ class Discovery:
                            transform=None) -> dict[str, SigSeries]:
         out: dict[str, SigSeries] = {}
         by_host = svc_label in HOST_LABELS and svc_label not in SERVICE_LABELS
+        by_object = svc_label in OBJECT_LABELS
         for s in await self._series(promql):
             name = s.labels.get(svc_label)
             if not name:
@@ -306,7 +325,8 @@ class Discovery:
             if transform is not None:
                 vals = transform(vals)
             # a host-level series speaks for every service on that host; keep the worst host
-            for svc in (sorted(self.host_services(name)) if by_host else [name]):
+            names = sorted(self.host_services(name)) if by_host else [self.object_service(name)] if by_object else [name]
+            for svc in names:
                 key = svc if sub is None else f"{svc}|{sub}"
                 prev = out.get(key)
                 if prev is not None and np.nanmax(np.abs(np.nan_to_num(prev.values))) >= np.nanmax(np.abs(np.nan_to_num(vals))):

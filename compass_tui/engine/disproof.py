@@ -48,6 +48,15 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
         else:
             c.check("scope", False, f"no service on the path from {s} calls {c.service}", 0.5)
         return
+    if c.fault == "traffic_surge":
+        # load enters upstream: the alerting service must be the surging one or below it
+        if not s or not ctx.graph.known or s not in ctx.graph.nodes():
+            c.check("scope", None, "the service graph cannot place this service relative to the alert")
+        elif s == c.service or s in ctx.graph.downstream(c.service):
+            c.check("scope", True, f"the alerting service {s} is {'this service' if s == c.service else 'downstream of it'}")
+        else:
+            c.check("scope", False, f"the alerting service {s} is not downstream of {c.service}", 0.45)
+        return
     inside = ctx.in_scope(c.service)
     if inside is None:
         c.check("scope", None, "the service graph cannot place this service relative to the alert")
@@ -58,6 +67,13 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
 
 
 def _magnitude(ctx: Ctx, c: Candidate) -> None:
+    if c.fault in ("bad_deploy", "config_change"):
+        own = getattr(c, "_own", 0.0)
+        if own >= 0.3:
+            c.check("magnitude", True, f"{c.service}'s errors or latency rose right after the change")
+        else:
+            c.check("magnitude", False, f"{c.service}'s errors and latency did not move after the change", 0.4)
+        return
     if c.strength >= 0.5:
         c.check("magnitude", True, "the cause's signal moved well beyond its baseline range")
     elif c.strength >= 0.35:
@@ -74,9 +90,9 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     # the pool vs the database behind it
     for c in by_fault.get("db_connection_pool_exhaustion", []):
         db = pool_target(ctx, c.service, getattr(c, "_pool", None))
-        best = db_change(ctx, db) if db else None
-        if best is not None and best[1] is not None and (c.cause_onset is None or best[1] < c.cause_onset - ctx.grid.step):
-            c.check("competing_explanation", False, f"the database {db} slowed first ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
+        best = db_change(ctx, db, slowness_only=True) if db else None
+        if best is not None and best[1] is not None and (c.cause_onset is None or best[1] <= c.cause_onset + ctx.grid.step):
+            c.check("competing_explanation", False, f"the database {db} itself slowed ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
         else:
             c.check("competing_explanation", True, f"the database {db or 'behind the pool'} itself is not slow" if db else "no database-server slowdown explains it")
     for c in by_fault.get("db_slow_queries", []):
@@ -119,9 +135,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
         err_onset = getattr(c, "_err_onset", None)
         if c.cause_onset is not None and err_onset is not None and err_onset < c.cause_onset - 2 * ctx.tol:
             c.check("temporal_precedence", False, "its errors were already there before the change", 0.3)
-        if own < 0.3:
-            c.check("competing_explanation", False, f"{c.service} shows no new trouble of its own after the change", 0.4)
-        else:
+        if own >= 0.3:
             c.check("competing_explanation", True, f"{c.service}'s new errors are its own, not inherited")
     # bad_deploy vs config_change on the same service
     deploys = {c.service: c for c in by_fault.get("bad_deploy", [])}

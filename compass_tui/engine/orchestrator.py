@@ -58,7 +58,7 @@ class _Run:
     def __init__(self, request: InvestigationRequest, deps: EngineDeps):
         self.request = request
         self.deps = deps
-        self.t0 = time.perf_counter()
+        self.t0 = deps.t0 if deps.t0 is not None else time.perf_counter()
         self.events: asyncio.Queue = asyncio.Queue()
         self.runner = QueryRunner(deps.backend, deps.budget, self.events, self.t0)
         self.degraded: list[Degraded] = []

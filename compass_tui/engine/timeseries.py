@@ -208,7 +208,16 @@ def fmt_time(t: float | None) -> str:
 def fmt_delta(seconds: float) -> str:
     """'90 s before', '4 min after'."""
     s = abs(seconds)
+    if s < 1:
+        return "0 s before"
     word = "before" if seconds > 0 else "after"
     if s < 120:
         return f"{s:.0f} s {word}"
     return f"{s / 60:.0f} min {word}"
+
+
+def fmt_ratio(r: float) -> str:
+    """'3.2x', or 'from zero' when the baseline was zero."""
+    if not np.isfinite(r):
+        return "from zero"
+    return f"{r:.1f}x"

@@ -175,6 +175,17 @@ class LogRenderer:
                     "node": f"Error: connect ECONNREFUSED {peer}:6379"}[lang], {"cache": peer}
         url = self.peer_url(peer, tls=cause == "tls") if peer else "http://upstream"
         host = url.split("/")[2].split(":")[0]
+        if self.fmt.get(svc) == "nginx" and peer:
+            path = "/" + url.split("/", 3)[-1]
+            up = {"client": self._ip(), "server": "_", "request": f'"POST {path} HTTP/1.1"', "upstream": f'"{url}"'}
+            text = {"timeout": "upstream timed out (110: Connection timed out) while reading response header from upstream",
+                    "config_timeout": "upstream timed out (110: Connection timed out) while reading response header from upstream",
+                    "refused": "connect() failed (111: Connection refused) while connecting to upstream",
+                    "reset": "recv() failed (104: Connection reset by peer) while reading response header from upstream",
+                    "tls": "upstream SSL certificate verify error: (10:certificate has expired) while SSL handshaking to upstream",
+                    "dns": f"{host} could not be resolved (2: Server failure)" if float(np.mean(m.dns_nx)) < 0.01 else f"{host} could not be resolved (3: Host not found)",
+                    }.get(cause, "upstream prematurely closed connection while reading response header from upstream")
+            return text, up
         if cause in ("timeout", "config_timeout"):
             tmo = edge.timeout if edge else 5
             return {"java": f"feign.RetryableException: Read timed out executing POST {url}",

@@ -498,9 +498,15 @@ class MetricsRenderer:
                     self.latency("http_client_requests_seconds", lab, calls * mix[key], lat, sig, p, off, True, [],
                                  quantiles=False, first_nonzero=key != "200")
                 else:
-                    lab = {**base, self.client_label: e.callee, "code": key if not is_conn else "0"}
+                    if is_conn:
+                        continue  # folded into code="0" below
+                    lab = {**base, self.client_label: e.callee, "code": key}
                     self.counter("http_client_requests", lab, calls * mix[key], None, off, ints=True,
                                  first_nonzero=key != "200")
+                    conn = sum((v for k, v in mix.items() if not k.isdigit()), np.zeros(self.n))
+                    if key == "200" and conn.max() > 0:
+                        self.counter("http_client_requests", {**base, self.client_label: e.callee, "code": "0"},
+                                     calls * conn, None, off, ints=True, first_nonzero=True)
                     if key == "200":
                         self.latency("http_client_request_duration_seconds", {**base, self.client_label: e.callee},
                                      calls, lat, sig, p, off, False, self.buckets_classic)

@@ -133,17 +133,15 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
     # Window and step: 45-180 minutes, with the sample count bounded by the fleet size so a
     # bundle stays example-sized (a few MB to ~15 MB for 8-30 services).
     n_svc = len(topo.services)
-    max_samples = int(min(360, max(90, 3600 / max(8, n_svc))))
-    window_min = rng.uniform(45, {"full": 180, "medium": 150, "lean": 90}[detail])
+    max_samples = int(min(360, max(90 if detail != "lean" else 48, 3600 / max(8, n_svc))))
+    longest = {"full": 180, "medium": 150, "lean": 90}[detail]
     if options.step:
         step = options.step
-        window_min = max(45.0, min(window_min, max_samples * step / 60))
     else:
         steps = [15, 15, 15, 20, 30, 30, 60] if detail != "lean" else [30, 60, 60]
-        rng.shuffle(steps)
-        fitting = [x for x in steps if window_min * 60 / x <= max_samples]
-        step = fitting[0] if fitting else 60
-        window_min = max(45.0, min(window_min, max_samples * step / 60))
+        fitting = [x for x in steps if 45 * 60 / x <= max_samples * 1.15]
+        step = rng.choice(fitting or [60])
+    window_min = rng.uniform(45, max(45.0, min(longest, max_samples * step / 60)))
     n = max(20, int(window_min * 60 / step))
     onset = int(n * rng.uniform(0.55, 0.85))
     # Past dates across two years, aligned to the step like a real scrape grid.

@@ -150,6 +150,11 @@ class Model:
                 self.mem_base_pod[nm] = self.mem_limit_pod[nm] * rng.uniform(0.25, 0.6)
                 if svc.role == "entry":
                     self.ext_rps[nm] = rng.uniform(40, 400) * diurnal * drift * self._noise(0.03)
+                    # Short bursts (crawlers, retries, a push notification) are part of normal life.
+                    for _ in range(rng.choice([0, 0, 1, 2, 3])):
+                        at = rng.randrange(self.n)
+                        width = max(1, int(rng.uniform(30, 180) / self.step))
+                        self.ext_rps[nm][at:at + width] *= rng.uniform(1.2, 1.8)
                 # Chronic low-level errors in a few services are part of a healthy baseline.
                 self.err_own[nm]["baseline"] = np.clip(
                     rng.choice([0.0005, 0.001, 0.002, 0.004]) * self._noise(0.3), 0, 1)

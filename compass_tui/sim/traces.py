@@ -10,7 +10,7 @@ import numpy as np
 from compass_tui.sim.scenario import SimIncident
 from compass_tui.sim.topology import APP, DATABASES, EXTERNAL, MYSQL, REDIS
 
-_MAX_SPANS = 36
+_MAX_SPANS = 30
 _MAX_DEPTH = 7
 
 
@@ -34,7 +34,7 @@ class TraceRenderer:
         self.pod_version: dict[tuple[str, str], str] = {}
         self.routes = {nm: f"/api/v1/{nm.split('-')[0]}" for nm in self.topo.apps()}
         n_apps = len(self.topo.apps())
-        total = self.rng.uniform(150, 400) if n_apps < 60 else self.rng.uniform(80, 160)
+        total = self.rng.uniform(100, 260) if n_apps < 60 else self.rng.uniform(60, 120)
         self.per_step = total / self.m.n
         self.sample_ratio = self.rng.choice([0.01, 0.05, 0.1, 0.25])
 

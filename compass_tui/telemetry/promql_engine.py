@@ -38,8 +38,8 @@ from compass_tui.telemetry.promql_parser import (
 LOOKBACK_MS = 300_000  # Prometheus's default --query.lookback-delta
 DEFAULT_SUBQUERY_STEP_MS = 60_000  # the default global evaluation_interval
 _NAME_DROPPING_OPS = {"+", "-", "*", "/", "%", "^"}  # atan2 and comparisons keep __name__
-_GATHER_BUDGET = 4_000_000
-_CHUNK_CELLS = 200_000  # series x steps per block for range functions  # elements per chunk when a function needs every sample of a window
+_GATHER_BUDGET = 4_000_000  # elements per chunk when a function needs every sample of a window
+_CHUNK_CELLS = 200_000  # series x steps per block for range functions
 
 
 class SeriesSource(Protocol):
@@ -215,13 +215,15 @@ def _instant_value(a: RangeArg, is_rate: bool) -> tuple[np.ndarray, np.ndarray]:
     """Prometheus's instantValue (irate, idelta): the last two samples of the window."""
     w = _windows(a.t, a.v, a.offsets, a.eval_ms, a.range_ms)
     mask = w.count >= 2
+    if not mask.any():
+        return np.full(mask.shape, np.nan), mask
     last = np.where(mask, w.hi - 1, 1)
     prev = last - 1
-    lv, pv = w.flat_v[last] if len(w.flat_v) else last * 0.0, w.flat_v[prev] if len(w.flat_v) else last * 0.0
+    lv, pv = w.flat_v[last], w.flat_v[prev]
     with np.errstate(all="ignore"):
         if is_rate:
             result = np.where(lv < pv, lv, lv - pv)
-            interval = (w.flat_t[last] - w.flat_t[prev]) if len(w.flat_t) else last * 0
+            interval = w.flat_t[last] - w.flat_t[prev]
             mask = mask & (interval != 0)
             result = result / (interval / 1000.0)
         else:
@@ -247,6 +249,26 @@ def _count_transitions(a: RangeArg, kind: str) -> tuple[np.ndarray, np.ndarray]:
     if not len(v):
         return np.zeros(mask.shape), mask
     return (cum[last] - cum[first]).astype(float), mask
+
+
+def _incremental_mean(vals, times, valid, cnt, rows):
+    """Prometheus 2.42's avg_over_time: mean += v/count - mean/count, in sample order, with
+    its rules for infinities (a sum would overflow where this does not)."""
+    mean = np.zeros(cnt.shape)
+    comp = np.zeros(cnt.shape)  # Kahan-Neumaier compensation
+    for i in range(vals.shape[2]):
+        live = i < cnt
+        v = vals[:, :, i]
+        count = float(i + 1)
+        inf_mean = np.isinf(mean)
+        skip = inf_mean & ((np.isinf(v) & ((mean > 0) == (v > 0))) | (~np.isinf(v) & ~np.isnan(v)))
+        inc = v / count - mean / count
+        t = mean + inc
+        c = np.where(np.abs(mean) >= np.abs(inc), (mean - t) + inc, (inc - t) + mean)
+        upd = live & ~skip
+        mean = np.where(upd, t, mean)
+        comp = np.where(upd, comp + c, comp)
+    return np.where(np.isinf(mean), mean, mean + comp)
 
 
 def _window_reduce(ufunc: np.ufunc, w: Windows) -> np.ndarray:
@@ -619,15 +641,19 @@ class Evaluator:
                 s = sig(lab)
                 out[s] = out[s] | vec.mask[i] if s in out else vec.mask[i].copy()
             return out
-        none = np.zeros(self.n, bool)
+        def other_side(vec: Vec, pres: dict[tuple, np.ndarray]) -> np.ndarray:
+            rows = np.zeros(vec.mask.shape, bool)
+            for i, lab in enumerate(vec.labels):
+                hit = pres.get(sig(lab))
+                if hit is not None:
+                    rows[i] = hit
+            return rows
+
         if op in ("and", "unless"):
-            rp = presence(rhs)
-            rows = np.array([rp.get(sig(lab), none) for lab in lhs.labels]).reshape(len(lhs.labels), self.n)
+            rows = other_side(lhs, presence(rhs))
             mask = lhs.mask & rows if op == "and" else lhs.mask & ~rows
             return Vec(lhs.labels, lhs.vals, mask, lhs.ts)
-        lp = presence(lhs)
-        rows = np.array([lp.get(sig(lab), none) for lab in rhs.labels]).reshape(len(rhs.labels), self.n)
-        rmask = rhs.mask & ~rows
+        rmask = rhs.mask & ~other_side(rhs, presence(lhs))
         out = Vec(lhs.labels + rhs.labels, np.concatenate([lhs.vals, rhs.vals]),
                   np.concatenate([lhs.mask, rmask]))
         return _merge(out, strict=False)
@@ -645,10 +671,10 @@ class Evaluator:
         for s, rows in one_rows.items():
             if len(rows) > 1 and (one.mask[rows].sum(axis=0) > 1).any():
                 side = "left" if one_to_many else "right"
+                group = dict(zip(matching.labels, s)) if matching.on else dict(s)
                 raise PromQLError(
-                    f"found duplicate series for the match group {dict(zip(matching.labels, s)) if matching.on else dict(s)} "
-                    f"on the {side} hand-side of the operation; many-to-many matching not allowed: "
-                    "matching labels must be unique on one side"
+                    f"found duplicate series for the match group {group} on the {side} hand-side of the "
+                    "operation; many-to-many matching not allowed: matching labels must be unique on one side"
                 )
         li: list[int] = []
         rj: list[int] = []
@@ -769,6 +795,8 @@ class Evaluator:
                 hi = np.fmax.reduceat(np.where(mask, vals, np.nan), starts, axis=0)
                 no_nan = np.add.reduceat(mask & np.isnan(vals), starts, axis=0) == 0
                 var = np.where((lo == hi) & np.isfinite(lo) & no_nan, 0.0, var)
+                # Prometheus seeds the group with its first sample: one sample (even NaN) gives 0.
+                var = np.where(count == 1, 0.0, var)
                 res = np.sqrt(var) if op == "stddev" else var
             elif op == "quantile":
                 res = np.full((ng, self.n), np.nan)
@@ -947,7 +975,12 @@ class Evaluator:
             return _window_reduce(np.add, w), mask
         if name == "avg_over_time":
             with np.errstate(all="ignore"):
-                return _window_reduce(np.add, w) / count, mask
+                avg = _window_reduce(np.add, w) / count
+            odd = mask & ~np.isfinite(avg)
+            if odd.any():
+                # Infinities or an overflowing sum: Prometheus's running mean decides.
+                avg = np.where(odd, _gather_reduce(w, _incremental_mean)[0], avg)
+            return avg, mask
         if name == "min_over_time":
             return _window_reduce(np.fmin, w), mask  # NaN only when every sample is NaN
         if name == "max_over_time":
@@ -969,6 +1002,26 @@ class Evaluator:
                 return _linear_regression(vals, times, valid, cnt, times[:, :, :1])[0]
 
             return _gather_reduce(w, deriv, min_count=2)
+        if name == "holt_winters":
+            sf, tf = self.eval(args[1]), self.eval(args[2])
+            for what, f in (("smoothing", sf), ("trend", tf)):
+                if np.any((f <= 0) | (f >= 1)):
+                    bad = float(f[(f <= 0) | (f >= 1)][0])
+                    raise PromQLError(f"invalid {what} factor. Expected: 0 < {what[0]}f < 1, got: {bad:f}")
+
+            def holt(vals, times, valid, cnt, rows):
+                s1 = vals[:, :, 0]
+                b = vals[:, :, 1] - vals[:, :, 0] if vals.shape[2] > 1 else np.zeros_like(s1)
+                s0 = np.zeros_like(s1)
+                for i in range(1, vals.shape[2]):
+                    live = i < cnt
+                    x = sf * vals[:, :, i]
+                    nb = b if i == 1 else tf * (s1 - s0) + (1 - tf) * b
+                    y = (1 - sf) * (s1 + nb)
+                    s0, s1, b = np.where(live, s1, s0), np.where(live, x + y, s1), np.where(live, nb, b)
+                return s1
+
+            return _gather_reduce(w, holt, min_count=2)
         if name == "predict_linear":
             dur = self.eval(args[1])
             step = a.step_ms
@@ -1175,7 +1228,7 @@ _RANGE_FUNCS = {
     "rate", "increase", "delta", "irate", "idelta", "deriv", "predict_linear", "resets", "changes",
     "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
     "last_over_time", "quantile_over_time", "stddev_over_time", "stdvar_over_time",
-    "present_over_time", "absent_over_time",
+    "present_over_time", "absent_over_time", "holt_winters",
 }  # fmt: skip
 _DATE_FUNCS = {"day_of_month", "day_of_week", "day_of_year", "days_in_month", "hour", "minute", "month", "year"}
 

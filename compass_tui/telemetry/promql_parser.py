@@ -213,6 +213,7 @@ FUNCTIONS: dict[str, tuple[tuple[str, ...], str, int]] = {
     "exp": ((VECTOR,), VECTOR, 0),
     "floor": ((VECTOR,), VECTOR, 0),
     "histogram_quantile": ((SCALAR, VECTOR), VECTOR, 0),
+    "holt_winters": ((MATRIX, SCALAR, SCALAR), VECTOR, 0),
     "hour": ((VECTOR,), VECTOR, 1),
     "idelta": ((MATRIX,), VECTOR, 0),
     "increase": ((MATRIX,), VECTOR, 0),

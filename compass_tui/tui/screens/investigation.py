@@ -14,7 +14,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal
+from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -124,7 +124,8 @@ class InvestigationScreen(Screen):
                 with TabPane("Cost", id="cost"):
                     yield CostPane(id="cost-pane")
                 with TabPane("Health", id="health"):
-                    yield HealthPane(id="health-pane")
+                    with VerticalScroll(id="health-scroll"):
+                        yield HealthPane(id="health-pane")
                 with TabPane("Chat", id="chat"):
                     yield RichLog(id="chat-log", wrap=True, markup=False, highlight=False)
         with Horizontal(id="chat-bar"):
