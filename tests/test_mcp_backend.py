@@ -200,6 +200,17 @@ async def test_calls_run_concurrently_within_the_limit(server_cfg):
         assert json.loads(res.content[0].text)["max"] == 2
 
 
+async def test_verbs_racing_at_the_start_all_wait_for_the_servers(server_cfg):
+    b = McpBackend({"m": server_cfg()})
+    try:
+        results = await asyncio.gather(*(b.query_range("up", 0, 60, 15) for _ in range(4)), b.capabilities())
+        assert all(r.status == "ok" for r in results[:4]) and results[4].metrics
+    finally:
+        await b.aclose()
+    r = await b.query_range("up", 0, 60, 15)
+    assert r.status == "error" and "closed" in r.error
+
+
 async def test_sessions_close_from_their_owner_whatever_task_calls(server_cfg):
     b = McpBackend({"m": server_cfg()})
     await asyncio.create_task(b.start())  # started from another task

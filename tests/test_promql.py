@@ -350,6 +350,8 @@ def test_matching_errors_like_prometheus():
         evaluate_instant("req / on(job) tot", s, 1)
     with pytest.raises(PromQLError, match="duplicate series for the match group"):
         evaluate_instant("tot / on(job) req", s, 1)
+    # With nothing on the other side Prometheus never looks for duplicates.
+    assert values(evaluate_instant("nothing / on(job) req", s, 1)) == {}
 
 
 def test_set_operators():

@@ -325,6 +325,8 @@ QUERIES = [
     "avg_over_time(sum(queue_depth)[7m:45s])",
     "hour(vector(time())) + minute()",
     "holt_winters(cpu_usage[10m], 0.5, 0.3)",
+    "sin(cpu_usage) + acos(cpu_usage) + tanh(cpu_usage) - atanh(cpu_usage)",
+    "asinh(queue_depth) + acosh(queue_depth) + deg(queue_depth) - rad(queue_depth) + pi()",
     "1 > bool 2",
     "sum(http_requests_total) # a trailing comment",
 ]

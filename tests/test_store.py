@@ -126,10 +126,11 @@ def test_rejection_ranks_a_cause_lower_and_says_why(store: Store) -> None:
 def test_confirmations_accumulate_and_the_note_counts_them(store: Store) -> None:
     for i in range(3):
         store.record_investigation(make_report(f"inv-{i}", ENGINE_WRONG), SIG)
+    advisor = store.advisor()  # kept across verdicts, as a running app would
     store.feedback("inv-0", "confirm", "bad_deploy", "checkout")
-    one = store.advisor().recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")].adjust
+    one = advisor.recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")].adjust
     store.feedback("inv-1", "confirm", "bad_deploy", "checkout")
-    two = store.advisor().recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")]
+    two = advisor.recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")]
     assert 0 < one < two.adjust
     assert two.note.startswith("seen 3 times, usually this (2 of 2)")
 

@@ -182,6 +182,22 @@ def database(ctx: Ctx) -> list[Candidate]:
         c = _pool(ctx, key, s)
         if c:
             out.append(c)
+    # pool timeouts in the logs of a client whose pool metrics are not exported
+    if ctx.logs:
+        with_metrics = {s.service for s in ctx.stack.signals.get("pool_util", {}).values()}
+        for (svc, cls), ts in ctx.logs.class_hits.items():
+            if cls != "pool" or svc in with_metrics:
+                continue
+            post = [t for t in ts if t >= ctx.onset - 1800]
+            base = [t for t in ts if t <= ctx.grid.baseline_end]
+            if len(post) < 3 or len(post) <= 3 * len(base):
+                continue
+            score = 0.55 + (0.1 if svc in ctx.affected else 0.0) + min(0.1, len(post) / 500)
+            c = Candidate("db_connection_pool_exhaustion", svc, "database", score,
+                          f"{svc} cannot get connections from its pool (logs)", post[0])
+            c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)connection is not available|timeout acquiring|pool"',
+                                               f"{len(post)} pool-timeout lines from {svc} from {fmt_time(post[0])} (baseline {len(base)}); no pool metrics exported"))
+            out.append(c)
     dbs = set()
     for sig in ("db_tx_duration", "db_locks", "db_active", "db_slow_rate"):
         dbs |= {s.service for s in ctx.stack.signals.get(sig, {}).values()}
@@ -632,19 +648,36 @@ def _frag(line: str) -> str:
 
 def _surge(ctx: Ctx) -> list[Candidate]:
     rising: dict[str, object] = {}
-    for svc, s in ctx.stack.signals.get("request_rate", {}).items():
-        ch = ctx.chg("request_rate", svc, 1, rel_floor=0.15)
-        if ch is not None and ch.rose and ch.ratio >= 1.5:
+    sig_of: dict[str, str] = {}
+    for svc in ctx.stack.signals.get("request_rate", {}):
+        # Successful throughput, and the raw rate unless only errors grew (an error or retry
+        # storm inflates the raw rate without more useful load). A ramp need not hold at the
+        # symptom's onset; the earliest credible start wins.
+        kw = dict(rel_floor=0.15, k=3.0, must_hold=False)
+        ok = ctx.chg("ok_rate", svc, 1, **kw) if ctx.series("ok_rate", svc) is not None else None
+        tot = ctx.chg("request_rate", svc, 1, **kw)
+        options = []
+        if ok is not None and ok.rose and ok.ratio >= 1.5:
+            options.append(("ok_rate", ok))
+        entry = ctx.graph.known and not ctx.graph.callers(svc)
+        # at an entry the offered load is what arrives, failing or not
+        if tot is not None and tot.rose and tot.ratio >= 1.5 and (entry or ok is None or (np.isfinite(ok.ratio) and ok.ratio >= 1.3)):
+            options.append(("request_rate", tot))
+        options = [o for o in options if o[1].onset <= ctx.onset + 600]
+        if options:
+            sig, ch = min(options, key=lambda o: o[1].onset)
             rising[svc] = ch
+            sig_of[svc] = sig
     out = []
     for svc, ch in rising.items():
+        sig = sig_of[svc]
         ups = [u for u in ctx.graph.upstream(svc) if u in rising and (rising[u].onset or 0) <= (ch.onset or 0) + ctx.tol]
         score = 0.45 + min(0.3, 0.15 * (ch.ratio - 1.5)) + min(0.1, 0.01 * ch.z)
         if not ctx.graph.callers(svc):
             score += 0.05
         c = Candidate("traffic_surge", svc, "application", min(score, 1.0),
                       f"{svc} receives {fmt_ratio(ch.ratio)} its usual traffic", ch.onset)
-        c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", svc), f"request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
+        c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{'successful ' if sig == 'ok_rate' else ''}request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
         c._ups = ups  # type: ignore[attr-defined]
         c._ratio = ch.ratio  # type: ignore[attr-defined]
         out.append(c)

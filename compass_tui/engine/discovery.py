@@ -150,7 +150,13 @@ class Stack:
         return None
 
     def all(self, family: str) -> list[MetricInfo]:
-        return [m for m in self.metrics.values() if family in m.families]
+        """Metrics of a family, in the family's order of preference."""
+        pats = _COMPILED.get(family, [])
+
+        def pref(m: MetricInfo) -> tuple[int, str]:
+            return (next((i for i, p in enumerate(pats) if p.fullmatch(m.name)), len(pats)), m.name)
+
+        return sorted((m for m in self.metrics.values() if family in m.families), key=pref)
 
     def add(self, s: SigSeries) -> None:
         key = s.service if s.sub is None else f"{s.service}|{s.sub}"
@@ -355,7 +361,9 @@ class Discovery:
         if not infos:
             self.stack.missing["requests"] = "no request-count metric found (http_requests_total, http_server_requests_seconds_count, grpc_server_handled_total...): instrument the services or add the exporter"
             return
-        done: set[str] = set()
+        # a service may be counted by several families (HTTP and gRPC, two client libraries):
+        # each service keeps the family that carries most of its traffic
+        chosen: dict[str, tuple[float, list[SigSeries]]] = {}
         for info in infos:
             svc = self._svc(info)
             if not svc:
@@ -369,20 +377,34 @@ class Discovery:
                 err_sel = 'outcome="SERVER_ERROR"'
             elif status:
                 err_sel = f'{status}=~"5.."'
-            totals = await self._per_service("request_rate", total_q, svc)
+            totals = {s.labels.get(svc): s for s in await self._series(total_q) if s.labels.get(svc)}
+            errs, oks = {}, {}
             if err_sel:
                 err_q = (f"sum by ({svc}) (rate({info.name}{{{err_sel}}}[{self.rw}])) / "
                          f"sum by ({svc}) (rate({info.name}[{self.rw}]))")
                 errs = {s.labels.get(svc): s for s in await self._series(err_q)}
-                for name, tot in totals.items():
-                    if name in done:
-                        continue
+                ok_sel = err_sel.replace("=~", "!~", 1) if "=~" in err_sel else err_sel.replace("=", "!=", 1)
+                ok_q = f"sum by ({svc}) (rate({info.name}{{{ok_sel}}}[{self.rw}]))"
+                oks = {s.labels.get(svc): s for s in await self._series(ok_q)}
+            for name, tot in totals.items():
+                tv = self.grid.align(tot.t, tot.v)
+                level = float(np.nanmedian(tv)) if np.isfinite(tv).any() else 0.0
+                if name in chosen and chosen[name][0] >= level:
+                    continue
+                sigs = [SigSeries("request_rate", name, tv, total_q)]
+                if err_sel:
                     e = errs.get(name)
-                    vals = self.grid.align(e.t, e.v) if e is not None else np.zeros_like(tot.values)
+                    ev = self.grid.align(e.t, e.v) if e is not None else np.zeros_like(tv)
                     # no error series at a point where requests flowed means no errors
-                    vals = np.where(np.isfinite(vals), vals, np.where(np.isfinite(tot.values), 0.0, np.nan))
-                    self.stack.add(SigSeries("error_ratio", name, vals, err_q))
-            done |= set(totals)
+                    ev = np.where(np.isfinite(ev), ev, np.where(np.isfinite(tv), 0.0, np.nan))
+                    sigs.append(SigSeries("error_ratio", name, ev, err_q))
+                    o = oks.get(name)
+                    if o is not None:
+                        sigs.append(SigSeries("ok_rate", name, self.grid.align(o.t, o.v), ok_q))
+                chosen[name] = (level, sigs)
+        for _, sigs in chosen.values():
+            for ss in sigs:
+                self.stack.add(ss)
 
     async def _latency(self) -> None:
         got: set[str] = set()

@@ -14,6 +14,10 @@ NEEDS_ONSET = {"cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queri
                "certificate_expired", "bad_deploy", "config_change"}
 
 
+ACUTE = {"cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries", "network_degradation",
+         "traffic_surge", "cache_failure", "dns_failure", "external_dependency_failure"}
+
+
 def run_checks(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in cands:
         _temporal(ctx, c)
@@ -29,6 +33,9 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
     lead = ctx.onset - c.cause_onset
     if lead >= -ctx.tol:
         c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+        if c.fault in ACUTE and lead > 900:
+            # an acute cause shows within minutes; one that sat there for long explains less
+            c.factor *= max(0.4, 1.0 - (lead - 900) / 2700)
     else:
         c.check("temporal_precedence", False, f"cause began {fmt_delta(lead)} the symptom, so it cannot have caused it", 0.25)
 
@@ -54,8 +61,10 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
             c.check("scope", None, "the service graph cannot place this service relative to the alert")
         elif s == c.service or s in ctx.graph.downstream(c.service):
             c.check("scope", True, f"the alerting service {s} is {'this service' if s == c.service else 'downstream of it'}")
+        elif c.service in ctx.graph.downstream(s):
+            c.check("scope", True, f"{c.service} is downstream of the alerting service {s}")
         else:
-            c.check("scope", False, f"the alerting service {s} is not downstream of {c.service}", 0.45)
+            c.check("scope", False, f"{c.service} and the alerting service {s} are not on one call path", 0.45)
         return
     inside = ctx.in_scope(c.service)
     if inside is None:

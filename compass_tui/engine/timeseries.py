@@ -151,6 +151,17 @@ def change(
         if after_blocks:
             chosen = after_blocks[0]
     if chosen is not None:
+        # the excursion began where the ramp left the baseline, not where it crossed the bar
+        first = chosen[0]
+        low = med + direction * 1.5 * spread
+        i = first - 1
+        while i >= 0 and times[i] > grid.baseline_end - grid.step * 0.5:
+            if finite[i] and (values[i] - low) * direction > 0:
+                first = i
+            elif finite[i]:
+                break
+            i -= 1
+        chosen = (first, chosen[1])
         onset = float(times[chosen[0]])
         after_mask = (times >= onset) & (times <= times[chosen[1]])
     else:

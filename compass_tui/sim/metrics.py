@@ -365,7 +365,8 @@ class MetricsRenderer:
             i = self.idx(p)
             sh = shares[p.name] * (m.topo.services[svc].replicas)
             demand = m.cpu_demand[svc] / s.replicas * sh
-            used = np.minimum(demand, cpu_lim_pod * 0.995) if st.kube else demand
+            # A process cannot use more CPU than its limit (kube) or its VM's cores.
+            used = np.minimum(demand, cpu_lim_pod * 0.995) * (1 + self.nrng.normal(0, 0.01, self.n))
             mem = self.pod_memory(svc, p)
             if st.kube:
                 cl = self.cadvisor_labels(p)
@@ -376,6 +377,10 @@ class MetricsRenderer:
                     self.counter("container_cpu_cfs_periods", cl, periods, p, off, ints=True)
                     self.counter("container_cpu_cfs_throttled_periods", cl, periods * thr, p, off, ints=True)
                 self.gauge("container_memory_working_set_bytes", cl, np.round(mem), i, off, 0)
+            if self.svc_flavor[svc] == "micrometer" and not self.lean:
+                cores = max(1.0, float(np.ceil(cpu_lim_pod)))
+                self.gauge("system_cpu_count", base, np.full(self.n, cores), i, off, 0)
+                self.gauge("process_cpu_usage", base, np.clip(used / cores, 0, 1), i, off, 4)
             if not st.kube or self.rng.random() < 0.3:
                 self.counter("process_cpu_seconds", base, used * self.step, p, off)
                 self.gauge("process_resident_memory_bytes", base, np.round(mem * 1.05), i, off, 0)
@@ -480,6 +485,11 @@ class MetricsRenderer:
                     key = "503" if self.topo.services[e.callee].kind == EXTERNAL else "500"
                 mix[key] = mix.get(key, 0) + share
             mix["200"] = np.clip(1 - err, 0, 1)
+            if flav == "micrometer":
+                # Micrometer tags every I/O failure the same way (status IO_ERROR).
+                conn = [k for k in mix if not k.isdigit()]
+                if conn:
+                    mix["io"] = sum((mix.pop(k) for k in conn), np.zeros(self.n))
             lat = m.edge_lat[i]
             sig = m.sigma.get(e.callee, 0.5)
             p = Pod(svc, svc, 0, self.n, "", "", "")

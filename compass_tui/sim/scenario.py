@@ -127,7 +127,7 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
 
     n_services = options.services or _draw_size(rng)
     vocab = rng.choice(names.vocabulary_names())
-    topo = build_topology(rng, n_services, vocab)
+    topo = build_topology(rng, n_services, vocab, require=("redis",) if fault == "cache_failure" else ())
     detail = "full" if len(topo.services) <= 20 else "medium" if len(topo.services) <= 80 else "lean"
 
     # Window and step: 45-180 minutes, with the sample count bounded by the fleet size so a

@@ -104,7 +104,7 @@ _LANG_WEIGHTS = {"java": 0.35, "go": 0.3, "python": 0.2, "node": 0.15}
 _POOL_FOR_LANG = {"java": "hikaricp", "go": "go_sql", "python": "otel", "node": "otel"}
 
 
-def build_topology(rng: random.Random, n_services: int, vocab: str) -> Topology:
+def build_topology(rng: random.Random, n_services: int, vocab: str, require: tuple[str, ...] = ()) -> Topology:
     """A random layered DAG of about ``n_services`` components (apps plus infrastructure)."""
     names = NamePool(rng, vocab)
     n = max(5, n_services)
@@ -112,16 +112,18 @@ def build_topology(rng: random.Random, n_services: int, vocab: str) -> Topology:
     n_ext = min(6, max(1, round(n * rng.uniform(0.04, 0.12))))
     n_db = max(1, round(n * rng.uniform(0.1, 0.2)))
     n_cache = max(1 if n >= 7 else 0, round(n * rng.uniform(0.03, 0.1)))
+    if REDIS in require:
+        n_cache = max(1, n_cache)
     n_app = n - n_dns - n_ext - n_db - n_cache
     while n_app < 3:
         if n_db > 1:
             n_db -= 1
-        elif n_cache > 0:
+        elif n_cache > (1 if REDIS in require else 0):
             n_cache -= 1
         elif n_ext > 1:
             n_ext -= 1
         n_app = n - n_dns - n_ext - n_db - n_cache
-        if n_db == 1 and n_cache == 0 and n_ext == 1:
+        if n_db == 1 and n_cache <= (1 if REDIS in require else 0) and n_ext == 1:
             break
     n_app = max(3, n_app)
 

@@ -158,10 +158,17 @@ class StoreAdvisor:
 
     def __init__(self, store: "Store") -> None:
         self._store = store
+        # The engine asks for proposals and then recall under one signature: read it once.
+        self._cache: tuple[str, int, Recollection] | None = None
 
     def recollect(self, signature: Signature) -> Recollection:
         """The tally of past verdicts for this signature."""
-        return recollect(self._store._past(signature.alertname, signature.service), signature)
+        key, gen = signature.key(), self._store.generation
+        if self._cache is not None and self._cache[:2] == (key, gen):
+            return self._cache[2]
+        rec = recollect(self._store._past(signature.alertname, signature.service), signature)
+        self._cache = (key, gen, rec)
+        return rec
 
     def recall(self, signature: Signature, candidates: list[tuple[str, str]]) -> dict[tuple[str, str], Recall]:
         """For each (fault, service) candidate: the confidence shift and the note to show.

@@ -119,6 +119,7 @@ class _Shared:
     read_only: bool
     key: str
     refs: int = 1
+    generation: int = 0  # bumped on every write, so readers may cache between writes
     write_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -138,6 +139,11 @@ class Store:
         # DuckDB transactions from cursors of one connection can conflict; writes are tiny.
         self._write_lock = shared.write_lock
         self._closed = False
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever anything in this process writes to the memory."""
+        return self._shared.generation
 
     # ------------------------------------------------------------------ opening
 
@@ -324,6 +330,7 @@ class Store:
                 if rows:
                     cur.executemany("INSERT INTO hypotheses VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 cur.execute("COMMIT")
+                self._shared.generation += 1
             except Exception:
                 cur.execute("ROLLBACK")
                 raise
@@ -362,6 +369,7 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [investigation_id, time.time() if at is None else at, verdict, fault, service, reason, note],
             )
+            self._shared.generation += 1
 
     # ------------------------------------------------------------------ reading
 
@@ -397,7 +405,7 @@ class Store:
             i.update(hypotheses=[], verdicts=[])
         for inv_id, rank, fault, service, conf, status in cur.execute(
             "SELECT investigation_id, rank, fault, service, confidence, status FROM hypotheses "
-            "WHERE list_contains(?, investigation_id) ORDER BY investigation_id, rank",
+            "WHERE investigation_id IN (SELECT unnest(?)) ORDER BY investigation_id, rank",
             [ids],
         ).fetchall():
             by_id[inv_id]["hypotheses"].append(
@@ -405,7 +413,7 @@ class Store:
             )
         for inv_id, at, verdict, fault, service, reason, note in cur.execute(
             "SELECT investigation_id, given_at, verdict, fault, service, reason, note FROM feedback "
-            "WHERE list_contains(?, investigation_id) ORDER BY given_at, id",
+            "WHERE investigation_id IN (SELECT unnest(?)) ORDER BY given_at, id",
             [ids],
         ).fetchall():
             by_id[inv_id]["verdicts"].append(

@@ -205,6 +205,7 @@ class McpBackend:
         self.calls: list[CallRecord] = []
         """Every tool call made, with its wall time (the engine charges queries to agents)."""
         self._started = False
+        self._starting: asyncio.Future | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
         self._trace_cache: dict[str, list[Span]] = {}
 
@@ -230,8 +231,13 @@ class McpBackend:
     async def start(self) -> None:
         """Start every server (concurrently), list its tools, find its datasources. A server
         that fails is marked failed with the reason; start itself never raises."""
-        if self._started:
-            return
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        # every caller waits for the same start, so verbs racing at the beginning all see
+        # the servers ready (shield: one caller's cancellation does not abort the start)
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
         self._started = True
         self._tmpdir = tempfile.TemporaryDirectory(prefix="compass-mcp-")
         for st in self.servers.values():
@@ -254,6 +260,8 @@ class McpBackend:
         for st in self.servers.values():
             st.task = None
             st.session = None
+            if st.status == "ready":
+                st.status, st.error = "closed", "the investigation's sessions were closed"
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
@@ -520,7 +528,7 @@ class McpBackend:
             return f"no MCP server configured; add one with {needs} (run `compass init`)"
         notes = []
         for st in self.servers.values():
-            if st.status in ("failed", "dead", "hung"):
+            if st.status in ("failed", "dead", "hung", "closed"):
                 notes.append(f"{st.name} {st.status}: {st.error}")
             elif st.family == "grafana":
                 ds = {"metrics": "Prometheus", "logs": "Loki", "traces": "Tempo"}.get(signal)

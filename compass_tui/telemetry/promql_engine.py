@@ -347,7 +347,7 @@ def _linear_regression(vals, times, valid, cnt, intercept_ms):
     return slope, intercept
 
 
-# ------------------------------------------------------------------------------ helpers
+# ---------------------------------------------------------------- labels, arithmetic, matching
 
 
 def _key(labels: dict[str, str]) -> tuple:
@@ -668,8 +668,10 @@ class Evaluator:
         one_rows: dict[tuple, list[int]] = {}
         for j, lab in enumerate(one.labels):
             one_rows.setdefault(sig(lab), []).append(j)
+        # Prometheus checks the "one" side only at steps where the other side has samples.
+        many_any = many.mask.any(axis=0)
         for s, rows in one_rows.items():
-            if len(rows) > 1 and (one.mask[rows].sum(axis=0) > 1).any():
+            if len(rows) > 1 and ((one.mask[rows].sum(axis=0) > 1) & many_any).any():
                 side = "left" if one_to_many else "right"
                 group = dict(zip(matching.labels, s)) if matching.on else dict(s)
                 raise PromQLError(
@@ -876,6 +878,8 @@ class Evaluator:
             return _merge(Vec(labels, vals, mask), strict=name != "last_over_time")
         if name == "time":
             return self.grid / 1000.0
+        if name == "pi":
+            return np.full(self.n, math.pi)
         if name == "vector":
             return Vec([{}], self.eval(args[0])[None, :].copy(), np.ones((1, self.n), bool))
         if name == "scalar":
@@ -917,6 +921,9 @@ class Evaluator:
         simple = {
             "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "exp": np.exp, "ln": np.log,
             "log2": np.log2, "log10": np.log10, "sqrt": np.sqrt, "sgn": np.sign,
+            "acos": np.arccos, "acosh": np.arccosh, "asin": np.arcsin, "asinh": np.arcsinh,
+            "atan": np.arctan, "atanh": np.arctanh, "cos": np.cos, "cosh": np.cosh, "sin": np.sin,
+            "sinh": np.sinh, "tan": np.tan, "tanh": np.tanh, "deg": np.degrees, "rad": np.radians,
         }  # fmt: skip
         if name in simple:
             return simple[name](v), mask

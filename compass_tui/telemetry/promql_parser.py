@@ -195,6 +195,11 @@ class AggregateExpr(Node):
 # name -> (argument types, return type, number of optional trailing args (-1: variadic))
 FUNCTIONS: dict[str, tuple[tuple[str, ...], str, int]] = {
     "abs": ((VECTOR,), VECTOR, 0),
+    **{f: ((VECTOR,), VECTOR, 0) for f in (
+        "acos", "acosh", "asin", "asinh", "atan", "atanh", "cos", "cosh", "sin", "sinh", "tan", "tanh",
+        "deg", "rad",
+    )},
+    "pi": ((), SCALAR, 0),
     "absent": ((VECTOR,), VECTOR, 0),
     "absent_over_time": ((MATRIX,), VECTOR, 0),
     "avg_over_time": ((MATRIX,), VECTOR, 0),
@@ -401,7 +406,7 @@ class _Parser:
         self.tokens = _lex(query)
         self.i = 0
 
-    # token helpers
+    # token access
     def peek(self, k: int = 0) -> Token:
         return self.tokens[min(self.i + k, len(self.tokens) - 1)]
 

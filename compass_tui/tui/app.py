@@ -10,6 +10,7 @@ from pathlib import Path
 from textual.app import App
 from textual.theme import Theme
 
+from compass_tui.tui.render import set_palette
 from compass_tui.tui.screens.investigation import InvestigationScreen
 from compass_tui.tui.session import THEMES, AppOptions, Investigate, resolve_options
 
@@ -59,6 +60,7 @@ class CompassApp(App[int]):
         for name in THEMES:
             self.register_theme(load_theme(name))
         self.theme = f"compass-{options.theme}" if options.theme in THEMES else "compass-dark"
+        set_palette(self.current_theme)
 
     def on_mount(self) -> None:
         self.push_screen(InvestigationScreen(self.options))

@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.text import Text
 
 from compass_tui.models import Hypothesis, InvestigationRequest
-from compass_tui.tui.render import confidence_bar, evidence_link, hypothesis_detail, ordered
+from compass_tui.tui.render import confidence_bar, evidence_link, hypothesis_detail, ordered, style
 
 HELP = """\
 commands:
@@ -135,7 +135,7 @@ def summarize_metric(result: Any, limit: int = 8) -> Text:
     """A metric result in a few lines: status, series count, each series' last/min/max."""
     text = Text()
     status = getattr(result, "status", "?")
-    text.append(f"{status}", style="bold green" if status == "ok" else "bold red")
+    text.append(f"{status}", style=style("bold $success" if status == "ok" else "bold $error"))
     text.append(f"  {getattr(result, 'source', '')}  {getattr(result, 'wall_s', 0.0) * 1000:.0f} ms")
     if getattr(result, "error", None):
         text.append(f"\n  error: {result.error}")
@@ -164,7 +164,7 @@ def summarize_logs(result: Any, limit: int = 8) -> Text:
     """A log result: status, line count, the first lines."""
     text = Text()
     status = getattr(result, "status", "?")
-    text.append(f"{status}", style="bold green" if status == "ok" else "bold red")
+    text.append(f"{status}", style=style("bold $success" if status == "ok" else "bold $error"))
     text.append(f"  {getattr(result, 'source', '')}  {getattr(result, 'wall_s', 0.0) * 1000:.0f} ms")
     if getattr(result, "error", None):
         text.append(f"\n  error: {result.error}")
@@ -200,4 +200,4 @@ async def run_query(backend: Any, request: InvestigationRequest | None, language
         return summarize_logs(await backend.query_logs(query, start, end, limit=200))
     except Exception as e:  # a bad query is the engineer's to fix: show it, keep going
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return Text(f"error: {first}", style="bold red")
+        return Text(f"error: {first}", style=style("bold $error"))

@@ -37,14 +37,25 @@ def confidence_bar(confidence: float, width: int = 8) -> str:
     return "█" * full + "░" * (width - full) + f" {c * 100:3.0f}%"
 
 
-def _style(style: str) -> str:
-    """Rich cannot resolve Textual's $variables: map them to plain colour names."""
-    return (
-        style.replace("$success", "green")
-        .replace("$warning", "yellow")
-        .replace("$error", "red")
-        .replace("$accent", "cyan")
-    )
+_PALETTE = {"$success": "green", "$warning": "yellow", "$error": "red", "$accent": "cyan"}
+
+
+def set_palette(theme) -> None:
+    """Take the signal colours from the app's theme, so text reads on light backgrounds too."""
+    for name in ("success", "warning", "error", "accent"):
+        value = getattr(theme, name, None)
+        if value:
+            _PALETTE[f"${name}"] = value
+
+
+def style(spec: str) -> str:
+    """A Rich style from a spec that may name the theme's colours (``bold $error``)."""
+    for token, colour in _PALETTE.items():
+        spec = spec.replace(token, colour)
+    return spec
+
+
+_style = style
 
 
 def hypothesis_prompt(h: Hypothesis, position: int, verdict: str | None = None) -> Text:
@@ -117,9 +128,9 @@ def evidence_text(e: Evidence, index: int, grafana_url: str | None, window: tupl
     """One evidence item: supports or contradicts, the summary, the exact query and source."""
     head = Text()
     if e.supports:
-        head.append(f"{index}. ✔ supports ", style="bold green")
+        head.append(f"{index}. ✔ supports ", style=style("bold $success"))
     else:
-        head.append(f"{index}. ✘ contradicts ", style="bold red")
+        head.append(f"{index}. ✘ contradicts ", style=style("bold $error"))
     head.append(f"[{e.kind}] ", style="dim")
     head.append(e.summary)
     rows: list[tuple[str, Text | str]] = [

@@ -16,7 +16,7 @@ KEYS = """\
   Esc          back to the hypotheses
   c            confirm the highlighted hypothesis (saved to memory at once)
   x            reject it, with a reason
-  a            it was actually something else: FAULT@SERVICE, with completion, and what fixed it
+  a            it was actually…: FAULT@SERVICE (Tab completes), what fixed it
   / or Tab     the chat (type [b]help[/b] there for its commands)
   1 2 3 4      evidence, cost, health, chat tabs
   e            export the report as JSON to the current directory

@@ -6,6 +6,7 @@ Workers only post messages; the handlers here own every change of state.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -478,7 +479,9 @@ class InvestigationScreen(Screen):
         if self.report is None:
             self.notify("Nothing to export yet: the investigation is still running.", severity="warning")
             return
-        path = Path(self.options.export_dir) / f"compass-{self.report.investigation_id}.json"
+        # Ids carry RFC3339 times; colons make awkward file names on some systems.
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", self.report.investigation_id)
+        path = Path(self.options.export_dir) / f"compass-{name}.json"
         try:
             path.write_text(json.dumps(self.report.to_json_dict(), indent=2) + "\n", encoding="utf-8")
         except OSError as e:

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from compass_tui.models import AgentCost
+from compass_tui.tui.render import style
 
 
 class CostPane(Vertical):
@@ -50,8 +51,8 @@ class CostPane(Vertical):
         if budget_usd is not None:
             total.append(f" of ${budget_usd:.2f} budget")
             if budget_usd > 0 and total_usd >= budget_usd:
-                total.append("  BUDGET REACHED", style="bold red")
+                total.append("  BUDGET REACHED", style=style("bold $error"))
         total.append(f"   queries run: {queries}")
         if query_errors:
-            total.append(f" ({query_errors} failed)", style="bold red")
+            total.append(f" ({query_errors} failed)", style=style("bold $error"))
         self.query_one("#cost-total", Static).update(total)

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from compass_tui.tui.render import when
+from compass_tui.tui.render import style, when
 
 PHASES = ("observe", "orient", "act", "decide")
 
@@ -46,12 +46,12 @@ class IncidentHeader(Static):
                 bottom.append(f" {p}", style="dim")
             bottom.append(" ")
         if self.failed:
-            bottom.append(f" stopped: {self.failed}", style="bold red")
+            bottom.append(f" stopped: {self.failed}", style=style("bold $error"))
         else:
             state = "done" if self.finished else "running"
             bottom.append(f" {state} {self.elapsed:5.1f}s", style="bold" if not self.finished else "")
         bottom.append("  · ", style="dim")
-        bottom.append(self.memory, style="bold yellow" if "unavailable" in self.memory else "dim")
+        bottom.append(self.memory, style=style("bold $warning") if "unavailable" in self.memory else "dim")
         bottom.append("  · ", style="dim")
         bottom.append(self.source_label, style="bold" if "demo" in self.source_label else "dim")
         both = Text("\n").join([top, bottom])

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from compass_tui.models import Degraded
+from compass_tui.tui.render import style
 
 
 class HealthPane(Static):
@@ -22,7 +23,7 @@ class HealthPane(Static):
         """Redraw; ``sources`` maps a source to (queries answered, queries failed)."""
         text = Text()
         text.append("memory  ", style="bold")
-        text.append(memory + "\n", style="bold yellow" if "unavailable" in memory else "")
+        text.append(memory + "\n", style=style("bold $warning") if "unavailable" in memory else "")
         text.append("sources\n", style="bold")
         if not sources:
             text.append("  no query has run yet\n", style="dim")
@@ -31,13 +32,13 @@ class HealthPane(Static):
             mark = "✔" if bad == 0 else ("✘" if ok == 0 else "!")
             text.append(f"  {mark} {name}: {ok} answered")
             if bad:
-                text.append(f", {bad} failed", style="bold red")
+                text.append(f", {bad} failed", style=style("bold $error"))
             text.append("\n")
         text.append("signals\n", style="bold")
         if not degraded:
             text.append("  no degraded signal reported\n", style="dim")
         for d in degraded:
-            text.append(f"  ! {d.signal}: {d.reason}\n", style="yellow")
+            text.append(f"  ! {d.signal}: {d.reason}\n", style=style("$warning"))
             if d.fix:
                 text.append(f"      fix: {d.fix}\n")
         text.append("checks\n", style="bold")
@@ -47,5 +48,5 @@ class HealthPane(Static):
             mark = {True: "✔", False: "✘", None: "-"}[ok if ok in (True, False) else None]
             text.append(f"  {mark} {name}: {detail}\n")
         for note in notes:
-            text.append(f"  ! {note}\n", style="yellow")
+            text.append(f"  ! {note}\n", style=style("$warning"))
         self.update(text)
