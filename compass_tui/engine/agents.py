@@ -72,9 +72,15 @@ def _cpu(ctx: Ctx, svc: str) -> Candidate | None:
     c = Candidate("cpu_saturation", svc, "infrastructure", score,
                   f"{svc} is CPU-saturated ({what} {ch.baseline:.2f} -> {ch.after:.2f})", ch.onset)
     c.evidence.append(ctx.metric_evidence(s, f"{what} on {svc} rose from {ch.baseline:.2f} to {ch.after:.2f} at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
-    lat = ctx.chg("latency_p99", svc, 1) or ctx.chg("latency_mean", svc, 1)
-    if lat is not None and lat.rose:
+    lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
+    err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
+    if (lat is not None and lat.rose) or svc in ctx.affected:
         c.strength = min(1.0, c.strength + 0.1)
+    elif lat is not None or err is not None:
+        # a saturated CPU shows in the service's own latency; this one's did not move
+        c.strength *= 0.6
+        c.evidence.append(ctx.metric_evidence(ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc) or s,
+                                              f"latency of {svc} did not rise with its CPU", supports=False))
     return c
 
 

@@ -128,7 +128,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             continue
         for s in strong_surges:
             if s.cause_onset is not None and s.cause_onset <= c.cause_onset + ctx.tol and \
-                    (c.service == s.service or c.service in ctx.graph.downstream(s.service)):
+                    (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
                 c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
                 break
 
@@ -176,6 +176,18 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in by_fault.get("external_dependency_failure", []):
         if c.service in internal:
             c.check("competing_explanation", False, f"{c.service} reports its own telemetry: not an external dependency", 0.5)
+
+
+def _load_rose(ctx: Ctx, svc: str) -> bool:
+    """Did the service itself receive more requests (so extra load can explain it)? A
+    database or cache without request metrics is judged by its callers, so: yes."""
+    if ctx.series("request_rate", svc) is None:
+        return True
+    for sig in ("request_rate", "ok_rate"):
+        ch = ctx.chg(sig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
+        if ch is not None and ch.rose and ch.ratio >= 1.3:
+            return True
+    return False
 
 
 def confidence(c: Candidate) -> float:

@@ -298,7 +298,11 @@ class _Run:
                 if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
                     onsets.append(ch.onset)
         if not onsets:
-            for sig in ("error_ratio", "latency_p99"):
+            # the alerting service shows nothing: judge scope by nothing, and take the onset
+            # from the services that did move around the alert
+            if svc and (ctx.series("error_ratio", svc) is not None or ctx.series("latency_p99", svc) is not None):
+                ctx.symptom_service = None
+            for sig in ("error_ratio", "latency_p99", "latency_mean"):
                 for key, s in ctx.stack.signals.get(sig, {}).items():
                     ch = change(g, s.values, 1, anchor=g.alert_at, abs_floor=0.002, rel_floor=0.3)
                     if ch.onset is not None and g.alert_at - 1800 <= ch.onset <= g.alert_at + 2 * g.step:

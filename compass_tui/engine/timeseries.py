@@ -121,11 +121,12 @@ def change(
     """
     times = grid.times
     base_mask = times <= grid.baseline_end
-    med, mad = _robust(values[base_mask])
-    if not np.isfinite(med):
-        med, mad = _robust(values[: max(3, len(values) // 4)])
-    if not np.isfinite(med):
+    base_vals = values[base_mask]
+    if np.isfinite(base_vals).sum() < max(3, min(8, base_mask.sum() // 4)):
+        # a series that starts after the baseline (a new pod, a late exporter) has nothing
+        # to compare against: no change can be claimed from it
         return Change(float("nan"), float("nan"), float("nan"), float("nan"), None, 0.0, 1.0)
+    med, mad = _robust(base_vals)
     spread = max(mad, abs(med) * rel_floor, abs_floor)
     thresh = med + direction * k * spread
     finite = np.isfinite(values)
