@@ -59,8 +59,9 @@ def _cpu(ctx: Ctx, svc: str) -> Candidate | None:
         ch = ctx.chg(sig, svc, 1)
         if ch is None or not np.isfinite(ch.baseline):
             continue
-        if ch.rose and ch.ratio >= 1.3:
-            level = 1.0 if level_ok is None else min(1.0, ch.after / level_ok)
+        # without a limit, saturation can only be read from a large rise
+        if ch.rose and ch.ratio >= (1.3 if level_ok is not None else 1.6):
+            level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
             score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
             if best is None or score > best[0]:
                 best = (score, sig, ch)
@@ -72,6 +73,15 @@ def _cpu(ctx: Ctx, svc: str) -> Candidate | None:
     c = Candidate("cpu_saturation", svc, "infrastructure", score,
                   f"{svc} is CPU-saturated ({what} {ch.baseline:.2f} -> {ch.after:.2f})", ch.onset)
     c.evidence.append(ctx.metric_evidence(s, f"{what} on {svc} rose from {ch.baseline:.2f} to {ch.after:.2f} at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
+    load = None
+    for lsig in ("ok_rate", "request_rate"):
+        lc = ctx.chg(lsig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
+        if lc is not None and lc.rose and np.isfinite(lc.ratio):
+            load = lc if load is None or lc.ratio > load.ratio else load
+    if load is not None and load.ratio >= 0.7 * ch.ratio:
+        # CPU per request did not change: the CPU follows the traffic, it does not lead
+        c.strength *= 0.6
+        c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", svc), f"{svc}'s traffic rose {fmt_ratio(load.ratio)} with its CPU: the CPU follows the load", supports=False))
     lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
     err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
     if (lat is not None and lat.rose) or svc in ctx.affected:
@@ -98,16 +108,31 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
         return None
     g = ctx.grid
     lead = max(1200.0, 0.4 * (ctx.onset - g.start))
-    slope, r2 = slope_per_s(g, s.values, ctx.onset - lead, ctx.onset)
-    vals = s.values[(g.times >= ctx.onset - lead) & (g.times <= ctx.onset) & np.isfinite(s.values)]
-    if len(vals) < 4:
+    t, v = g.times, s.values
+    win = (t >= ctx.onset - lead) & (t <= ctx.onset + 3 * ctx.tol) & np.isfinite(v)
+    if win.sum() < 4:
         return None
-    lvl0 = float(np.median(vals[: max(2, len(vals) // 5)]))
-    growth = slope * lead / max(abs(lvl0), 1e-9)
+    idx = np.nonzero(win)[0]
+    # the longest stretch of the window without a restart (a drop of more than 5%):
+    # a leak grows until the process is killed, then grows again
+    segments, seg_start = [], idx[0]
+    for a, b in zip(idx[:-1], idx[1:]):
+        if v[b] < 0.95 * v[a]:
+            segments.append((seg_start, a))
+            seg_start = b
+    segments.append((seg_start, idx[-1]))
+    start_i, peak_i = max(segments, key=lambda ab: ab[1] - ab[0])
+    t_start, t_peak = float(t[start_i]), float(t[peak_i])
+    span = t_peak - t_start
+    if span < 6 * g.step:
+        return None
+    slope, r2 = slope_per_s(g, v, t_start, t_peak)
+    lvl0 = float(v[start_i])
+    growth = slope * span / max(abs(lvl0), 1e-9)
     restarts = _restarts_near(ctx, svc)
     oom_lines = ctx.logs.hits(svc, "oom", ctx.onset - lead, ctx.onset + 600) if ctx.logs else []
     util = sig.endswith("_util")
-    peak = float(np.nanmax(s.values[g.times <= ctx.onset + 300])) if np.isfinite(s.values[g.times <= ctx.onset + 300]).any() else 0.0
+    peak = float(v[peak_i])
     score = 0.0
     if slope > 0 and growth >= 0.15 and r2 >= 0.5:
         score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
@@ -120,10 +145,9 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
     if score <= 0:
         return None
     c = Candidate("memory_leak", svc, "infrastructure", min(score, 1.0),
-                  f"{svc} is leaking memory ({growth * 100:.0f}% growth before the symptom)",
-                  ctx.onset - lead)
-    unit = "of its limit" if util else ""
-    c.evidence.append(ctx.metric_evidence(s, f"memory of {svc} grew steadily {growth * 100:.0f}% over the {lead / 60:.0f} min before the symptom (R² {r2:.2f}), peak {peak:.2f} {unit}".strip()))
+                  f"{svc} is leaking memory ({growth * 100:.0f}% growth before the symptom)", t_start)
+    level = f"peak {peak * 100:.0f}% of its limit" if util else f"peak {_bytes(peak)}" if "bytes" in sig else f"peak {peak:.2f}"
+    c.evidence.append(ctx.metric_evidence(s, f"memory of {svc} grew steadily {growth * 100:.0f}% over {span / 60:.0f} min up to {fmt_time(t_peak)} (R² {r2:.2f}), {level}", onset=t_start))
     if restarts is not None:
         rs, rt = restarts
         c.evidence.append(ctx.metric_evidence(rs, f"{svc} restarted at {fmt_time(rt)} (OOM kill or crash)", onset=rt))
@@ -131,6 +155,14 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)out ?of ?memory|oom|heap space|gc overhead"',
                                            f"{len(oom_lines)} out-of-memory lines from {svc}"))
     return c
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.0f} PiB"
 
 
 def _restarts_near(ctx: Ctx, svc: str):
@@ -303,6 +335,8 @@ def _db_slow(ctx: Ctx, db: str) -> Candidate | None:
     score = (0.5 if sig != "db_active" else 0.35) + min(0.25, 0.04 * z)
     if clients and len(slowed) >= max(1, len(clients) // 2):
         score += 0.15
+    elif clients and not slowed:
+        score *= 0.6  # a slow database slows its clients; none of these did
     slow_lines = ctx.logs.hits(db, "db_slow", ctx.onset - 1800) if ctx.logs else []
     base_slow = ctx.logs.hits(db, "db_slow", None, ctx.grid.baseline_end) if ctx.logs else []
     if len(slow_lines) > 2 * max(1, len(base_slow)):
@@ -418,7 +452,10 @@ def _certs(ctx: Ctx) -> list[Candidate]:
         for svc, (n, callers) in _log_peer_faults(ctx, "cert").items():
             if svc in seen or n < 5:
                 continue
-            c = Candidate("certificate_expired", svc, "network", 0.55, f"TLS handshakes with {svc} fail (certificate)", None)
+            first = min((tp.first_post for tp in ctx.logs.templates.values()
+                         if "cert" in tp.classes and svc in tp.peers and tp.first_post), default=None)
+            c = Candidate("certificate_expired", svc, "network", 0.55 + min(0.3, n / 300),
+                          f"TLS handshakes with {svc} fail (certificate)", first)
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |~ "(?i)certificate|x509|handshake" |= "{svc}"',
                                                f"{n} new TLS certificate errors naming {svc} from {', '.join(sorted(callers))}"))
             out.append(c)
