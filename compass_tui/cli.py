@@ -22,10 +22,12 @@ COMMANDS = {
 }
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="config file (default: $XDG_CONFIG_HOME/compass/config.toml)")
-    p.add_argument("--store", metavar="PATH", help="memory file (default: $XDG_DATA_HOME/compass/compass.duckdb)")
-    p.add_argument("--no-store", action="store_true", help="do not read or write the memory")
+def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
+    # on subcommands the defaults are suppressed, so `compass --store X history` keeps X
+    d = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--config", metavar="FILE", help="config file (default: $XDG_CONFIG_HOME/compass/config.toml)", **d)
+    p.add_argument("--store", metavar="PATH", help="memory file (default: $XDG_DATA_HOME/compass/compass.duckdb)", **d)
+    p.add_argument("--no-store", action="store_true", help="do not read or write the memory", **d)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="compass",
         description="Investigate an incident: hypotheses, disproof, evidence, ranked.",
     )
-    _common(parser)
+    _common(parser, top=True)
     parser.add_argument("--bundle", metavar="PATH", help="open the app on an incident bundle (dir or .tar.gz)")
     parser.add_argument("--alert", metavar="FILE", help="open the app on an Alertmanager webhook payload ('-' for stdin)")
     parser.add_argument("--theme", help="dark, light or high-contrast")
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="open the app on the built-in demo incident")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report instead of opening the app")
-    p.add_argument("--theme", help="dark, light or high-contrast")
+    p.add_argument("--theme", help="dark, light or high-contrast", default=argparse.SUPPRESS)
 
     p = sub.add_parser("investigate", help="run one investigation headless and print the report")
     _common(p)
@@ -74,12 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("init", help="write a commented starting config")
-    p.add_argument("--config", metavar="FILE", help="where to write it")
+    p.add_argument("--config", metavar="FILE", help="where to write it", default=argparse.SUPPRESS)
     p.add_argument("--import-mcp-json", metavar="FILE", help="import servers from an mcpServers JSON file")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = sub.add_parser("doctor", help="check every configured source and print a health table")
-    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("replay", help="serve a bundle as an MCP server (Grafana's tool names)")
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http", metavar="PORT", type=int, help="serve streamable HTTP on 127.0.0.1:PORT instead of stdio")
 
     p = sub.add_parser("snapshot", help="capture an incident window from the live sources into a bundle")
-    p.add_argument("--config", metavar="FILE")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS)
     p.add_argument("--alert", metavar="FILE", help="the alert whose window to capture ('-' for stdin)")
     p.add_argument("--start", help="window start (RFC3339), when no alert is given")
     p.add_argument("--end", help="window end (RFC3339), when no alert is given")

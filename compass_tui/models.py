@@ -85,6 +85,8 @@ class Hypothesis(BaseModel):
     memory_note: str | None = None
     """What the store recalls for this cause, e.g. "seen 3 times, usually confirmed"."""
     why_disproven: str | None = None
+    memory_adjust: float = 0.0
+    """How much the memory moved this hypothesis's confidence (0 when it did not)."""
 
 
 class Degraded(BaseModel):

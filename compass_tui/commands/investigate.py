@@ -147,10 +147,10 @@ def run(args) -> int:
         try:
             from compass_tui.live_sources import open_live_backend
 
-            backend = open_live_backend(cfg)
+            backend = open_live_backend(cfg, window=(request.window_start, request.window_end))
         except Exception as e:
             return _err(f"no data source reachable: {e}")
-        args.grafana_url = getattr(cfg, "grafana_url", None)
+        args.grafana_url = cfg.deep_link_base() if hasattr(cfg, "deep_link_base") else getattr(cfg, "grafana_url", None)
     else:
         return _err("say what to investigate: --bundle PATH or --alert FILE ('-' for stdin)")
     store = open_store(args)

@@ -353,6 +353,7 @@ def _db_slow(ctx: Ctx, db: str) -> Candidate | None:
             supports=bool(slowed)) if slowed else
             ctx.metric_evidence(ctx.series(sig, db), f"none of the {len(clients)} clients of {db} slowed", supports=False))
     c._clients = clients  # type: ignore[attr-defined]
+    c._signal = sig  # type: ignore[attr-defined]
     c._slowed = slowed  # type: ignore[attr-defined]
     return c
 
@@ -714,6 +715,10 @@ def _surge(ctx: Ctx) -> list[Candidate]:
     out = []
     for svc, ch in rising.items():
         sig = sig_of[svc]
+        # retries: callers that were failing and whose own traffic did not grow resend
+        # their failed calls; that is amplification, not new load
+        retriers = [u for u in ctx.graph.callers(svc) if u in ctx.affected and u not in rising
+                    and ctx.affected[u] <= (ch.onset or 0) + ctx.tol]
         ups = [u for u in ctx.graph.upstream(svc) if u in rising and (rising[u].onset or 0) <= (ch.onset or 0) + ctx.tol]
         score = 0.45 + min(0.3, 0.15 * (ch.ratio - 1.5)) + min(0.1, 0.01 * ch.z)
         if not ctx.graph.callers(svc):
@@ -721,6 +726,11 @@ def _surge(ctx: Ctx) -> list[Candidate]:
         c = Candidate("traffic_surge", svc, "application", min(score, 1.0),
                       f"{svc} receives {fmt_ratio(ch.ratio)} its usual traffic", ch.onset)
         c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{'successful ' if sig == 'ok_rate' else ''}request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
+        if retriers:
+            c.strength *= 0.45
+            c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or ctx.series(sig, svc),
+                                                  f"its callers {', '.join(sorted(retriers))} were already failing and their own traffic did not grow: retries, not new load",
+                                                  supports=False))
         c._ups = ups  # type: ignore[attr-defined]
         c._ratio = ch.ratio  # type: ignore[attr-defined]
         out.append(c)

@@ -126,10 +126,27 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in cands:
         if c.fault in ("traffic_surge",) or c.cause_onset is None:
             continue
+        load_driven = c.fault in ("cpu_saturation", "db_connection_pool_exhaustion") or \
+            (c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active")
+        slack = ctx.tol if load_driven else -ctx.grid.step * 0.5
         for s in strong_surges:
-            if s.cause_onset is not None and s.cause_onset <= c.cause_onset + ctx.tol and \
+            if s.cause_onset is not None and s.cause_onset <= c.cause_onset + slack and \
                     (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
                 c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
+                break
+
+    # a rate rise that follows a failure below it is retries, not load
+    for s in surges:
+        if s.cause_onset is None:
+            continue
+        below = ctx.graph.downstream(s.service) | {s.service} if ctx.graph.known else None
+        for c in cands:
+            if c.fault in ("traffic_surge", "cpu_saturation", "db_connection_pool_exhaustion") or c.cause_onset is None or c.strength < 0.6:
+                continue  # load itself drives these
+            if c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active":
+                continue
+            if (below is None or c.service in below) and c.cause_onset < s.cause_onset - ctx.grid.step * 0.5:
+                s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
 
     # the cache in front of a database
@@ -207,10 +224,13 @@ def to_hypothesis(c: Candidate, memory_note: str | None = None, adjust: float = 
     conf = confidence(c)
     if adjust:
         conf = max(0.01, min(0.99, conf + adjust))
+        if adjust >= 0.5 and st == "disproven":
+            # the engineer confirmed this cause for this signature before: show it, unproven
+            st = "inconclusive"
     return Hypothesis(
         id=c.id, fault=c.fault, service=c.service, title=c.title, confidence=round(conf, 3), status=st,
         evidence=c.evidence, disproof=c.checks, agent=c.agent, memory_note=memory_note,
-        why_disproven=c.why_not if st == "disproven" else None,
+        why_disproven=c.why_not if st == "disproven" else None, memory_adjust=adjust,
     )
 
 
@@ -219,7 +239,7 @@ def rank(hyps: list[Hypothesis]) -> list[Hypothesis]:
     # a memory-backed hypothesis can lift an inconclusive one over weaker supported ones
     def key(h: Hypothesis):
         tier = order[h.status]
-        if h.status == "inconclusive" and h.memory_note and h.confidence >= 0.6:
+        if h.status == "inconclusive" and h.memory_adjust > 0 and h.confidence >= 0.6:
             tier = 0
         return (tier, -h.confidence, h.fault, h.service)
 

@@ -373,10 +373,7 @@ class _Run:
         out = []
         for c in best.values():
             r = recalls.get((c.fault, c.service))
-            h = to_hypothesis(c, memory_note=r.note if r else None, adjust=r.adjust if r else 0.0)
-            if r is not None and r.adjust > 0 and h.status == "disproven" and c.agent == "memory":
-                h.status = "inconclusive"
-            out.append(h)
+            out.append(to_hypothesis(c, memory_note=r.note if r else None, adjust=r.adjust if r else 0.0))
         return out
 
     # -------------------------------------------------------------- the report
