@@ -24,7 +24,8 @@ HOST_LABELS = ("node", "nodename", "kubernetes_node", "host", "hostname", "insta
 HOST_FAMILIES = {"retrans", "outsegs", "net_drop", "fs_avail", "fs_size"}
 OBJECT_LABELS = ("persistentvolumeclaim", "pvc", "deployment", "statefulset", "daemonset", "pod", "volume")
 STATUS_LABELS = ("code", "status", "status_code", "http_response_status_code", "http_status_code", "response_code", "grpc_code", "outcome")
-PEER_LABELS = ("server_address", "peer_service", "net_peer_name", "server", "target", "upstream", "peer", "destination_service", "host")
+PEER_LABELS = ("server_address", "peer_service", "net_peer_name", "client_name", "remote_service", "rpc_service", "target_service",
+               "destination_service", "upstream", "peer", "server", "target", "http_host", "host")
 POOL_LABELS = ("pool", "pool_name", "db_name", "name", "datasource")
 GRPC_ERROR_CODES = "Unknown|DeadlineExceeded|Internal|Unavailable|DataLoss|ResourceExhausted|Aborted"
 EXPORTER_JOBS = re.compile(r"(kube-state-metrics|cadvisor|kubelet|node-exporter|node_exporter|blackbox|prometheus|otel-collector|opentelemetry-collector|alloy|agent)", re.I)
@@ -326,7 +327,10 @@ class Discovery:
             name = s.labels.get(svc_label)
             if not name:
                 continue
-            sub = s.labels.get(sub_label) if sub_label else None
+            if isinstance(sub_label, tuple):  # several labels may carry it: the first present
+                sub = next((s.labels[x] for x in sub_label if s.labels.get(x)), None)
+            else:
+                sub = s.labels.get(sub_label) if sub_label else None
             vals = self.grid.align(s.t, s.v)
             if transform is not None:
                 vals = transform(vals)
@@ -660,18 +664,21 @@ class Discovery:
         if c is None or not c.svc_label:
             return
         s = c.svc_label
-        peer = next((l for l in PEER_LABELS if l in c.label_values), None)
-        if not peer:
+        peers = tuple(l for l in PEER_LABELS if l in c.label_values)
+        if not peers:
             return
-        by = f"{s}, {peer}"
+        peer = peers if len(peers) > 1 else peers[0]
+        by = ", ".join((s,) + peers)
         status = next((l for l in STATUS_LABELS if l in c.label_values), None)
         total_q = f"sum by ({by}) (rate({c.name}[{self.rw}]))"
         totals = await self._per_service("client_rate", total_q, s, peer)
         err_parts = []
-        if status == "grpc_code":
+        if "outcome" in c.label_values:
+            err_parts.append('outcome=~"SERVER_ERROR|UNKNOWN"')
+        elif status == "grpc_code":
             err_parts.append(f'{status}=~"{GRPC_ERROR_CODES}"')
         elif status:
-            err_parts.append(f'{status}=~"5.."')
+            err_parts.append(f'{status}=~"5..|IO_ERROR|CLIENT_ERROR|[A-Z_]*ERROR"')
         for l in ("error_type", "error"):
             if l in c.label_values:
                 err_parts.append(f'{l}!=""')
@@ -682,7 +689,8 @@ class Discovery:
             for q in qs:
                 texts.append(q)
                 for ser in await self._series(q):
-                    key = f"{ser.labels.get(s)}|{ser.labels.get(peer)}"
+                    pv = next((ser.labels[x] for x in peers if ser.labels.get(x)), "")
+                    key = f"{ser.labels.get(s)}|{pv}"
                     v = self.grid.align(ser.t, ser.v)
                     acc[key] = np.nan_to_num(acc.get(key, 0.0)) + np.nan_to_num(v)
             text = "\n".join(texts)

@@ -126,11 +126,11 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in cands:
         if c.fault in ("traffic_surge",) or c.cause_onset is None:
             continue
-        load_driven = c.fault in ("cpu_saturation", "db_connection_pool_exhaustion") or \
-            (c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active")
-        slack = ctx.tol if load_driven else -ctx.grid.step * 0.5
+        # only what load can cause: saturation of CPU, pools, databases
+        if c.fault not in ("cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries"):
+            continue
         for s in strong_surges:
-            if s.cause_onset is not None and s.cause_onset <= c.cause_onset + slack and \
+            if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + ctx.tol and \
                     (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
                 c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
                 break

@@ -137,7 +137,9 @@ def change(
     onset = None
     chosen = None
     blocks = _blocks(beyond, finite, min_run)
-    before = [b for b in blocks if times[b[0]] <= anchor_t + grid.step * 0.5 and times[b[0]] >= earliest - grid.step * 0.5]
+    # rate windows and scrape offsets delay what a query sees by a step or two
+    slack = max(2 * grid.step, 60.0)
+    before = [b for b in blocks if times[b[0]] <= anchor_t + slack and times[b[0]] >= earliest - grid.step * 0.5]
     holding = [b for b in before if times[b[1]] >= anchor_t - 2 * grid.step]
     if holding:
         chosen = holding[-1]
