@@ -769,8 +769,8 @@ def _externals(ctx: Ctx) -> list[Candidate]:
             per_peer.setdefault(b, [])
     out = []
     for peer, items in per_peer.items():
-        if not peer or peer in internal:
-            continue
+        if not peer or peer in internal or DB_NAME.search(peer) or re.search(r"redis|cache|memcache|kafka|rabbit", peer, re.I):
+            continue  # an uninstrumented database or cache is ours, not a third party
         best = None
         callers = set()
         for kind, s in items:
@@ -793,11 +793,32 @@ def _externals(ctx: Ctx) -> list[Candidate]:
             c.evidence.append(ctx.metric_evidence(s, f"{what} of calls from {s.service} to {peer} rose {'from %.1f%% to %.1f%%' % (ch.baseline * 100, ch.after * 100) if kind == 'err' else '%.1fx' % ch.ratio} at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
             c.title = f"the external dependency {peer} is {'failing' if kind == 'err' else 'slow'} (called by {', '.join(sorted(callers))})"
         if tr:
-            score += 0.2
+            score += 0.2 if best is not None else 0.6
             c.evidence.append(_trace_ev(ctx, peer, tr))
+            if best is None:
+                c.cause_onset = ctx.onset  # traces are binned at the onset: no finer start
+        peer_lines = _caller_lines(ctx, peer, "network") or _log_peer_errors(ctx, peer)
+        if peer_lines and score:
+            n, who = peer_lines
+            score += 0.1
+            c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |= "{peer}"',
+                                               f"{n} new error lines naming {peer} from {', '.join(sorted(who))}"))
         c.strength = min(score, 1.0)
         out.append(c)
     return out
+
+
+def _log_peer_errors(ctx: Ctx, peer: str):
+    """New error lines (any class) that name ``peer``, and who wrote them."""
+    if not ctx.logs:
+        return None
+    n, who = 0, set()
+    for tp in ctx.logs.templates.values():
+        if peer in tp.peers or peer in tp.example:
+            if tp.post >= 2 and (tp.base == 0 or tp.post / ctx.logs.post_span > 4 * tp.base / ctx.logs.base_span):
+                n += tp.post
+                who.add(tp.service)
+    return (n, who) if n else None
 
 
 def _trace_peer(ctx: Ctx, peer: str) -> str | None:

@@ -3,6 +3,7 @@ the symptom (who alerted, when it started) and how to cite a query as evidence."
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -14,6 +15,20 @@ from compass_tui.engine.logfacts import LogFacts
 from compass_tui.engine.timeseries import Change, Grid, change
 from compass_tui.models import Chart, Disproof, Evidence, InvestigationRequest
 from compass_tui.telemetry.backend import Annotation
+
+
+_RATE_WINDOW = re.compile(r"\b(?:rate|increase|changes|delta|deriv)\([^\[]*\[(\d+)([smh])\]")
+
+
+def rate_lag(query: str, step: float) -> float:
+    """How late a rate over a window shows a step change: about half the window (a gauge
+    shows it at once). Onsets of rate signals are moved back by this much so that rates and
+    gauges can be ordered in time."""
+    m = _RATE_WINDOW.search(query)
+    if not m:
+        return 0.0
+    window = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)]
+    return float(min(window / 2.0, 2 * step) // step * step)
 
 
 @dataclass
@@ -76,7 +91,10 @@ class Ctx:
         if ck not in self._changes:
             kw.setdefault("anchor", self.onset if self.onset else None)
             kw.setdefault("horizon", max(1800.0, 0.5 * (self.onset - self.grid.start)) if self.onset else None)
-            self._changes[ck] = change(self.grid, s.values, direction, **kw)
+            ch = change(self.grid, s.values, direction, **kw)
+            if ch.onset is not None:
+                ch.onset -= rate_lag(s.query, self.grid.step)
+            self._changes[ck] = ch
         return self._changes[ck]
 
     def link(self, query: str, kind: str = "metric") -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 
 from compass_tui.engine import agents as agents_mod
-from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.context import Candidate, Ctx, rate_lag
 from compass_tui.engine.deps import EngineDeps
 from compass_tui.engine.discovery import Discovery
 from compass_tui.engine.disproof import rank, run_checks, to_hypothesis
@@ -296,7 +296,7 @@ class _Run:
                     continue
                 ch = change(g, s.values, 1, anchor=g.alert_at, **kw)
                 if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
-                    onsets.append(ch.onset)
+                    onsets.append(ch.onset - rate_lag(s.query, g.step))
         if not onsets:
             # the alerting service shows nothing: judge scope by nothing, and take the onset
             # from the services that did move around the alert
@@ -306,7 +306,7 @@ class _Run:
                 for key, s in ctx.stack.signals.get(sig, {}).items():
                     ch = change(g, s.values, 1, anchor=g.alert_at, abs_floor=0.002, rel_floor=0.3)
                     if ch.onset is not None and g.alert_at - 1800 <= ch.onset <= g.alert_at + 2 * g.step:
-                        onsets.append(ch.onset)
+                        onsets.append(ch.onset - rate_lag(s.query, g.step))
             if onsets:
                 onsets = [float(np.median(onsets))]
         if onsets:
