@@ -765,8 +765,18 @@ def _externals(ctx: Ctx) -> list[Candidate]:
         per_peer.setdefault(s.sub, []).append(("lat", s))
     # calls seen only in traces
     for (a, b), st in ctx.graph.edge_stats.items():
-        if b not in internal and (st.post_n >= 5):
+        if b not in internal and (st.post_n >= 2):
             per_peer.setdefault(b, [])
+    # third parties named only in callers' new error lines
+    if ctx.logs:
+        for tp in ctx.logs.templates.values():
+            if tp.post < 3 or not tp.named or not OWN_ERROR.search(tp.example) and "timeout" not in tp.example.lower():
+                continue
+            if tp.base and tp.post / ctx.logs.post_span < 4 * tp.base / ctx.logs.base_span:
+                continue
+            for p in tp.named:
+                if p not in internal and p not in ctx.stack.services:
+                    per_peer.setdefault(p, [])
     out = []
     for peer, items in per_peer.items():
         if not peer or peer in internal or DB_NAME.search(peer) or re.search(r"redis|cache|memcache|kafka|rabbit", peer, re.I):
@@ -781,7 +791,8 @@ def _externals(ctx: Ctx) -> list[Candidate]:
                 if best is None or ch.z > best[2].z:
                     best = (kind, s, ch)
         tr = _trace_peer(ctx, peer)
-        if best is None and not tr:
+        peer_lines = _log_peer_errors(ctx, peer)
+        if best is None and not tr and not (peer_lines and peer_lines[0] >= 5):
             continue
         score = 0.0
         c = Candidate("external_dependency_failure", peer, "dependencies", 0.0, f"the external dependency {peer} is failing", None)
@@ -797,10 +808,14 @@ def _externals(ctx: Ctx) -> list[Candidate]:
             c.evidence.append(_trace_ev(ctx, peer, tr))
             if best is None:
                 c.cause_onset = ctx.onset  # traces are binned at the onset: no finer start
-        peer_lines = _caller_lines(ctx, peer, "network") or _log_peer_errors(ctx, peer)
-        if peer_lines and score:
+        if peer_lines:
             n, who = peer_lines
-            score += 0.1
+            if score == 0:
+                score = 0.5 + min(0.2, n / 500) + (0.1 if len(who) > 1 else 0.0)
+                c.cause_onset = min((tp.first_post for tp in ctx.logs.templates.values()
+                                     if peer in tp.named and tp.first_post), default=None)
+            else:
+                score += 0.1
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |= "{peer}"',
                                                f"{n} new error lines naming {peer} from {', '.join(sorted(who))}"))
         c.strength = min(score, 1.0)
@@ -814,7 +829,7 @@ def _log_peer_errors(ctx: Ctx, peer: str):
         return None
     n, who = 0, set()
     for tp in ctx.logs.templates.values():
-        if peer in tp.peers or peer in tp.example:
+        if peer in tp.peers or peer in tp.named:
             if tp.post >= 2 and (tp.base == 0 or tp.post / ctx.logs.post_span > 4 * tp.base / ctx.logs.base_span):
                 n += tp.post
                 who.add(tp.service)
@@ -825,14 +840,15 @@ def _trace_peer(ctx: Ctx, peer: str) -> str | None:
     from compass_tui.engine.graph import median
 
     for (a, b), st in ctx.graph.edge_stats.items():
-        if b != peer or st.post_n < 5 or st.base_n < 5:
+        # traces are sampled: a handful of spans on each side is enough for a large change
+        if b != peer or st.post_n < 3 or st.base_n < 3:
             continue
         er_b, er_p = st.base_err / st.base_n, st.post_err / st.post_n
-        if er_p > max(0.05, 3 * er_b):
-            return f"{er_p * 100:.0f}% of client spans from {a} to {peer} failed after the onset (before: {er_b * 100:.0f}%)"
+        if er_p > max(0.2 if st.post_n < 10 else 0.05, 3 * er_b):
+            return f"{er_p * 100:.0f}% of client spans from {a} to {peer} failed after the onset (before: {er_b * 100:.0f}%, {st.post_n} spans)"
         mb, mp = median(st.base_client), median(st.post_client)
-        if mb > 0 and mp > 2.5 * mb:
-            return f"client spans from {a} to {peer} took {mp / mb:.1f}x longer after the onset"
+        if mb > 0 and mp > (4.0 if st.post_n < 10 else 2.5) * mb:
+            return f"client spans from {a} to {peer} took {mp / mb:.1f}x longer after the onset ({st.post_n} spans)"
     return None
 
 

@@ -123,6 +123,11 @@ class Ctx:
         )
 
     def log_evidence(self, query: str, summary: str, supports: bool = True) -> Evidence:
+        if self.logs is not None and self.logs.synthetic:
+            from compass_tui.engine.logfacts import TRACE_ERRORS_QUERY
+
+            return Evidence(kind="trace", summary=summary.replace(" lines", " failed spans"), supports=supports,
+                            source=self.source, query=TRACE_ERRORS_QUERY)
         return Evidence(kind="log", summary=summary, supports=supports, source=self.log_source, query=query,
                         link=self.link(query, "log"))
 

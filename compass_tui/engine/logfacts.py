@@ -45,6 +45,32 @@ INHERITED = re.compile(
     r"timeout|timed out|deadline exceeded|upstream|status code 5\d\d|\b50[0-4]\b|bad gateway|service unavailable|gateway timeout|"
     r"connection refused|connection reset|unexpected status|httperror|feignexception|serviceunavailable|request failed|i/o timeout|"
     r"retry|retrying|circuit|peer=|url=|host=|http://|https://|grpc|unavailable", re.I)
+_PEER_FIELD = re.compile(r'(?:peer(?:\.service)?|upstream|host|server|target|dependency)["\']?\s*[=:]\s*["\']?([A-Za-z0-9][A-Za-z0-9_.-]{1,80})', re.I)
+_URL_HOST = re.compile(r"https?://([A-Za-z0-9.-]+)")
+
+
+def named_peers(line: str) -> set[str]:
+    """Peers a log line names: peer=/host= fields and URL hosts (api.stripe-api.com -> stripe-api)."""
+    out = set()
+    for m in _PEER_FIELD.finditer(line):
+        out.add(_host_name(m.group(1)))
+    for m in _URL_HOST.finditer(line):
+        out.add(_host_name(m.group(1)))
+    return {p for p in out if p and not p[0].isdigit()}
+
+
+def _host_name(host: str) -> str:
+    h = host.lower().split(":")[0]
+    parts = [p for p in h.split(".") if p]
+    if len(parts) >= 2 and parts[-1] in ("com", "io", "net", "org", "co", "dev", "cloud", "app"):
+        parts = parts[:-1]
+    if len(parts) >= 2 and parts[0] in ("api", "www", "gateway", "edge"):
+        parts = parts[1:]
+    if len(parts) > 1 and parts[1] in ("svc", "internal", "local", "cluster", "default", "prod"):
+        parts = parts[:1]
+    return parts[0] if len(parts) == 1 else parts[-1] if len(parts[-1]) > 3 else parts[0]
+
+
 _NUM = re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]{8,}\b|\d+(\.\d+)?", re.I)
 _QUOTED_TS = re.compile(r"^\S*\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]*Z?\S*\s*")
 _KV_TS = re.compile(r'"?(ts|time|timestamp)"?[=:]\s*"?[\dTZ:.\- ]+"?,?\s*', re.I)
@@ -73,6 +99,8 @@ class Template:
     classes: set[str] = field(default_factory=set)
     inherited: bool = False
     peers: set[str] = field(default_factory=set)
+    named: set[str] = field(default_factory=set)
+    """Every peer the line names (peer=, host=, URL hosts), known or not."""
 
 
 @dataclass
@@ -84,6 +112,8 @@ class LogFacts:
     """(service, class) -> times of matching lines."""
     base_span: float = 1.0
     post_span: float = 1.0
+    synthetic: bool = False
+    """True when built from failed spans' messages only (the stack has no logs)."""
 
     def new_templates(self, service: str, min_post: int = 3) -> list[Template]:
         """Templates of a service that appeared after the split, scaled for window lengths."""
@@ -122,6 +152,7 @@ def analyse(lines: list[LogLine], label: str, split_at: float, base_span: float,
                     tp.classes.add(cls)
             if peer_pat is not None:
                 tp.peers = {m.group(1) for m in peer_pat.finditer(text)} - {svc}
+            tp.named = named_peers(text) - {svc}
             tp.inherited = bool(INHERITED.search(text)) and (bool(tp.peers) or "upstream" in text.lower() or "http" in text.lower())
             facts.templates[key] = tp
         if post:
@@ -135,3 +166,22 @@ def analyse(lines: list[LogLine], label: str, split_at: float, base_span: float,
     for v in facts.class_hits.values():
         v.sort()
     return facts
+
+
+TRACE_ERRORS_QUERY = "{ status = error }"
+_MESSAGE_ATTRS = ("status.message", "exception.message", "error.message", "otel.status_description", "exception.type")
+
+
+def error_span_lines(spans, label: str) -> list[LogLine]:
+    """Failed spans as log-like lines: their error message, and the peer they called."""
+    out = []
+    for s in spans:
+        if not s.error:
+            continue
+        msg = next((str(s.attributes[a]) for a in _MESSAGE_ATTRS if s.attributes.get(a)), None)
+        if not msg:
+            continue
+        peer = next((str(s.attributes[a]) for a in ("peer.service", "server.address", "net.peer.name") if s.attributes.get(a)), None)
+        line = f"error {msg}" + (f" peer={peer}" if peer else "")
+        out.append(LogLine(t=s.start, t_ns=int(s.start * 1e9), labels={label: s.service}, line=line))
+    return out

@@ -20,7 +20,7 @@ from compass_tui.engine.deps import EngineDeps
 from compass_tui.engine.discovery import Discovery
 from compass_tui.engine.disproof import rank, run_checks, to_hypothesis
 from compass_tui.engine.graph import ServiceGraph, add_traces
-from compass_tui.engine.logfacts import ERRORISH, analyse
+from compass_tui.engine.logfacts import ERRORISH, TRACE_ERRORS_QUERY, analyse, error_span_lines
 from compass_tui.engine.queries import BudgetExhausted, QueryRunner
 from compass_tui.engine.request import format_time
 from compass_tui.engine.timeseries import Grid, change
@@ -149,13 +149,21 @@ class _Run:
         for key, s in stack.signals.get("pool_util", {}).items():
             if s.sub and s.sub in known:
                 ctx.graph.add(s.service, s.sub, "pool labels")
+        span_lines = error_span_lines(spans, log_label or "service")
         if log_label:
-            ctx.logs = await self._logs(ctx, log_label, known)
-            if ctx.logs:
-                for tp in ctx.logs.templates.values():
-                    for p in tp.peers:
-                        if p in known and (tp.inherited or "peer" in tp.example or "http" in tp.example):
-                            ctx.graph.add(tp.service, p, "log peers")
+            ctx.logs = await self._logs(ctx, log_label, known, span_lines)
+        elif span_lines:
+            # no logs: the error messages on failed spans still say what went wrong
+            g = ctx.grid
+            split = ctx.onset - ctx.tol
+            ctx.logs = analyse(span_lines, "service", split, min(g.baseline_end, split) - g.start, g.end - split, known)
+            ctx.logs.synthetic = True
+            ctx.logs.query = TRACE_ERRORS_QUERY
+        if ctx.logs:
+            for tp in ctx.logs.templates.values():
+                for p in tp.peers:
+                    if p in known and (tp.inherited or "peer" in tp.example or "http" in tp.example):
+                        ctx.graph.add(tp.service, p, "log peers")
         self._affected(ctx)
         if not ctx.graph.known:
             self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped",
@@ -199,6 +207,14 @@ class _Run:
         g_start, g_end = self.request.window_start, self.request.window_end
         for h in hyps:
             for e in h.evidence:
+                if e.kind == "trace" and e.query == TRACE_ERRORS_QUERY:
+                    try:
+                        r = await self.runner.traces(h.agent or "network", g_start, g_end, error_only=True, limit=50000)
+                    except BudgetExhausted:
+                        return
+                    if r is not None and r.status != "error":
+                        e.summary += f"; the search returns {len(r.spans)} failed spans in the window"
+                    continue
                 if e.kind != "log" or not e.query.startswith("{"):
                     continue
                 try:
@@ -257,7 +273,7 @@ class _Run:
         self.degrade("logs", "no log stream label names the service (service_name, service, app, job)")
         return None, set()
 
-    async def _logs(self, ctx: Ctx, label: str, known: set[str]):
+    async def _logs(self, ctx: Ctx, label: str, known: set[str], extra=()):
         g = ctx.grid
         q = f'{{{label}=~".+"}} |~ "{ERRORISH}"'
         try:
@@ -271,7 +287,7 @@ class _Run:
             self.degrade("logs", f"log query cut at {len(r.lines)} lines; older lines were not read")
         split = ctx.onset - ctx.tol
         base_end = min(g.baseline_end, split)
-        facts = analyse(r.lines, label, split, base_end - g.start, g.end - split, known)
+        facts = analyse(list(r.lines) + list(extra), label, split, base_end - g.start, g.end - split, known)
         facts.query = q
         return facts
 
