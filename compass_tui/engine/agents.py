@@ -13,6 +13,8 @@ from compass_tui.engine.timeseries import first_crossing, fmt_delta, fmt_ratio, 
 
 OWN_ERROR = re.compile(r"error|exception|fail|fatal|panic|invalid|null|undefined|cannot|unsupported|illegal|not initialized|"
                        r"missing|traceback|segfault|assert|unexpected|denied|crash", re.I)
+NOT_A_PEER = {"http", "https", "www", "localhost", "api", "svc", "default", "null", "none", "unknown", "true", "false",
+              "error", "upstream", "server", "host", "peer", "cluster", "local", "internal", "prod", "production"}
 DB_NAME = re.compile(r"(^|[-_])(pg|postgres|postgresql|mysql|mariadb|db|database|rds|aurora|cockroach|mongo)([-_]|$)|(db|sql)$", re.I)
 
 
@@ -718,7 +720,7 @@ def _surge(ctx: Ctx) -> list[Candidate]:
         # retries: callers that were failing and whose own traffic did not grow resend
         # their failed calls; that is amplification, not new load
         retriers = [u for u in ctx.graph.callers(svc) if u in ctx.affected and u not in rising
-                    and ctx.affected[u] <= (ch.onset or 0) + ctx.tol]
+                    and ctx.affected[u] < (ch.onset or 0) - ctx.grid.step * 0.5]
         ups = [u for u in ctx.graph.upstream(svc) if u in rising and (rising[u].onset or 0) <= (ch.onset or 0) + ctx.tol]
         score = 0.45 + min(0.3, 0.15 * (ch.ratio - 1.5)) + min(0.1, 0.01 * ch.z)
         if not ctx.graph.callers(svc):
@@ -775,7 +777,7 @@ def _externals(ctx: Ctx) -> list[Candidate]:
             if tp.base and tp.post / ctx.logs.post_span < 4 * tp.base / ctx.logs.base_span:
                 continue
             for p in tp.named:
-                if p not in internal and p not in ctx.stack.services:
+                if p not in internal and p not in ctx.stack.services and p not in NOT_A_PEER and len(p) > 2:
                     per_peer.setdefault(p, [])
     out = []
     for peer, items in per_peer.items():

@@ -204,6 +204,15 @@ def choose_service_label(info: MetricInfo, known: set[str]) -> str | None:
     return None
 
 
+def svc_name(labels: dict[str, str], svc_label: str) -> str | None:
+    """The service a series names: the first non-empty of the (comma-joined) labels."""
+    for l in svc_label.split(", "):
+        v = labels.get(l)
+        if v:
+            return v
+    return None
+
+
 def sel(name: str, matchers: str = "") -> str:
     return f"{name}{{{matchers}}}" if matchers else name
 
@@ -276,6 +285,15 @@ class Discovery:
                 vals = info.label_values.get(info.svc_label, set())
                 if not any(EXPORTER_JOBS.search(v) for v in vals):
                     known |= vals
+        # a stack in the middle of a migration names some services one way and some another:
+        # group by every label that names known services, the first present wins per series
+        for info in st.metrics.values():
+            if info.svc_label not in SERVICE_LABELS + EXTRA_SERVICE_LABELS:
+                continue
+            alts = [l for l in SERVICE_LABELS + EXTRA_SERVICE_LABELS if l != info.svc_label and l in info.label_values
+                    and len(info.label_values[l] & known) >= max(1, len(info.label_values[l]) // 2)]
+            if alts:
+                info.svc_label = ", ".join([info.svc_label] + alts)
         st.services = known
         self._host_map(known)
         return st
@@ -324,7 +342,7 @@ class Discovery:
         by_host = svc_label in HOST_LABELS and svc_label not in SERVICE_LABELS
         by_object = svc_label in OBJECT_LABELS
         for s in await self._series(promql):
-            name = s.labels.get(svc_label)
+            name = svc_name(s.labels, svc_label)
             if not name:
                 continue
             if isinstance(sub_label, tuple):  # several labels may carry it: the first present
@@ -381,15 +399,15 @@ class Discovery:
                 err_sel = 'outcome="SERVER_ERROR"'
             elif status:
                 err_sel = f'{status}=~"5.."'
-            totals = {s.labels.get(svc): s for s in await self._series(total_q) if s.labels.get(svc)}
+            totals = {svc_name(s.labels, svc): s for s in await self._series(total_q) if svc_name(s.labels, svc)}
             errs, oks = {}, {}
             if err_sel:
                 err_q = (f"sum by ({svc}) (rate({info.name}{{{err_sel}}}[{self.rw}])) / "
                          f"sum by ({svc}) (rate({info.name}[{self.rw}]))")
-                errs = {s.labels.get(svc): s for s in await self._series(err_q)}
+                errs = {svc_name(s.labels, svc): s for s in await self._series(err_q)}
                 ok_sel = err_sel.replace("=~", "!~", 1) if "=~" in err_sel else err_sel.replace("=", "!=", 1)
                 ok_q = f"sum by ({svc}) (rate({info.name}{{{ok_sel}}}[{self.rw}]))"
-                oks = {s.labels.get(svc): s for s in await self._series(ok_q)}
+                oks = {svc_name(s.labels, svc): s for s in await self._series(ok_q)}
             for name, tot in totals.items():
                 tv = self.grid.align(tot.t, tot.v)
                 level = float(np.nanmedian(tv)) if np.isfinite(tv).any() else 0.0
@@ -690,7 +708,7 @@ class Discovery:
                 texts.append(q)
                 for ser in await self._series(q):
                     pv = next((ser.labels[x] for x in peers if ser.labels.get(x)), "")
-                    key = f"{ser.labels.get(s)}|{pv}"
+                    key = f"{svc_name(ser.labels, s)}|{pv}"
                     v = self.grid.align(ser.t, ser.v)
                     acc[key] = np.nan_to_num(acc.get(key, 0.0)) + np.nan_to_num(v)
             text = "\n".join(texts)
@@ -699,8 +717,8 @@ class Discovery:
                 ev = errs if errs is not None else np.zeros_like(tot.values)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = np.where(tot.values > 0, ev / tot.values, np.nan)
-                svc_name, _, peer_name = key.partition("|")
-                self.stack.add(SigSeries("client_error_ratio", svc_name, ratio, text + f"\n/ {total_q}", peer_name))
+                client_svc, _, peer_name = key.partition("|")
+                self.stack.add(SigSeries("client_error_ratio", client_svc, ratio, text + f"\n/ {total_q}", peer_name))
         sm = self.stack.first("client_sum")
         if sm is not None and sm.svc_label == s:
             q = f"sum by ({by}) (rate({sm.name}[{self.rw}])) / sum by ({by}) (rate({c.name}[{self.rw}]))"

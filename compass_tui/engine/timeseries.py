@@ -122,18 +122,26 @@ def change(
     times = grid.times
     base_mask = times <= grid.baseline_end
     base_vals = values[base_mask]
+    base_end = grid.baseline_end
     if np.isfinite(base_vals).sum() < max(3, min(8, base_mask.sum() // 4)):
-        # a series that starts after the baseline (a new pod, a late exporter) has nothing
-        # to compare against: no change can be claimed from it
-        return Change(float("nan"), float("nan"), float("nan"), float("nan"), None, 0.0, 1.0)
+        # a series that starts after the baseline window (a late exporter, a new pod): its
+        # own first stretch, well before the anchor, is the baseline; without one no change
+        # can be claimed from it
+        anchor_t = grid.alert_at if anchor is None else anchor
+        pre = np.nonzero(np.isfinite(values) & (times < anchor_t - 600))[0]
+        if len(pre) < 8:
+            return Change(float("nan"), float("nan"), float("nan"), float("nan"), None, 0.0, 1.0)
+        first = pre[: max(8, len(pre) // 2)]
+        base_vals = values[first]
+        base_end = float(times[first[-1]])
     med, mad = _robust(base_vals)
     spread = max(mad, abs(med) * rel_floor, abs_floor)
     thresh = med + direction * k * spread
     finite = np.isfinite(values)
     beyond = finite & ((values - thresh) * direction > 0)
-    beyond &= times > grid.baseline_end - grid.step * 0.5
+    beyond &= times > base_end - grid.step * 0.5
     anchor_t = grid.alert_at if anchor is None else anchor
-    earliest = grid.baseline_end if horizon is None else max(grid.start, anchor_t - horizon)
+    earliest = base_end if horizon is None else max(grid.start, anchor_t - horizon)
     onset = None
     chosen = None
     blocks = _blocks(beyond, finite, min_run)
@@ -158,7 +166,7 @@ def change(
         first = chosen[0]
         low = med + direction * 1.5 * spread
         i = first - 1
-        while i >= 0 and times[i] > grid.baseline_end - grid.step * 0.5:
+        while i >= 0 and times[i] > base_end - grid.step * 0.5:
             if finite[i] and (values[i] - low) * direction > 0:
                 first = i
             elif finite[i]:
@@ -172,7 +180,7 @@ def change(
     after_vals = values[after_mask]
     after_vals = after_vals[np.isfinite(after_vals)]
     after = float(np.median(after_vals)) if len(after_vals) else float("nan")
-    post = values[(times > grid.baseline_end) & finite]
+    post = values[(times > base_end) & finite]
     peak = float(np.max(post) if direction > 0 else np.min(post)) if len(post) else float("nan")
     z = (after - med) / spread if np.isfinite(after) else 0.0
     if med == 0:
