@@ -145,6 +145,8 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
                 continue  # load itself drives these
             if c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active":
                 continue
+            if any(d.result == "failed" for d in c.checks):
+                continue  # already ruled out: it explains nothing
             if (below is None or c.service in below) and c.cause_onset < s.cause_onset - ctx.grid.step * 0.5:
                 s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
