@@ -311,8 +311,12 @@ def db_change(ctx: Ctx, db: str, slowness_only: bool = False):
     for sig in sigs:
         if sig == "db_active" and best is not None:
             break
-        ch = ctx.chg(sig, db, 1, rel_floor=0.2, abs_floor=0.05)
+        # lock and query counts are small integers: one stray lock is not a slow database
+        floor = 1.0 if sig in ("db_locks", "db_active") else 0.05
+        ch = ctx.chg(sig, db, 1, rel_floor=0.2, abs_floor=floor)
         if ch is None or not ch.rose or ch.ratio < 1.5:
+            continue
+        if sig in ("db_locks", "db_active") and ch.after - ch.baseline < 2.0:
             continue
         if best is None or ch.z > best[0]:
             best = (ch.z, ch.onset, sig, ch)
@@ -339,6 +343,8 @@ def _db_slow(ctx: Ctx, db: str) -> Candidate | None:
         score += 0.15
     elif clients and not slowed:
         score *= 0.6  # a slow database slows its clients; none of these did
+    elif len(clients) >= 3 and len(slowed) == 1:
+        score *= 0.8  # one client of many: more likely that client's own problem
     slow_lines = ctx.logs.hits(db, "db_slow", ctx.onset - 1800) if ctx.logs else []
     base_slow = ctx.logs.hits(db, "db_slow", None, ctx.grid.baseline_end) if ctx.logs else []
     if len(slow_lines) > 2 * max(1, len(base_slow)):

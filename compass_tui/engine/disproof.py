@@ -33,6 +33,8 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
     lead = ctx.onset - c.cause_onset
     if lead >= -ctx.tol:
         c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+        if lead < -ctx.grid.step * 0.5:
+            c.factor *= 0.85  # within tolerance, but after: a cause that precedes explains more
         if c.fault in ACUTE and lead > 900:
             # an acute cause shows within minutes; one that sat there for long explains less
             c.factor *= max(0.4, 1.0 - (lead - 900) / 2700)
