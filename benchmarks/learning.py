@@ -251,6 +251,10 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
                       file=sys.stderr)
     finally:
         store.close()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
 
     def share(xs: list[bool]) -> float | None:
         return round(sum(xs) / len(xs), 3) if xs else None
@@ -275,7 +279,7 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
         "recurrences_after_a_correction": len(after),
         "corrected_cause_ranked_first": sum(bool(r["corrected_first"]) for r in after),
         "median_wall_s": round(statistics.median([r["wall_s"] for r in rows]), 3) if rows else None,
-        "memory": str(args.store or work / "memory.duckdb"),
+        "memory": str(args.store) if args.store else (str(work / "memory.duckdb") if args.keep else None),
     }
     return {"summary": summary, "incidents": rows}
 
@@ -371,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--store", help="memory file to use (default: a fresh one in a temporary directory)")
     r.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip the run without memory on each incident")
+    r.add_argument("--keep", action="store_true", help="keep the bundles and the memory for a look afterwards")
     r.add_argument("--no-shift", dest="shift", action="store_false",
                    help="replay recurrences at the same time instead of days later")
     r.add_argument("--json", action="store_true")

@@ -144,3 +144,125 @@ async def test_investigation_through_prometheus_mcp_finds_the_culprit(sim_bundle
         assert [(h.fault, h.service, h.status) for h in live.hypotheses] == [
             (h.fault, h.service, h.status) for h in ref.hypotheses
         ]
+
+
+def mcp_grafana_binary() -> str | None:
+    """Grafana's MCP server when installed (pip install mcp-grafana), else None."""
+    import os
+
+    found = os.environ.get("MCP_GRAFANA") or shutil.which("mcp-grafana")
+    if not found:
+        candidate = Path(sys.executable).parent / "mcp-grafana"
+        found = str(candidate) if candidate.exists() else None
+    return found
+
+
+class GrafanaApi:
+    """The slice of Grafana's HTTP API that mcp-grafana's Prometheus and annotation tools use
+    (datasource lookup, the datasource resource proxy, annotations), in front of a real
+    Prometheus. No Grafana is installable here; everything behind this is real."""
+
+    def __init__(self, prometheus_url: str, annotations: list[dict]):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        ds = {"id": 1, "uid": "prom", "name": "Prometheus", "type": "prometheus", "url": prometheus_url,
+              "access": "proxy", "isDefault": True, "jsonData": {}}
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def _json(self, obj, code=200):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _serve(self):
+                n = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(n) if n else None
+                p = self.path
+                if p.startswith("/api/datasources/uid/prom/resources/"):
+                    req = urllib.request.Request(prometheus_url + "/" + p.split("/resources/", 1)[1], data=body,
+                                                 method=self.command,
+                                                 headers={"Content-Type": self.headers.get("content-type") or
+                                                          "application/x-www-form-urlencoded"})
+                    try:
+                        with urllib.request.urlopen(req, timeout=30) as r:
+                            code, data = r.status, r.read()
+                    except urllib.error.HTTPError as e:
+                        code, data = e.code, e.read()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                elif p.startswith("/api/datasources/uid/prom"):
+                    self._json(ds)
+                elif p.startswith("/api/datasources/uid/"):
+                    self._json({"message": "Data source not found"}, 404)
+                elif p.startswith("/api/datasources"):
+                    self._json([ds])
+                elif p.startswith("/api/annotations"):
+                    from urllib.parse import parse_qs, urlparse
+
+                    q = parse_qs(urlparse(p).query)
+                    lo, hi = int(q.get("from", ["0"])[0]), int(q.get("to", [str(2**62)])[0])
+                    self._json([a for a in annotations if a["time"] <= hi and a.get("timeEnd", a["time"]) >= lo])
+                elif p.startswith("/api/frontend/settings"):
+                    self._json({"buildInfo": {"version": "11.0.0"}})
+                else:
+                    self._json({"message": "not found"}, 404)
+
+            do_GET = do_POST = _serve
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+async def test_grafanas_own_mcp_server_answers_like_the_bundle(sim_bundle_factory, tmp_path):
+    binary = mcp_grafana_binary()
+    if binary is None:
+        pytest.skip("mcp-grafana is not installed (pip install mcp-grafana); Grafana's server path not checked")
+    path = Path(sim_bundle_factory("bad_deploy", 7))
+    direct = open_bundle(path)
+    ann_file = path / "annotations.json"
+    annotations = json.loads(ann_file.read_text()) if ann_file.exists() else []
+    try:
+        with PrometheusServer((path / "metrics.om").read_text(), tmp_path / "prom") as url:
+            api = GrafanaApi(url, annotations)
+            try:
+                cfg = McpServerConfig(command=binary, args=["-t", "stdio", "--disable-write"],
+                                      env={"GRAFANA_URL": api.url, "GRAFANA_SERVICE_ACCOUNT_TOKEN": "glsa_test"})
+                async with McpBackend({"grafana": cfg}, window=direct.window) as mb:
+                    st = mb.servers["grafana"]
+                    assert st.status == "ready", st.error
+                    assert st.datasources.get("metrics") == "prom"
+                    assert not any(t.startswith(("create_", "update_", "delete_")) for t in st.tools)
+                    w0, w1 = direct.window
+                    names = await direct.metric_names()
+                    assert await mb.metric_names() == names
+                    for q in queries_for(names)[:30]:
+                        assert_close(await direct.query_range(q, w0, w1, direct.step),
+                                     await mb.query_range(q, w0, w1, direct.step), q)
+                    mid = (w0 + w1) / 2 + 0.25  # fractional times must reach Grafana in a form it parses
+                    assert_close(await direct.query_instant("count(up)", mid), await mb.query_instant("count(up)", mid), "count(up)")
+                    a, b = await direct.annotations(w0, w1), await mb.annotations(w0, w1)
+                    if annotations:
+                        assert [x.text for x in a.annotations] == [x.text for x in b.annotations]
+                    bad = await mb.query_range("sum(", w0, w1, 15)
+                    assert bad.status == "error" and "parse error" in bad.error
+            finally:
+                api.close()
+    finally:
+        direct.close()

@@ -55,6 +55,8 @@ SERVER = textwrap.dedent(
             os._exit(3)
         if expr == "malformed":
             return text("<html>502 Bad Gateway</html>")
+        if expr == "leak":
+            return text("401 for token " + os.environ.get("GRAFANA_SERVICE_ACCOUNT_TOKEN", ""), err=True)
         if expr == "reject":
             return text("querying Prometheus range: bad_data: parse error: unexpected end of input", err=True)
         if expr.startswith("huge"):
@@ -298,3 +300,20 @@ def test_open_live_backend_uses_the_config(tmp_path):
                  mcp_max_concurrency=3)
     b = open_live_backend(cfg, window=(1.0, 2.0))
     assert isinstance(b, Backend) and set(b.servers) == {"a"} and b.window == (1.0, 2.0)
+
+
+async def test_secrets_from_the_environment_are_redacted_from_errors(server_cfg, monkeypatch):
+    monkeypatch.setenv("MY_GRAFANA_TOKEN", "glsa_verysecret_123")
+    cfg = server_cfg(env={"GRAFANA_SERVICE_ACCOUNT_TOKEN": "${MY_GRAFANA_TOKEN}"})
+    async with McpBackend({"m": cfg}) as b:
+        r = await b.query_range("leak", 0, 60, 15)
+        assert r.status == "error" and "401 for token ***" in r.error
+        assert "glsa_verysecret_123" not in r.error
+
+
+def test_times_sent_to_servers_are_rfc3339_with_at_most_milliseconds():
+    from compass_tui.telemetry.mcp_backend import rfc3339
+
+    assert rfc3339(1759824000) == "2025-10-07T08:00:00Z"
+    assert rfc3339(1759824000.5) == "2025-10-07T08:00:00.500Z"
+    assert rfc3339(1759824000.9996) == "2025-10-07T08:00:01Z"

@@ -294,3 +294,25 @@ def test_demo_bundle_ships_and_is_small():
         truth = json.loads(_extract(demo, f"{top}/truth.json"))
     assert {"bundle.json", "incident.json", "metrics.om"} <= set(names)
     assert truth["culprit"]["fault"] in FAULTS
+
+
+def test_shipped_demo_matches_the_simulator(tmp_path):
+    from compass_tui.sim.demo import DEMO_PATH, build_demo
+
+    fresh = build_demo(tmp_path / "demo.tar.gz")
+    with tarfile.open(DEMO_PATH) as old, tarfile.open(fresh) as new:
+        assert old.getnames() == new.getnames()
+        for name in new.getnames():
+            if new.getmember(name).isfile():
+                assert _extract(DEMO_PATH, name) == _extract(fresh, name), (
+                    f"{name} is stale: regenerate with `python -m compass_tui.sim.demo`")
+
+
+def test_large_fleet_stays_valid_and_bounded():
+    inc = generate("traffic_surge", 13, SimOptions(services=120))
+    files = render_files(inc)
+    assert len(inc.topo.services) == 120
+    series = parse_om(files["metrics.om"].decode())
+    named = {labels_of(k).get(inc.style.scheme) for k in series if k.startswith("up{")}
+    assert set(inc.topo.apps()) <= named
+    assert sum(len(v) for v in files.values()) < 150e6

@@ -335,3 +335,13 @@ def test_opening_the_same_file_twice_in_a_process_shares_one_connection(tmp_path
     writer.close()
     code = "import duckdb,sys; duckdb.connect(sys.argv[1]).close()"
     assert subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 0  # released
+
+
+def test_a_signature_without_a_service_still_recalls(store: Store) -> None:
+    # The engine could not tell which service alerted; the incident's own label says another.
+    vague = Signature(alertname="HighErrorRate", service=None, shape="unknown", moved=["routing", "slotting"])
+    report = make_report("inv-1", ENGINE_WRONG, sig=vague)
+    report.incident.service = "returns"
+    store.record_investigation(report, vague)
+    store.feedback("inv-1", "actual", "memory_leak", "returns")
+    assert [(p.fault, p.service) for p in store.advisor().proposals(vague)] == [("memory_leak", "returns")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 
 
@@ -13,9 +14,27 @@ def run(args: argparse.Namespace) -> int:
     """Open the app on ``--bundle``, ``--alert``, the live sources, or the demo incident."""
     from compass_tui.tui.app import build_app  # noqa: PLC0415 - Textual only when the app opens
 
-    app = build_app(args)
+    stdin_text = None
+    if getattr(args, "alert", None) == "-":
+        stdin_text = sys.stdin.read()
+        if not _keyboard_from_tty():
+            print("compass: --alert - read the alert, but there is no terminal for the app's keys", file=sys.stderr)
+            return 1
+    app = build_app(args, stdin_text=stdin_text)
     app.run()
     return int(app.return_code or 0)
+
+
+def _keyboard_from_tty() -> bool:
+    """After the alert was piped in, take the keys from the terminal (as `less` does)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY)
+    except OSError:
+        return False
+    os.dup2(fd, 0)
+    os.close(fd)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - lives as long as the process
+    return True
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -4,6 +4,20 @@
 flavours, noise, red herrings), injects one catalog fault, and returns a ``SimIncident``;
 ``write_bundle`` freezes it to an incident bundle (format 1) as a directory or a
 ``.tar.gz``. Everything is deterministic per (fault, seed, options).
+
+Conventions an investigation can rely on (they follow the fault catalog's wording):
+
+* the culprit of ``external_dependency_failure`` is the third-party API's name as callers'
+  telemetry names it: ``server_address`` / ``client_name`` / ``host|peer|target`` labels of
+  client metrics and ``peer.service`` on client spans (``server.address`` on spans and URLs
+  in logs use the host form ``api.<name>.com``);
+* the culprit of ``dns_failure`` is the cluster DNS service as its own metrics name it
+  (the service label of ``coredns_dns_responses_total``, e.g. ``coredns`` or ``kube-dns``);
+* ``db_slow_queries`` and ``cache_failure`` blame the database / cache service (its
+  exporter's service label), ``db_connection_pool_exhaustion`` the client whose pool ran
+  out, ``traffic_surge`` the most upstream service whose request rate rose;
+* ``truth.json`` carries ``meta`` describing how the incident was made (seed, flavour,
+  label schemes, step, onset, alerted service, fault parameters, decoys, missing signals).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from compass_tui.sim.scenario import SimIncident, SimOptions, generate
 from compass_tui.sim.writer import write_bundle
 
 DEMO_FAULT = "db_connection_pool_exhaustion"
-DEMO_SEED = 35
+DEMO_SEED = 79
 DEMO_OPTIONS = SimOptions(services=10, step=15)
 DEMO_PATH = Path(__file__).resolve().parent.parent / "data" / "demo.tar.gz"
 

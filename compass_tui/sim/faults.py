@@ -200,10 +200,11 @@ def _cpu_saturation(m: Model, c: str, o: int, k: float, rng: random.Random) -> d
     base_util = float(np.median(m.cpu_idle[c] + m.rps[c] * m.cpu_per_req[c])) / (m.cpu_limit_pod[c] * m.topo.services[c].replicas)
     limit = m.cpu_limit_pod[c] * m.topo.services[c].replicas
     width = rng.randint(1, max(2, int(300 / m.step)))
+    extra = max(0.0, target - base_util) * limit * ramp(m.n, o - lead, width)
     if variant == "expensive-requests":
-        mult = (target / max(base_util, 0.05))
-        m.cpu_per_req[c] *= 1.0  # per-request cost rises through the extra term below
-    m.cpu_extra[c] = m.cpu_extra[c] + max(0.0, target - base_util) * limit * ramp(m.n, o - lead, width)
+        # A costlier code path: the extra CPU follows the request rate.
+        extra = extra * m.rps[c] / max(1e-6, float(np.median(m.rps[c])))
+    m.cpu_extra[c] = m.cpu_extra[c] + extra
     return {"variant": variant, "target_util": round(target, 3), "lead_s": lead * m.step}
 
 
@@ -221,8 +222,8 @@ def _memory_leak(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict
     # After a restart the pod refills faster: it takes back its share of traffic at once.
     refill = rng.uniform(1.5, 4.0) * k ** 0.5
     for j, p in enumerate(pods):
-        # Pods started at different times, so they reach the limit a few minutes apart.
-        shift = 0 if j == 0 else rng.randint(-max(1, int(240 / m.step)), max(1, int(480 / m.step)))
+        # Pods started at different times, so they reach the limit a few minutes apart (the first at onset).
+        shift = 0 if j == 0 else rng.randint(0, max(1, int(480 / m.step)))
         start = leak_start + shift
         extra = np.zeros(m.n)
         cur, r_ = start, rate
@@ -319,12 +320,13 @@ def bug_template(rng: random.Random, lang: str) -> str:
 
 def _bad_deploy(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
     variant = rng.choice(["errors", "errors", "latency", "both"])
-    lead = rng.randint(1, max(2, int(360 / m.step)))
     rollout = max(1, int(rng.uniform(40, 180) / m.step))
+    lead = rng.randint(1, max(2, int(360 / m.step)))
     t_dep = max(1, o - lead)
     annotate = rng.random() < 0.7
     version = deploy(m, c, t_dep, annotate=annotate, rollout=rollout)
-    r = ramp(m.n, t_dep + 1, rollout)
+    # Symptoms start at onset, as the new pods take their share of traffic.
+    r = ramp(m.n, o, rollout)
     err = {0.45: rng.uniform(0.01, 0.04), 1.0: rng.uniform(0.05, 0.3), 2.0: rng.uniform(0.35, 0.9)}[k]
     lat = {0.45: rng.uniform(1.5, 2.5), 1.0: rng.uniform(3, 8), 2.0: rng.uniform(8, 30)}[k]
     tpl = bug_template(rng, m.topo.services[c].lang)
@@ -349,8 +351,10 @@ _CONFIG_TEXTS = [
 
 
 def _config_change(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
-    variant = rng.choice(["feature-flag-errors", "timeout-lowered", "rate-limit", "bad-routing", "cache-disabled"])
-    lead = rng.randint(0, max(1, int(300 / m.step)))
+    # (A lowered client timeout would only show as inherited timeouts, which the catalog
+    # counts against config_change, so it is not simulated here.)
+    variant = rng.choice(["feature-flag-errors", "feature-flag-errors", "rate-limit", "bad-routing", "cache-disabled"])
+    lead = rng.randint(1, max(2, int(300 / m.step)))
     kind, tpl = rng.choice(_CONFIG_TEXTS)
     flag = rng.choice(["new-pricing-engine", "checkout-v3", "async-writes", "strict-validation", "legacy-api-off", "batch-mode"])
     key = rng.choice(["upstream.timeout_ms", "ratelimit.rps", "routing.rules", "cache.enabled", "retry.max_attempts", "pool.size"])
@@ -358,7 +362,7 @@ def _config_change(m: Model, c: str, o: int, k: float, rng: random.Random) -> di
     annotate = rng.random() < 0.65
     t_cfg = max(1, o - lead)
     config_reload(m, c, t_cfg, text, annotate)
-    r = ramp(m.n, t_cfg + 1, rng.randint(1, 2))
+    r = ramp(m.n, o, rng.randint(1, 2))  # the change takes effect at onset (flag caches expire)
     sev = {0.45: rng.uniform(0.01, 0.05), 1.0: rng.uniform(0.06, 0.3), 2.0: rng.uniform(0.35, 0.9)}[k]
     params: dict = {"variant": variant, "change": text, "annotated": annotate}
     if variant == "feature-flag-errors" or variant == "bad-routing":
@@ -554,7 +558,10 @@ def add_decoys(m: Model, fault: str, culprit: str, onset: int, rng: random.Rando
             dbe = [e for e in topo.edges if e.kind == "db" and e.caller != culprit]
             if dbe:
                 e = rng.choice(dbe)
-                m.pool_leak[m.eid(e)] = m.pool_leak[m.eid(e)] + e.pool_max * rng.uniform(0.6, 0.85)
+                i = m.eid(e)
+                used = float(np.percentile(m.pool_active[i], 90)) / m.topo.services[e.caller].replicas if i in m.pool_active else 0.0
+                # Busy but not full: the pool sits at 60-75 % of its size the whole window.
+                m.pool_leak[i] = m.pool_leak[i] + max(0.0, e.pool_max * rng.uniform(0.6, 0.75) - used)
                 out.append({"kind": kind, "svc": e.caller, "db": e.callee})
         elif kind == "mem_high_flat":
             m.mem_base_pod[svc] = m.mem_limit_pod[svc] * rng.uniform(0.8, 0.9)

@@ -10,7 +10,7 @@ import numpy as np
 
 from compass_tui.sim.scenario import SimIncident
 from compass_tui.sim.signals import error_parts
-from compass_tui.sim.topology import APP, DATABASES, EXTERNAL, MYSQL, POSTGRES, REDIS
+from compass_tui.sim.topology import DATABASES, EXTERNAL, POSTGRES, REDIS
 
 _PATHS = ["/api/v1/orders", "/api/v1/items", "/api/v2/cart", "/api/v1/user", "/api/v1/search", "/api/v1/quote",
           "/api/v1/check", "/api/v1/batch", "/healthz", "/api/v1/status"]

@@ -74,8 +74,7 @@ def _cum(inc: np.ndarray, resets: list[int], start_value: float) -> np.ndarray:
     c = np.cumsum(inc) + start_value
     for r in sorted(resets):
         if 0 < r < len(c):
-            c[r:] = c[r:] - c[r - 1] + inc[r] * 0.0
-            c[r:] = np.maximum(c[r:], 0)
+            c[r:] = np.maximum(c[r:] - c[r - 1], 0)
     return c
 
 
@@ -112,6 +111,7 @@ class MetricsRenderer:
         self.summary_family = {"classic": self.rng.random() < self.st.summary_share,
                                "micrometer": self.lean or self.rng.random() < self.st.summary_share}
         self.client_label = self.rng.choice(["host", "peer", "target"])
+        self.grpc_clients = self.rng.random() < 0.6
         self.max_pods = [99, 3, 2, 1, 1][level]
         self.buckets_classic = [[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
                                 [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
@@ -345,8 +345,8 @@ class MetricsRenderer:
             lnm = np.log(np.maximum(median[seg], 1e-6))
             for le in buckets:
                 frac = _ncdf((math.log(le) - lnm) / sigma)
-                b = np.floor(_cum(req[seg] * frac, resets, float(np.sum(req)) * start_scale * 0.0 +
-                                  (0 if p.start > 0 else float(np.sum(req)) * start_scale * float(np.mean(frac)))))
+                # A pod alive before the window starts with history; its buckets start ordered by le.
+                b = np.floor(_cum(req[seg] * frac, resets, float(np.sum(req)) * start_scale * float(np.mean(frac))))
                 self.om.add(family, mtype, family + "_bucket", {**labels, "le": _le(le)}, b[sel], i, off, 0)
             self.om.add(family, mtype, family + "_bucket", {**labels, "le": "+Inf"}, np.floor(cnt_full[sel]), i, off, 0)
         s_full = _cum(req[seg] * mean[seg], resets, float(np.sum(req * mean)) * start_scale)
@@ -493,6 +493,20 @@ class MetricsRenderer:
             lat = m.edge_lat[i]
             sig = m.sigma.get(e.callee, 0.5)
             p = Pod(svc, svc, 0, self.n, "", "", "")
+            if flav == "grpc" and self.topo.services[e.callee].protocol == "grpc" and self.grpc_clients:
+                # go-grpc-prometheus client side: the peer is only named through its gRPC service.
+                gsvc = f"{e.callee.replace('-', '')}.v1.{''.join(w.title() for w in e.callee.split('-'))}Service"
+                gl = {**base, "grpc_service": gsvc, "grpc_method": "Handle", "grpc_type": "unary"}
+                codes: dict[str, np.ndarray] = {}
+                for key, arr in mix.items():
+                    g = {"timeout": "DeadlineExceeded", "tls_handshake": "Unavailable", "dns_lookup": "Unavailable",
+                         "connection_refused": "Unavailable", "connection_reset": "Unavailable"}.get(key) or _GRPC_CODE.get(key, "Unknown")
+                    codes[g] = codes.get(g, 0) + arr
+                for g in ["OK"] + sorted(x for x in codes if x != "OK"):
+                    self.counter("grpc_client_handled", {**gl, "grpc_code": g}, calls * codes[g], None, off, ints=True,
+                                 first_nonzero=g != "OK")
+                self.latency("grpc_client_handling_seconds", gl, calls, lat, sig, p, off, False, self.buckets_classic)
+                continue
             for key in ["200"] + sorted(k for k in mix if k != "200"):
                 is_conn = not key.isdigit()
                 if flav in ("otel", "grpc") or (flav == "classic" and e.kind == "external" and self.rng.random() < 0.5):
@@ -578,11 +592,8 @@ class MetricsRenderer:
             held = held + np.maximum(0, m.pool_active[i] - m.edge_rps[i] * lat * 1.3)
         idle = max(3.0, total_pool * 0.8) + self.nrng.normal(0, 1, self.n)
         max_conn = self.rng.choice([100, 200, 300, 500])
-        fill = m.volume_fill.get(db)
-        down = fill is not None and False
-        i_all = np.arange(self.n)
         if s.kind == POSTGRES:
-            self.gauge("pg_up", lab, np.ones(self.n) if not down else 0, None, off, 0)
+            self.gauge("pg_up", lab, np.ones(self.n), None, off, 0)
             d = {**lab, "datname": "app"}
             self.gauge("pg_stat_activity_count", {**d, "state": "active"}, np.maximum(1, np.round(executing + 1)), None, off, 0)
             self.gauge("pg_stat_activity_count", {**d, "state": "idle"}, np.maximum(0, np.round(idle)), None, off, 0)
@@ -617,7 +628,6 @@ class MetricsRenderer:
             if self.rng.random() < 0.5:
                 self.counter("mysql_perf_schema_events_statements", {**lab, "schema": "app"}, qps * self.step, None, off, ints=True)
                 self.counter("mysql_perf_schema_events_statements_seconds", {**lab, "schema": "app"}, qps * self.step * lat * 1.2, None, off)
-        del i_all
 
     def redis_metrics(self, c: str) -> None:
         m = self.m
@@ -632,8 +642,6 @@ class MetricsRenderer:
             return
         clients = max(2, len(self.topo.in_edges(c)) * 8)
         self.gauge("redis_connected_clients", lab, np.round(clients + self.nrng.normal(0, 1, self.n)), live, off, 0)
-        p = Pod(c, c, 0, self.n, "", "", "")
-        p_live = p
         self.counter("redis_keyspace_hits", lab, ops * hit * self.step * up, None, off, ints=True)
         self.counter("redis_keyspace_misses", lab, ops * (1 - hit) * self.step * up, None, off, ints=True)
         base_hit = float(np.median(hit[: max(2, self.inc.onset // 2)]))
@@ -644,7 +652,6 @@ class MetricsRenderer:
         self.gauge("redis_memory_used_bytes", lab, np.round(used[live]), live, off, 0)
         self.gauge("redis_memory_max_bytes", lab, np.full(len(live), maxmem), live, off, 0)
         self.counter("redis_commands_processed", lab, ops * self.step * 1.1 * up, None, off, ints=True)
-        del p_live
 
     def hosts(self) -> dict[str, list[str]]:
         """Node name → services with a pod on it (current pods only)."""
@@ -730,8 +737,8 @@ class MetricsRenderer:
             s = self.topo.services[nm]
             if not s.tls:
                 continue
-            if self.lean and nm not in m.cert_expiry and self.rng.random() < 0.7:
-                continue
+            if self.lean and self.rng.random() < 0.5:
+                continue  # big fleets probe only some endpoints
             expiry = m.cert_expiry.get(nm, float(m.ts[-1]) + self.rng.uniform(15, 300) * 86400)
             expiry = float(int(expiry))
             url = f"https://{nm}.{self.topo.namespace}.svc:443"

@@ -12,7 +12,7 @@ import numpy as np
 from compass_tui.sim import faults as F
 from compass_tui.sim import names
 from compass_tui.sim.signals import Model
-from compass_tui.sim.topology import APP, Topology, build_topology
+from compass_tui.sim.topology import Topology, build_topology
 
 SCHEMES = ["service", "service_name", "job", "app", "container"]
 FLAVORS = ["classic", "micrometer", "otel", "grpc", "mixed"]
@@ -135,13 +135,19 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
     n_svc = len(topo.services)
     max_samples = int(min(360, max(90 if detail != "lean" else 48, 3600 / max(8, n_svc))))
     longest = {"full": 180, "medium": 150, "lean": 90}[detail]
+    window_min: float | None = None
     if options.step:
         step = options.step
+    elif rng.random() < 0.25 and longest > 90:
+        # A long look-back: coarser steps keep the size in bounds.
+        step = next((x for x in (30, 60) if 90 * 60 / x <= max_samples * 1.15), 60)
+        window_min = rng.uniform(90, max(90.0, min(longest, max_samples * step / 60)))
     else:
         steps = [15, 15, 15, 20, 30, 30, 60] if detail != "lean" else [30, 60, 60]
         fitting = [x for x in steps if 45 * 60 / x <= max_samples * 1.15]
         step = rng.choice(fitting or [60])
-    window_min = rng.uniform(45, max(45.0, min(longest, max_samples * step / 60)))
+    if window_min is None:
+        window_min = rng.uniform(45, max(45.0, min(longest, max_samples * step / 60)))
     n = max(20, int(window_min * 60 / step))
     onset = int(n * rng.uniform(0.55, 0.85))
     # Past dates across two years, aligned to the step like a real scrape grid.
@@ -194,6 +200,8 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
         F.init_pods(model, kube, vscheme, style.node_style, date)
         culprit = F.pick_culprit(model, fault, srng)
         decoys = F.add_decoys(model, fault, culprit, onset, srng)
+        # Operators tuned timeouts around chronically slow services long ago.
+        model.recalibrate_timeouts()
         model.propagate()  # a first pass so faults can size themselves against the baseline
         fault_params = F.inject(model, fault, culprit, onset, severity, srng)
         model.propagate()
@@ -238,8 +246,13 @@ def _alert(m: Model, topo: Topology, culprit: str, onset: int, rng: random.Rando
         l0 = float(np.median(lat[pre]))
         e_thr = max(0.02, 3 * e0 + 0.005)
         l_thr = max(2.0 * l0, l0 + 0.1)
-        for kind, series, thr in (("HighErrorRate", err, e_thr), ("HighLatency", lat, l_thr)):
-            hit = np.nonzero(series[onset:] > thr)[0]
+        # Alert rules evaluate a short rate window: the condition must hold for a couple of minutes.
+        width = max(2, int(120 / m.step))
+        kernel = np.ones(width) / width
+        for kind, raw, thr in (("HighErrorRate", err, e_thr), ("HighLatency", lat, l_thr)):
+            series = np.convolve(raw, kernel, mode="full")[: len(raw)]
+            # Pages come within minutes of the onset; a blip much later is another story.
+            hit = np.nonzero(series[onset:onset + max(3, int(900 / m.step))] > thr)[0]
             if len(hit):
                 first = onset + int(hit[0])
                 strength = float(np.mean(series[first:first + max(2, int(600 / m.step))])) / thr

@@ -196,6 +196,11 @@ class Model:
             demand = float(np.percentile(self.edge_rps[self.eid(e)], 95)) * self.base_lat[e.callee] * 1.3 / reps + 0.4
             want = demand / rng.uniform(0.15, 0.6)
             e.pool_max = max(e.pool_max if e.pool_max >= want else 0, next((x for x in nice if x >= want), 500))
+        self.recalibrate_timeouts()
+
+    def recalibrate_timeouts(self) -> None:
+        """Raise client timeouts that a healthy baseline would already trip."""
+        topo = self.topo
         for _ in range(2):
             self.propagate()
             for e in topo.edges:
@@ -234,7 +239,7 @@ class Model:
                     fan = fan + self.cache_miss_extra.get(i, 0.0)
                 r = served * fan
                 if err_for_retry is not None and e.retries:
-                    r = r * (1.0 + e.retries * np.clip(err_for_retry[i], 0, 1) * 0.8)
+                    r = r * (1.0 + e.retries * np.clip(err_for_retry[i], 0, 1) * 0.4)
                 edge_rps[i] = r
                 rps[e.callee] = rps[e.callee] + r * (1.0 - np.clip(self.edge_block[i], 0, 1))
         self.rps, self.edge_rps = rps, edge_rps
@@ -312,7 +317,9 @@ class Model:
                 continue
             util = self.util[nm]
             sat = 1 + np.maximum(0, util - 0.75) * 2.5 + np.maximum(0, util - 1.0) * 8
-            lat = (self.base_lat[nm] * self._noise(0.05)) * self.lat_mult[nm] * sat + self.lat_add[nm]
+            # CFS throttling parks runnable threads until the next 100 ms period: an absolute delay.
+            throttle = np.clip((util - 0.8) / 0.4, 0, 0.98)
+            lat = (self.base_lat[nm] * self._noise(0.05)) * self.lat_mult[nm] * sat + self.lat_add[nm] + throttle * 0.12
             self.own_lat[nm] = lat.copy()
             own = np.zeros(n)
             for arr in self.err_own[nm].values():
@@ -325,8 +332,9 @@ class Model:
                 i = self.eid(e)
                 callee = topo.services[e.callee]
                 parts: dict[str, np.ndarray] = {}
+                wait = None
                 if e.kind == "db":
-                    c_lat, c_err = self._db_call(e, i)
+                    c_lat, c_err, wait = self._db_call(e, i)
                     parts_pool = self._pool_err
                     if parts_pool is not None:
                         parts["pool"] = parts_pool
@@ -340,8 +348,11 @@ class Model:
                 parts["upstream"] = c_err
                 c_lat = c_lat + self.edge_lat_add[i]
                 sig = self.sigma.get(e.callee, 0.5)
+                # Statement/read timeouts count the call itself; a pool wait fails as a pool error.
                 tmo = lognormal_tail(c_lat, sig, e.timeout)
                 parts["timeout"] = tmo
+                if wait is not None:
+                    c_lat = c_lat + wait
                 for cause, arr in self.edge_err_drv[i].items():
                     parts[cause] = arr
                 if self.dns_fail.max() > 0:
@@ -365,8 +376,8 @@ class Model:
 
     _pool_err: np.ndarray | None = None
 
-    def _db_call(self, e: Edge, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Client-side query latency and errors through the client's connection pool."""
+    def _db_call(self, e: Edge, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Client-side query latency, errors, and pool wait through the client's connection pool."""
         db = e.callee
         q_lat = self.db_lat[db] * self.pool_hold_mult[i]
         reps = self.topo.services[e.caller].replicas
@@ -385,7 +396,7 @@ class Model:
         self.pool_max_total[i] = pmax
         self._pool_err = timeout_frac if timeout_frac.max() > 0.001 else None
         c_err = np.clip(self.err[db], 0, 1)
-        return q_lat + wait, c_err
+        return q_lat, c_err, wait
 
 
 # Cause of a failure → the HTTP status a server returns for it.

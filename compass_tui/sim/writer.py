@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -141,7 +142,9 @@ def write_bundle(incident: SimIncident, out: str | Path) -> Path:
         top = out.name[: -len(".tar.gz")]
         tmp = out.with_name(out.name + ".part")
         mtime = int(incident.end)
-        with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
+        # A fixed gzip timestamp keeps the archive byte-identical across runs.
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
+                                                   mtime=mtime) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
             d = tarfile.TarInfo(top)
             d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, mtime
             tar.addfile(d)

@@ -290,8 +290,8 @@ class Store:
             signature = signature_from_key(report.signature or "")
         when = time.time() if recorded_at is None else recorded_at
         started = request.started_at if request is not None else None
-        alertname = signature.alertname if signature.alertname is not None else (request.alertname if request else None)
-        service = signature.service if signature.service is not None else report.incident.service
+        # Stored exactly as the engine described it, so a recurrence finds it again.
+        alertname, service = signature.alertname, signature.service
         moved = sorted(set(signature.moved))
         hyps = sorted(report.hypotheses, key=lambda h: h.rank if h.rank else 10**6)
         rows = [

@@ -88,11 +88,13 @@ class ToolRefused(Exception):
 
 
 def rfc3339(t: float) -> str:
-    """Unix seconds to RFC3339 UTC, keeping sub-second precision only when present."""
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
-    if abs(t - round(t)) < 1e-6:
+    """Unix seconds to RFC3339 UTC, with milliseconds only when present: Prometheus keeps
+    milliseconds, and mcp-grafana's time parser rejects six fractional digits."""
+    ms = int(round(t * 1000))
+    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    if ms % 1000 == 0:
         return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
 
 
 def _num(x: Any) -> float:

@@ -74,6 +74,13 @@ class CompassApp(App[int]):
         raise LookupError("no investigation screen")
 
 
-def build_app(args: argparse.Namespace, *, demo: bool = False, investigate: Investigate | None = None) -> CompassApp:
-    """The app for parsed command-line ``args``; ``investigate`` replaces the engine (tests)."""
-    return CompassApp(resolve_options(args, demo=demo, investigate=investigate))
+def build_app(
+    args: argparse.Namespace,
+    *,
+    demo: bool = False,
+    investigate: Investigate | None = None,
+    stdin_text: str | None = None,
+) -> CompassApp:
+    """The app for parsed command-line ``args``; ``investigate`` replaces the engine (tests);
+    ``stdin_text`` is the alert payload already read from stdin for ``--alert -``."""
+    return CompassApp(resolve_options(args, demo=demo, investigate=investigate, stdin_text=stdin_text))

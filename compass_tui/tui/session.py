@@ -59,6 +59,8 @@ class AppOptions:
     budget: Any | None = None
     investigate: Investigate | None = None
     """The engine entry point; None means ``compass_tui.engine.investigate``."""
+    stdin_text: str | None = None
+    """The alert payload read from stdin before the app took over the terminal (``--alert -``)."""
     export_dir: Path = field(default_factory=Path.cwd)
 
 
@@ -110,7 +112,13 @@ def _configured_live(config: Any) -> bool:
     return False
 
 
-def resolve_options(args: argparse.Namespace, *, demo: bool = False, investigate: Investigate | None = None) -> AppOptions:
+def resolve_options(
+    args: argparse.Namespace,
+    *,
+    demo: bool = False,
+    investigate: Investigate | None = None,
+    stdin_text: str | None = None,
+) -> AppOptions:
     """Turn the parsed command line into AppOptions: cheap, no file is opened but the config."""
     config, config_error = load_config(args)
     theme = getattr(args, "theme", None) or _cfg_get(config, "theme") or "dark"
@@ -129,6 +137,8 @@ def resolve_options(args: argparse.Namespace, *, demo: bool = False, investigate
         source = Source("alert", alert, f"alert {'stdin' if alert == '-' else Path(alert).name}")
     elif config is not None and _configured_live(config):
         source = Source("live", None, "live: first firing alert")
+    elif config_error:
+        source = Source("demo", str(DEMO_BUNDLE), "demo incident: the config could not be read (see Health)")
     else:
         source = Source("demo", str(DEMO_BUNDLE), "demo incident: nothing configured (run `compass init`)")
     store_path = getattr(args, "store", None) or _cfg_get(config, "store_path")
@@ -142,6 +152,7 @@ def resolve_options(args: argparse.Namespace, *, demo: bool = False, investigate
         grafana_url=_grafana_url(config),
         budget=_budget_from(config),
         investigate=investigate,
+        stdin_text=stdin_text,
     )
 
 
@@ -214,10 +225,8 @@ async def open_source(options: AppOptions) -> Opened:
             raise SourceError(f"{src.path}: {e}") from None
         return Opened(request=request, backend=backend)
     if src.kind == "alert":
-        import sys  # noqa: PLC0415
-
         try:
-            payload = load_alert_file(src.path or "-", sys.stdin.read() if src.path == "-" else None)
+            payload = load_alert_file(src.path or "-", options.stdin_text if src.path == "-" else None)
             request = request_from_alert(payload, baseline_s=_cfg_get(options.config, "baseline_s"), now=_now())
         except RequestError as e:
             raise SourceError(str(e)) from None

@@ -94,6 +94,7 @@ class InvestigationScreen(Screen):
         self.verdicts: dict[str, str] = {}
         self.report: Report | None = None
         self.finished_event: Finished | None = None
+        self.opened: Any = None
         self.request: Any = None
         self.backend: Any = None
         self.notes: list[str] = []
@@ -144,6 +145,8 @@ class InvestigationScreen(Screen):
         self._check_size()
         self.query_one(HypothesisList).focus()
         self.set_interval(0.25, self._tick)
+        if self.options.config_error:
+            self.notify(self.options.config_error, title="config", severity="error", timeout=10)
         self.start_investigation()
         self.check_health()
 
@@ -195,17 +198,14 @@ class InvestigationScreen(Screen):
         """Open the incident and the memory, then stream the engine's events to the screen."""
         from compass_tui.engine.deps import Budget, EngineDeps  # noqa: PLC0415
 
-        old_backend = self.backend
-        if old_backend is not None:
+        opened = self.opened
+        if opened is None:
             try:
-                await old_backend.aclose()
-            except Exception:
-                pass
-        try:
-            opened = await open_source(self.options)
-        except SourceError as e:
-            self.post_message(InvestigationFailed(str(e), run))
-            return
+                opened = await open_source(self.options)
+            except SourceError as e:
+                self.post_message(InvestigationFailed(str(e), run))
+                return
+        # A rerun investigates the same incident through the same, already open, backend.
         self.post_message(SourceOpened(opened, run))
         if opened.backend is None:
             why = opened.notes[0] if opened.notes else "no source to query"
@@ -269,6 +269,7 @@ class InvestigationScreen(Screen):
         if message.run != self.run_no:
             return
         opened = message.opened
+        self.opened = opened
         self.request = opened.request
         self.backend = opened.backend
         self.notes = list(opened.notes)
