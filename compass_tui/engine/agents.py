@@ -536,7 +536,11 @@ def _dns(ctx: Ctx) -> list[Candidate]:
             what = {"dns_servfail_ratio": "SERVFAIL share", "dns_fail_ratio": "failed-lookup share", "dns_lookup": "lookup time"}[sig]
             c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"DNS {what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {_rel(ctx, ch.onset)}", onset=ch.onset))
         if new_nohost and ctx.logs:
-            score += 0.25
+            # resolution errors appearing in many services at once point at DNS itself
+            score += 0.55 if (new_nohost >= 20 and len(callers) >= 2 and best is None) else 0.25
+            if c.cause_onset is None:
+                c.cause_onset = min((tp.first_post for tp in ctx.logs.templates.values()
+                                     if "dns" in tp.classes and tp.first_post), default=None)
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |~ "(?i)no such host|could not resolve|name resolution"',
                                                f'{new_nohost} new "no such host" lines from {", ".join(sorted(callers))}'))
         c.strength = min(score, 1.0)

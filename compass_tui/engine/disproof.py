@@ -24,6 +24,19 @@ def run_checks(ctx: Ctx, cands: list[Candidate]) -> None:
         _scope(ctx, c)
         _magnitude(ctx, c)
     _competing(ctx, cands)
+    for c in cands:
+        c.factor *= 0.85 + 0.15 * explained_share(ctx, c)
+
+
+def explained_share(ctx: Ctx, c: Candidate) -> float:
+    """Share of the services whose errors or latency moved that sit at or above the culprit
+    (a cause explains what calls it). DNS sits under everything."""
+    if not ctx.affected or not ctx.graph.known:
+        return 0.5
+    if c.fault == "dns_failure":
+        return 1.0
+    above = ctx.graph.upstream(c.service) | {c.service}
+    return sum(1 for s in ctx.affected if s in above) / len(ctx.affected)
 
 
 def _temporal(ctx: Ctx, c: Candidate) -> None:
@@ -186,6 +199,14 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
                     and o.cause_onset < c.cause_onset - ctx.grid.step and getattr(c, "_own", 1.0) < 0.5:
                 c.check("competing_explanation", False, f"{o.fault} on {o.service}, downstream, started first", 0.6)
                 break
+
+    # names that do not resolve make every dependency look down
+    for d in by_fault.get("dns_failure", []):
+        if d.strength < 0.55 or d.cause_onset is None or any(x.result == "failed" for x in d.checks):
+            continue
+        for c in by_fault.get("external_dependency_failure", []) + by_fault.get("certificate_expired", []):
+            if c.cause_onset is None or d.cause_onset <= c.cause_onset + ctx.tol:
+                c.check("competing_explanation", False, f"name resolution through {d.service} failed first: calls to {c.service} fail to resolve", 0.5)
 
     # DNS: only a real DNS service can be the culprit
     dns = dns_services(ctx)
