@@ -67,6 +67,11 @@ def _cpu(ctx: Ctx, svc: str) -> Candidate | None:
             score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
             if best is None or score > best[0]:
                 best = (score, sig, ch)
+    util = ctx.chg("cpu_util", svc, 1, rel_floor=0.02, abs_floor=0.01, k=3.0)
+    if best is None and util is not None and np.isfinite(util.baseline) and util.onset is not None \
+            and util.after >= 0.95 and util.baseline <= 0.9:
+        # pinned at its limit: the rise may be small when it was already running hot
+        best = (0.6 + min(0.3, (util.after - util.baseline) * 2), "cpu_util", util)
     if best is None:
         return None
     score, sig, ch = best
@@ -111,7 +116,8 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
     g = ctx.grid
     lead = max(1200.0, 0.4 * (ctx.onset - g.start))
     t, v = g.times, s.values
-    win = (t >= ctx.onset - lead) & (t <= ctx.onset + 3 * ctx.tol) & np.isfinite(v)
+    # up to the alert: a slow leak shows in latency long before the restarts that page
+    win = (t >= ctx.onset - lead) & (t <= max(ctx.onset + 3 * ctx.tol, g.alert_at + ctx.tol)) & np.isfinite(v)
     if win.sum() < 4:
         return None
     idx = np.nonzero(win)[0]
@@ -146,8 +152,15 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
         score += 0.1
     if score <= 0:
         return None
+    # the leak began with the first stretch that grew too (restarts only reset it)
+    leak_start = t_start
+    for a, b in segments:
+        if b - a >= 3 and (a, b) != (start_i, peak_i):
+            sl, rr = slope_per_s(g, v, float(t[a]), float(t[b]))
+            if sl > 0 and rr >= 0.5 and float(t[a]) < leak_start:
+                leak_start = float(t[a])
     c = Candidate("memory_leak", svc, "infrastructure", min(score, 1.0),
-                  f"{svc} is leaking memory ({growth * 100:.0f}% growth before the symptom)", t_start)
+                  f"{svc} is leaking memory ({growth * 100:.0f}% growth before the symptom)", leak_start)
     level = f"peak {peak * 100:.0f}% of its limit" if util else f"peak {_bytes(peak)}" if "bytes" in sig else f"peak {peak:.2f}"
     c.evidence.append(ctx.metric_evidence(s, f"memory of {svc} grew steadily {growth * 100:.0f}% over {span / 60:.0f} min up to {fmt_time(t_peak)} (R² {r2:.2f}), {level}", onset=t_start))
     if restarts is not None:

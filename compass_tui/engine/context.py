@@ -91,10 +91,7 @@ class Ctx:
         if ck not in self._changes:
             kw.setdefault("anchor", self.onset if self.onset else None)
             kw.setdefault("horizon", max(1800.0, 0.5 * (self.onset - self.grid.start)) if self.onset else None)
-            ch = change(self.grid, s.values, direction, **kw)
-            if ch.onset is not None:
-                ch.onset -= rate_lag(s.query, self.grid.step)
-            self._changes[ck] = ch
+            self._changes[ck] = change(self.grid, s.values, direction, lag=rate_lag(s.query, self.grid.step), **kw)
         return self._changes[ck]
 
     def link(self, query: str, kind: str = "metric") -> str | None:

@@ -310,9 +310,9 @@ class _Run:
                 s = ctx.series(sig, svc)
                 if s is None:
                     continue
-                ch = change(g, s.values, 1, anchor=g.alert_at, **kw)
+                ch = change(g, s.values, 1, anchor=g.alert_at, lag=rate_lag(s.query, g.step), **kw)
                 if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
-                    onsets.append(ch.onset - rate_lag(s.query, g.step))
+                    onsets.append(ch.onset)
         if not onsets:
             # the alerting service shows nothing: judge scope by nothing, and take the onset
             # from the services that did move around the alert
@@ -320,13 +320,19 @@ class _Run:
                 ctx.symptom_service = None
             for sig in ("error_ratio", "latency_p99", "latency_mean"):
                 for key, s in ctx.stack.signals.get(sig, {}).items():
-                    ch = change(g, s.values, 1, anchor=g.alert_at, abs_floor=0.002, rel_floor=0.3)
+                    ch = change(g, s.values, 1, anchor=g.alert_at, abs_floor=0.002, rel_floor=0.3,
+                                lag=rate_lag(s.query, g.step))
                     if ch.onset is not None and g.alert_at - 1800 <= ch.onset <= g.alert_at + 2 * g.step:
-                        onsets.append(ch.onset - rate_lag(s.query, g.step))
+                        onsets.append(ch.onset)
             if onsets:
                 onsets = [float(np.median(onsets))]
         if onsets:
-            ctx.onset = min(onsets)
+            onsets.sort()
+            # a noisy quantile can jump early; trust the earliest only when another agrees
+            if len(onsets) >= 2 and onsets[1] - onsets[0] > 3 * g.step:
+                ctx.onset = onsets[1]
+            else:
+                ctx.onset = onsets[0]
         else:
             ctx.onset = g.alert_at - 2 * g.step
             self.degrade("symptom", "could not see the symptom's onset in the alerting service's errors or latency; using the alert time")
@@ -335,8 +341,9 @@ class _Run:
         for sig, kw in (("error_ratio", dict(abs_floor=0.002, rel_floor=0.3)), ("latency_p99", dict(rel_floor=0.2)),
                         ("latency_mean", dict(rel_floor=0.2))):
             for key, s in ctx.stack.signals.get(sig, {}).items():
-                ch = ctx.chg(sig, key, 1, **kw)
-                if ch is not None and ch.onset is not None and abs(ch.onset - ctx.onset) <= 900:
+                # anchored at the alert: a service that went bad between onset and alert counts
+                ch = ctx.chg(sig, key, 1, anchor=ctx.grid.alert_at, **kw)
+                if ch is not None and ch.onset is not None and ctx.onset - 900 <= ch.onset <= ctx.grid.alert_at + ctx.tol:
                     prev = ctx.affected.get(s.service)
                     ctx.affected[s.service] = ch.onset if prev is None else min(prev, ch.onset)
 

@@ -110,6 +110,7 @@ def change(
     anchor: float | None = None,
     horizon: float | None = None,
     must_hold: bool = True,
+    lag: float = 0.0,
 ) -> Change:
     """Baseline the series and find its sustained excursion in ``direction`` (+1 up, -1 down).
 
@@ -140,7 +141,8 @@ def change(
     finite = np.isfinite(values)
     beyond = finite & ((values - thresh) * direction > 0)
     beyond &= times > base_end - grid.step * 0.5
-    anchor_t = grid.alert_at if anchor is None else anchor
+    # a rate over a window shows a change ``lag`` late: compare against a shifted anchor
+    anchor_t = (grid.alert_at if anchor is None else anchor) + lag
     earliest = base_end if horizon is None else max(grid.start, anchor_t - horizon)
     onset = None
     chosen = None
@@ -153,7 +155,7 @@ def change(
         chosen = holding[-1]
         # merge with earlier blocks separated by short dips
         for b in reversed(before[: before.index(chosen)]):
-            if times[chosen[0]] - times[b[1]] <= 4 * grid.step:
+            if times[chosen[0]] - times[b[1]] <= 2 * grid.step:
                 chosen = (b[0], chosen[1])
     elif before and not must_hold:
         chosen = before[-1]
@@ -173,8 +175,8 @@ def change(
                 break
             i -= 1
         chosen = (first, chosen[1])
-        onset = float(times[chosen[0]])
-        after_mask = (times >= onset) & (times <= times[chosen[1]])
+        onset = float(times[chosen[0]]) - lag
+        after_mask = (times >= times[chosen[0]]) & (times <= times[chosen[1]])
     else:
         after_mask = (times >= anchor_t - 5 * grid.step) & (times <= anchor_t + 5 * grid.step)
     after_vals = values[after_mask]
