@@ -117,7 +117,7 @@ async def test_live_prometheus_through_mcp_answers_like_the_bundle(sim_bundle_fa
 
 # Seeds whose incident the engine solves from metrics alone today; the engine's accuracy over
 # many seeds is measured by the benchmark, not here.
-@pytest.mark.parametrize("fault, seed", [("cpu_saturation", 2), ("cache_failure", 2), ("dns_failure", 3)])
+@pytest.mark.parametrize("fault, seed", [("cpu_saturation", 2), ("memory_leak", 2), ("disk_full", 2), ("cache_failure", 2), ("dns_failure", 3)])
 async def test_investigation_through_prometheus_mcp_finds_the_culprit(sim_bundle_factory, tmp_path, fault, seed):
     from compass_tui.engine.deps import EngineDeps
     from compass_tui.engine.orchestrator import run_to_report

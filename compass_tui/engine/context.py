@@ -140,4 +140,12 @@ class Ctx:
             return True
         if service not in self.graph.nodes():
             return None
+        if not self.graph_complete:
+            return None  # client metrics and pool labels alone leave too many calls unseen
         return False
+
+    @property
+    def graph_complete(self) -> bool:
+        """Whether the graph saw calls as they happen (traces or log peers), not only the
+        client metrics and pool labels that leave most calls unseen."""
+        return any("traces" in how or "log peers" in how for how in self.graph.sources.values())

@@ -63,8 +63,8 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
     if c.fault in ("external_dependency_failure",):
         callers = ctx.graph.callers(c.service) or {x.split("|")[0] for x in ctx.stack.signals.get("client_rate", {}) if x.endswith("|" + c.service)}
         reach = ({s} | ctx.graph.downstream(s)) if s else set()
-        if not s or not ctx.graph.known:
-            c.check("scope", None, "the service graph is unknown")
+        if not s or not ctx.graph_complete:
+            c.check("scope", None, "the service graph is unknown or partial")
         elif callers & reach:
             c.check("scope", True, f"{c.service} is called by {', '.join(sorted(callers & reach))}, on the alerting path")
         else:
@@ -74,6 +74,8 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
         # load enters upstream: the alerting service must be the surging one or below it
         if not s or not ctx.graph.known or s not in ctx.graph.nodes():
             c.check("scope", None, "the service graph cannot place this service relative to the alert")
+        elif not ctx.graph_complete and not (s == c.service or s in ctx.graph.downstream(c.service) or c.service in ctx.graph.downstream(s)):
+            c.check("scope", None, "the service graph is partial (no traces): scope cannot rule it out")
         elif s == c.service or s in ctx.graph.downstream(c.service):
             c.check("scope", True, f"the alerting service {s} is {'this service' if s == c.service else 'downstream of it'}")
         elif c.service in ctx.graph.downstream(s):
