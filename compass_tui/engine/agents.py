@@ -114,35 +114,49 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
     if s is None:
         return None
     g = ctx.grid
-    lead = max(1200.0, 0.4 * (ctx.onset - g.start))
+    lead = max(1800.0, 0.6 * (ctx.onset - g.start))
     t, v = g.times, s.values
     # up to the alert: a slow leak shows in latency long before the restarts that page
     win = (t >= ctx.onset - lead) & (t <= max(ctx.onset + 3 * ctx.tol, g.alert_at + ctx.tol)) & np.isfinite(v)
     if win.sum() < 4:
         return None
     idx = np.nonzero(win)[0]
-    # the longest stretch of the window without a restart (a drop of more than 5%):
-    # a leak grows until the process is killed, then grows again
+    # Garbage collection saws memory up and down every few minutes; a leak lifts the whole
+    # saw. Follow the envelope (the rolling max over ~5 min) and split only at restarts
+    # (the envelope falls by a quarter or more).
+    w = max(3, int(round(300.0 / g.step)))
+    env = np.full_like(v, np.nan)
+    for j in idx:
+        lo = max(idx[0], j - w + 1)
+        seg_vals = v[lo:j + 1]
+        seg_vals = seg_vals[np.isfinite(seg_vals)]
+        env[j] = seg_vals.max() if len(seg_vals) else np.nan
     segments, seg_start = [], idx[0]
     for a, b in zip(idx[:-1], idx[1:]):
-        if v[b] < 0.95 * v[a]:
+        if v[b] < 0.75 * env[a]:
             segments.append((seg_start, a))
             seg_start = b
     segments.append((seg_start, idx[-1]))
     start_i, peak_i = max(segments, key=lambda ab: ab[1] - ab[0])
+    # skip the envelope's warm-up at the segment start (it only sees part of a saw tooth)
+    start_i = min(peak_i, start_i + w - 1)
     t_start, t_peak = float(t[start_i]), float(t[peak_i])
     span = t_peak - t_start
-    if span < 6 * g.step:
+    if span < max(6 * g.step, 600.0):
         return None
-    slope, r2 = slope_per_s(g, v, t_start, t_peak)
-    lvl0 = float(v[start_i])
+    v_env = env
+    slope, r2 = slope_per_s(g, v_env, t_start, t_peak)
+    lvl0 = float(v_env[start_i])
     growth = slope * span / max(abs(lvl0), 1e-9)
     restarts = _restarts_near(ctx, svc)
     oom_lines = ctx.logs.hits(svc, "oom", ctx.onset - lead, ctx.onset + 600) if ctx.logs else []
     util = sig.endswith("_util")
-    peak = float(v[peak_i])
+    peak = float(np.nanmax(v[start_i:peak_i + 1]))
     score = 0.0
-    if slope > 0 and growth >= 0.15 and r2 >= 0.5:
+    rise = slope * span
+    # near a limit a leak has little room left: a few points of the limit is growth enough
+    near_limit = util and peak >= 0.9 and rise >= 0.06
+    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5:
         score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
         if util and peak >= 0.85:
             score += 0.15
@@ -156,7 +170,7 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
     leak_start = t_start
     for a, b in segments:
         if b - a >= 3 and (a, b) != (start_i, peak_i):
-            sl, rr = slope_per_s(g, v, float(t[a]), float(t[b]))
+            sl, rr = slope_per_s(g, v_env, float(t[a]), float(t[b]))
             if sl > 0 and rr >= 0.5 and float(t[a]) < leak_start:
                 leak_start = float(t[a])
     c = Candidate("memory_leak", svc, "infrastructure", min(score, 1.0),
@@ -641,7 +655,13 @@ def _change_candidate(ctx: Ctx, svc: str, kind: str, evs) -> Candidate | None:
                       f"{kind} of {svc} at {fmt_time(t)}", t)
         c.evidence.append(_change_ev(ctx, q, f"{how} at {fmt_time(t)}, {_rel(ctx, t)}", False))
         return c
-    t, _, how, q = max(before, key=lambda e: e[0])
+    # the latest change before the onset; an annotation, a new version label and a
+    # "starting" line minutes apart are one rollout: date it by its first sign
+    before.sort(key=lambda e: e[0])
+    pick = len(before) - 1
+    while pick > 0 and before[pick][0] - before[pick - 1][0] <= 300:
+        pick -= 1
+    t, _, how, q = before[pick]
     close = _closeness(ctx, t, 1800)
     own = _own_errors(ctx, svc, t)
     fault = "bad_deploy" if kind == "deploy" else "config_change"

@@ -311,6 +311,10 @@ class _Run:
                 if s is None:
                     continue
                 ch = change(g, s.values, 1, anchor=g.alert_at, lag=rate_lag(s.query, g.step), **kw)
+                if ch.onset is None:
+                    # bursts (crash loops, flapping) page too: the first burst before the alert
+                    ch = change(g, s.values, 1, anchor=g.alert_at, lag=rate_lag(s.query, g.step), min_run=2,
+                                must_hold=False, horizon=1800.0, **kw)
                 if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
                     onsets.append(ch.onset)
         if not onsets:
