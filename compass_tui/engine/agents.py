@@ -302,6 +302,8 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
     if peak < 0.85:
         return None
     t_sat = first_crossing(g, np.where(g.times >= ctx.onset - 1800, vals, np.nan), 0.95 if peak >= 0.95 else 0.85)
+    if t_sat is None and (ch is None or ch.onset is None):
+        return None  # touched the max now and then: not a pool that ran out
     pend = ctx.chg("pool_pending", key, 1, abs_floor=0.5)
     tos = ctx.chg("pool_timeouts", key, 1, abs_floor=0.01)
     lines = ctx.logs.hits(svc, "pool", ctx.onset - 1800) if ctx.logs else []
@@ -693,7 +695,7 @@ def _own_errors(ctx: Ctx, svc: str, t_change: float):
     err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
     lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
     onset = None
-    soon = t_change + 900
+    soon = t_change + 1800  # a canary or a slow rollout can take a while to bite
     if err is not None and err.rose:
         onset = err.onset
         if onset is not None and t_change - ctx.tol <= onset <= soon:
