@@ -751,8 +751,13 @@ def _surge(ctx: Ctx) -> list[Candidate]:
         if ok is not None and ok.rose and ok.ratio >= 1.5:
             options.append(("ok_rate", ok))
         entry = ctx.graph.known and not ctx.graph.callers(svc)
-        # at an entry the offered load is what arrives, failing or not
-        if tot is not None and tot.rose and tot.ratio >= 1.5 and (entry or ok is None or (np.isfinite(ok.ratio) and ok.ratio >= 1.3)):
+        # at an entry the offered load is what arrives, failing or not; elsewhere the raw
+        # rate counts when no caller was failing (and retrying) before it rose
+        callers_failing_first = tot is not None and tot.onset is not None and any(
+            u in ctx.affected and ctx.affected[u] < tot.onset - ctx.grid.step * 0.5 for u in ctx.graph.callers(svc))
+        if tot is not None and tot.rose and tot.ratio >= 1.5 and (
+                entry or ok is None or (np.isfinite(ok.ratio) and ok.ratio >= 1.3) or
+                (ctx.graph.known and not callers_failing_first)):
             options.append(("request_rate", tot))
         options = [o for o in options if o[1].onset <= ctx.onset + 600]
         if options:

@@ -139,19 +139,6 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             s.check("competing_explanation", False, f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
         else:
             s.check("competing_explanation", True, "no service upstream of it rose first")
-    strong_surges = [s for s in surges if not getattr(s, "_ups", []) and s.strength >= 0.55]
-    for c in cands:
-        if c.fault in ("traffic_surge",) or c.cause_onset is None:
-            continue
-        # only what load can cause: saturation of CPU, pools, databases
-        if c.fault not in ("cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries"):
-            continue
-        for s in strong_surges:
-            if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + ctx.tol and \
-                    (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
-                c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
-                break
-
     # a rate rise that follows a failure below it is retries, not load
     for s in surges:
         if s.cause_onset is None:
@@ -166,6 +153,22 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
                 continue  # already ruled out: it explains nothing
             if (below is None or c.service in below) and c.cause_onset < s.cause_onset - ctx.grid.step * 0.5:
                 s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
+                break
+
+    strong_surges = [s for s in surges if not getattr(s, "_ups", []) and s.strength >= 0.55
+                     and not any(d.result == "failed" for d in s.checks)]
+    for c in cands:
+        if c.fault in ("traffic_surge",) or c.cause_onset is None:
+            continue
+        # only what load can cause: saturation of CPU, pools, databases
+        if c.fault not in ("cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries"):
+            continue
+        # a database that got slow on its own (long transactions, locks) needs the surge first
+        slack = ctx.tol if c.fault != "db_slow_queries" or getattr(c, "_signal", "") == "db_active" else -ctx.grid.step * 0.5
+        for s in strong_surges:
+            if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + slack and \
+                    (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
+                c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
                 break
 
     # the cache in front of a database
