@@ -304,6 +304,8 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
     t_sat = first_crossing(g, np.where(g.times >= ctx.onset - 1800, vals, np.nan), 0.95 if peak >= 0.95 else 0.85)
     if t_sat is None and (ch is None or ch.onset is None):
         return None  # touched the max now and then: not a pool that ran out
+    if ch is not None and ch.onset is not None and (t_sat is None or ch.onset < t_sat):
+        t_sat = ch.onset  # a pool fills over a while: it began when usage left its baseline
     pend = ctx.chg("pool_pending", key, 1, abs_floor=0.5)
     tos = ctx.chg("pool_timeouts", key, 1, abs_floor=0.01)
     lines = ctx.logs.hits(svc, "pool", ctx.onset - 1800) if ctx.logs else []
@@ -754,7 +756,7 @@ def _surge(ctx: Ctx) -> list[Candidate]:
         # at an entry the offered load is what arrives, failing or not; elsewhere the raw
         # rate counts when no caller was failing (and retrying) before it rose
         callers_failing_first = tot is not None and tot.onset is not None and any(
-            u in ctx.affected and ctx.affected[u] < tot.onset - ctx.grid.step * 0.5 for u in ctx.graph.callers(svc))
+            u in ctx.affected and ctx.affected[u] <= tot.onset + ctx.grid.step * 0.5 for u in ctx.graph.callers(svc))
         if tot is not None and tot.rose and tot.ratio >= 1.5 and (
                 entry or ok is None or (np.isfinite(ok.ratio) and ok.ratio >= 1.3) or
                 (ctx.graph.known and not callers_failing_first)):

@@ -145,13 +145,16 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             continue
         below = ctx.graph.downstream(s.service) | {s.service} if ctx.graph.known else None
         for c in cands:
-            if c.fault in ("traffic_surge", "cpu_saturation", "db_connection_pool_exhaustion") or c.cause_onset is None or c.strength < 0.6:
-                continue  # load itself drives these
-            if c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active":
+            if c.fault == "traffic_surge" or c.cause_onset is None or c.strength < 0.6:
                 continue
             if any(d.result == "failed" for d in c.checks):
                 continue  # already ruled out: it explains nothing
-            if (below is None or c.service in below) and c.cause_onset < s.cause_onset - ctx.grid.step * 0.5:
+            # load saturates CPUs, pools and databases within a step: only clearly earlier
+            # saturation came first
+            load_driven = c.fault in ("cpu_saturation", "db_connection_pool_exhaustion") or \
+                (c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active")
+            margin = max(2 * ctx.grid.step, 60.0) if load_driven else ctx.grid.step * 0.5
+            if (below is None or c.service in below) and c.cause_onset < s.cause_onset - margin:
                 s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
 
