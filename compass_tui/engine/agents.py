@@ -304,8 +304,11 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
     t_sat = first_crossing(g, np.where(g.times >= ctx.onset - 1800, vals, np.nan), 0.95 if peak >= 0.95 else 0.85)
     if t_sat is None and (ch is None or ch.onset is None):
         return None  # touched the max now and then: not a pool that ran out
-    if ch is not None and ch.onset is not None and (t_sat is None or ch.onset < t_sat):
-        t_sat = ch.onset  # a pool fills over a while: it began when usage left its baseline
+    # a pool fills over a while: it began when usage left its baseline (kept for ordering
+    # against load), it ran out when it reached its max (the cause's onset)
+    ramp = ch.onset if ch is not None and ch.onset is not None else t_sat
+    if t_sat is None:
+        t_sat = ramp
     pend = ctx.chg("pool_pending", key, 1, abs_floor=0.5)
     tos = ctx.chg("pool_timeouts", key, 1, abs_floor=0.01)
     lines = ctx.logs.hits(svc, "pool", ctx.onset - 1800) if ctx.logs else []
@@ -330,6 +333,7 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)connection is not available|timeout acquiring|pool"',
                                            f"{len(lines)} pool-timeout lines from {svc} (baseline {len(base_lines)})"))
     c._pool = pool  # type: ignore[attr-defined]
+    c._ramp_onset = ramp  # type: ignore[attr-defined]
     c._baseline = ch.baseline if ch else float("nan")  # type: ignore[attr-defined]
     return c
 
@@ -668,6 +672,9 @@ def _change_candidate(ctx: Ctx, svc: str, kind: str, evs) -> Candidate | None:
     t, _, how, q = before[pick]
     close = _closeness(ctx, t, 1800)
     own = _own_errors(ctx, svc, t)
+    if own[3] is not None and own[3] - t > 600:
+        # trouble that starts long after a rollout is less likely the rollout's doing
+        own = (own[0] * max(0.3, 1.0 - (own[3] - t - 600) / 1800), *own[1:])
     fault = "bad_deploy" if kind == "deploy" else "config_change"
     score = 0.25 + 0.3 * close + 0.35 * own[0]
     c = Candidate(fault, svc, "application", min(score, 1.0),

@@ -154,7 +154,8 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             load_driven = c.fault in ("cpu_saturation", "db_connection_pool_exhaustion") or \
                 (c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active")
             margin = max(2 * ctx.grid.step, 60.0) if load_driven else ctx.grid.step * 0.5
-            if (below is None or c.service in below) and c.cause_onset < s.cause_onset - margin:
+            began = min(c.cause_onset, getattr(c, "_ramp_onset", None) or c.cause_onset)
+            if (below is None or c.service in below) and began < s.cause_onset - margin:
                 s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
 
@@ -188,6 +189,15 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             c.check("temporal_precedence", False, "its errors were already there before the change", 0.3)
         if own >= 0.3:
             c.check("competing_explanation", True, f"{c.service}'s new errors are its own, not inherited")
+    # a specific fault of the same service that starts after the change explains it better
+    specific = [c for c in cands if c.fault in ("db_connection_pool_exhaustion", "memory_leak", "cpu_saturation", "disk_full",
+                                                "certificate_expired") and c.strength >= 0.6 and c.cause_onset is not None]
+    for c in by_fault.get("bad_deploy", []) + by_fault.get("config_change", []):
+        for o in specific:
+            if o.service == c.service and c.cause_onset is not None and o.cause_onset > c.cause_onset + 600:
+                c.check("competing_explanation", False, f"{o.fault} of {o.service} began later, closer to the symptom", 0.6)
+                break
+
     # bad_deploy vs config_change on the same service
     deploys = {c.service: c for c in by_fault.get("bad_deploy", [])}
     for c in by_fault.get("config_change", []):
