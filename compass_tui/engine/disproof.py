@@ -83,6 +83,17 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
         else:
             c.check("scope", False, f"{c.service} and the alerting service {s} are not on one call path", 0.45)
         return
+    if c.fault == "cache_failure" and s and ctx.graph_complete and s in ctx.graph.nodes():
+        # a cache hurts through the database behind it: its clients' misses load that database,
+        # and every client of the database suffers
+        reach = {s} | ctx.graph.downstream(s)
+        behind = {d for x in ctx.graph.callers(c.service) for d in ctx.graph.callees(x)} - {c.service}
+        if c.service in reach or reach & behind:
+            via = "" if c.service in reach else f" (through {', '.join(sorted(reach & behind))})"
+            c.check("scope", True, f"{c.service} is on the alerting path of {s}{via}")
+        else:
+            c.check("scope", False, f"neither {c.service} nor what its clients call is downstream of {s}", 0.45)
+        return
     inside = ctx.in_scope(c.service)
     if inside is None:
         c.check("scope", None, "the service graph cannot place this service relative to the alert")
@@ -176,9 +187,17 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
                 break
 
     # the cache in front of a database
+    # (a database does not take a cache down: at the same moment, the cache came first)
     for ca in by_fault.get("cache_failure", []):
+        if ca.cause_onset is None or ca.strength < 0.6:
+            continue
+        cache_clients = ctx.graph.callers(ca.service)
         for c in by_fault.get("db_slow_queries", []) + by_fault.get("cpu_saturation", []) + by_fault.get("db_connection_pool_exhaustion", []):
-            if ca.cause_onset is not None and c.cause_onset is not None and ca.cause_onset < c.cause_onset - ctx.grid.step and ca.strength >= 0.6:
+            if c.cause_onset is None or ca.cause_onset > c.cause_onset + ctx.grid.step * 0.5:
+                continue
+            behind = not ctx.graph.known or not cache_clients or c.service in cache_clients or \
+                any(c.service in ctx.graph.callees(x) for x in cache_clients)
+            if behind:
                 c.check("competing_explanation", False, f"the cache {ca.service} failed first; load moved behind it", 0.5)
 
     # deploy/config: are its errors its own?
