@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+import sys
 from pathlib import Path
 
 from textual.app import App
@@ -15,7 +16,7 @@ from compass_tui.tui.screens.investigation import InvestigationScreen
 from compass_tui.tui.session import THEMES, AppOptions, Investigate, resolve_options
 
 THEME_DIRS = (
-    Path(__file__).resolve().parent.parent / "themes",  # installed with the package
+    Path(sys.prefix) / "share" / "compass" / "themes",  # installed from a wheel
     Path(__file__).resolve().parent.parent.parent / "themes",  # a source checkout
 )
 
