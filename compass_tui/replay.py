@@ -11,11 +11,11 @@ shapes as mcp-grafana's; a rejected query is a tool error, as there. Every tool 
 from __future__ import annotations
 
 import json
-import math
 import re
 from datetime import datetime, timezone
 from typing import Any
 
+from compass_tui.telemetry.values import prom_value
 from compass_tui.telemetry.backend import Backend, MetricResult, Span
 
 DATASOURCES = {
@@ -235,16 +235,6 @@ class ToolError(Exception):
     """A rejected call; the message is what the client sees (is_error)."""
 
 
-def _fmt_value(v: float) -> str:
-    # Prometheus renders sample values as shortest round-trip decimals, NaN/+Inf/-Inf by name
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    r = repr(float(v))
-    return r[:-2] if r.endswith(".0") else r
-
-
 def _fmt_ts(t: float) -> int | float:
     return int(t) if float(t).is_integer() else round(float(t), 3)
 
@@ -349,7 +339,7 @@ class ReplayTools:
             if res.status == "error":
                 raise ToolError(f"querying Prometheus range: bad_data: {res.error}")
             data = [
-                {"metric": s.labels, "values": [[_fmt_ts(t), _fmt_value(v)] for t, v in zip(s.t.tolist(), s.v.tolist())]}
+                {"metric": s.labels, "values": [[_fmt_ts(t), prom_value(v)] for t, v in zip(s.t.tolist(), s.v.tolist())]}
                 for s in res.series
             ]
         elif qtype == "instant":
@@ -357,16 +347,16 @@ class ReplayTools:
             if res.status == "error":
                 raise ToolError(f"querying Prometheus instant: bad_data: {res.error}")
             if res.scalar is not None:
-                return {"data": [_fmt_ts(end), _fmt_value(res.scalar)]}, True
+                return {"data": [_fmt_ts(end), prom_value(res.scalar)]}, True
             if any(len(s.t) > 1 for s in res.series):
                 # a range-vector expression: Prometheus answers a matrix of raw samples
                 data = [
-                    {"metric": s.labels, "values": [[_fmt_ts(t), _fmt_value(v)] for t, v in zip(s.t.tolist(), s.v.tolist())]}
+                    {"metric": s.labels, "values": [[_fmt_ts(t), prom_value(v)] for t, v in zip(s.t.tolist(), s.v.tolist())]}
                     for s in res.series
                 ]
             else:
                 data = [
-                    {"metric": s.labels, "value": [_fmt_ts(float(s.t[-1])), _fmt_value(float(s.v[-1]))]}
+                    {"metric": s.labels, "value": [_fmt_ts(float(s.t[-1])), prom_value(float(s.v[-1]))]}
                     for s in res.series
                     if len(s.t)
                 ]

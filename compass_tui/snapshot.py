@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compass_tui.telemetry.values import prom_value
 from compass_tui.config import Config
 from compass_tui.telemetry.backend import Backend, LogLine
 from compass_tui.telemetry.mcp_backend import McpBackend, rfc3339
@@ -99,15 +100,6 @@ def _om_escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _om_value(v: float) -> str:
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    r = repr(float(v))
-    return r[:-2] if r.endswith(".0") else r
-
-
 def _om_ts(t: float) -> str:
     return str(int(t)) if float(t).is_integer() else f"{t:.3f}".rstrip("0").rstrip(".")
 
@@ -134,7 +126,7 @@ def write_openmetrics(series_by_name: dict[str, list[Any]], fh) -> int:
                 if last is not None and t <= last:
                     continue  # OpenMetrics needs strictly increasing timestamps per series
                 last = t
-                fh.write(f"{head} {_om_value(float(s.v[i]))} {_om_ts(t)}\n")
+                fh.write(f"{head} {prom_value(float(s.v[i]))} {_om_ts(t)}\n")
                 n += 1
     fh.write("# EOF\n")
     return n
