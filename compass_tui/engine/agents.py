@@ -287,7 +287,12 @@ def pool_target(ctx: Ctx, svc: str, pool: str | None) -> str | None:
             if d in pool or pool in d:
                 return d
     callees = [c for c in ctx.graph.callees(svc) if c in dbs or DB_NAME.search(c)]
-    return callees[0] if len(callees) == 1 else None
+    if len(callees) == 1:
+        return callees[0]
+    # a generic pool name (HikariPool-1): the database named after its client
+    named = [d for d in (callees or dbs) if svc in d or d.split("-")[0] in svc.split("-")]
+    named = [d for d in named if svc in d] or named
+    return named[0] if len(named) == 1 else None
 
 
 def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
@@ -305,8 +310,11 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
     if t_sat is None and (ch is None or ch.onset is None):
         return None  # touched the max now and then: not a pool that ran out
     # a pool fills over a while: it began when usage left its baseline (kept for ordering
-    # against load), it ran out when it reached its max (the cause's onset)
+    # against load), it ran out when it reached its max within that sustained rise (an
+    # earlier brief touch of the max is not the exhaustion)
     ramp = ch.onset if ch is not None and ch.onset is not None else t_sat
+    if ch is not None and ch.onset is not None:
+        t_sat = first_crossing(g, np.where(g.times >= ch.onset - g.step, vals, np.nan), 0.95 if peak >= 0.95 else 0.85) or t_sat
     if t_sat is None:
         t_sat = ramp
     pend = ctx.chg("pool_pending", key, 1, abs_floor=0.5)
