@@ -215,6 +215,7 @@ def _disk(ctx: Ctx, svc: str) -> Candidate | None:
     base_lines = ctx.logs.hits(svc, "disk", None, g.baseline_end) if ctx.logs else []
     new_lines = len(lines) >= 2 and len(lines) > 3 * len(base_lines)
     low, t = 1.0, None
+    from_lines = False
     if s is not None:
         upto = (g.times <= ctx.onset + ctx.tol) & np.isfinite(s.values)
         if upto.any():
@@ -227,10 +228,12 @@ def _disk(ctx: Ctx, svc: str) -> Candidate | None:
     else:
         score = 0.6  # only the logs say so
         t = lines[0] if lines else None
+        from_lines = True
     if new_lines:
         score = min(1.0, score + 0.1)
     c = Candidate("disk_full", svc, "infrastructure", score,
-                  f"a filesystem of {svc} is full" + (f" ({low * 100:.1f}% free)" if s is not None else ""), t)
+                  f"a filesystem of {svc} is full" + (f" ({low * 100:.1f}% free)" if s is not None else ""), t,
+                  from_lines=from_lines)
     if s is not None:
         c.evidence.append(ctx.metric_evidence(s, f"free space on {svc} fell to {low * 100:.1f}%" + (f" at {fmt_time(t)}, {_rel(ctx, t)}" if t else ""),
                                               supports=low <= 0.1, onset=t))
@@ -261,7 +264,7 @@ def database(ctx: Ctx) -> list[Candidate]:
                 continue
             score = 0.55 + (0.1 if svc in ctx.affected else 0.0) + min(0.1, len(post) / 500)
             c = Candidate("db_connection_pool_exhaustion", svc, "database", score,
-                          f"{svc} cannot get connections from its pool (logs)", post[0])
+                          f"{svc} cannot get connections from its pool (logs)", post[0], from_lines=True)
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)connection is not available|timeout acquiring|pool"',
                                                f"{len(post)} pool-timeout lines from {svc} from {fmt_time(post[0])} (baseline {len(base)}); no pool metrics exported"))
             out.append(c)
@@ -507,7 +510,7 @@ def _certs(ctx: Ctx) -> list[Candidate]:
             first = min((tp.first_post for tp in ctx.logs.templates.values()
                          if "cert" in tp.classes and svc in tp.peers and tp.first_post), default=None)
             c = Candidate("certificate_expired", svc, "network", 0.55 + min(0.3, n / 300),
-                          f"TLS handshakes with {svc} fail (certificate)", first)
+                          f"TLS handshakes with {svc} fail (certificate)", first, from_lines=True)
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |~ "(?i)certificate|x509|handshake" |= "{svc}"',
                                                f"{n} new TLS certificate errors naming {svc} from {', '.join(sorted(callers))}"))
             out.append(c)
@@ -584,6 +587,7 @@ def _dns(ctx: Ctx) -> list[Candidate]:
             if c.cause_onset is None:
                 c.cause_onset = min((tp.first_post for tp in ctx.logs.templates.values()
                                      if "dns" in tp.classes and tp.first_post), default=None)
+                c.from_lines = True
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |~ "(?i)no such host|could not resolve|name resolution"',
                                                f'{new_nohost} new "no such host" lines from {", ".join(sorted(callers))}'))
         c.strength = min(score, 1.0)
@@ -883,6 +887,7 @@ def _externals(ctx: Ctx) -> list[Candidate]:
                 score = 0.5 + min(0.2, n / 500) + (0.1 if len(who) > 1 else 0.0)
                 c.cause_onset = min((tp.first_post for tp in ctx.logs.templates.values()
                                      if peer in tp.named and tp.first_post), default=None)
+                c.from_lines = True
             else:
                 score += 0.1
             c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}=~".+"}} |= "{peer}"',

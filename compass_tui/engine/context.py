@@ -41,6 +41,8 @@ class Candidate:
     cause_onset: float | None = None
     evidence: list[Evidence] = field(default_factory=list)
     checks: list[Disproof] = field(default_factory=list)
+    from_lines: bool = False
+    """The onset was read from log lines or failed spans: sampled, so it can lag the truth."""
     factor: float = 1.0
     """Multiplier from competing explanations (1 = none)."""
     why_not: str | None = None

@@ -44,9 +44,11 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
         c.check("temporal_precedence", None, "no start time for the cause could be measured")
         return
     lead = ctx.onset - c.cause_onset
-    if lead >= -ctx.tol:
+    # logs and traces are samples: their first line can come a few minutes after the start
+    tol = max(ctx.tol, 240.0) if c.from_lines else ctx.tol
+    if lead >= -tol:
         c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
-        if lead < -ctx.grid.step * 0.5:
+        if lead < -ctx.grid.step * 0.5 and not c.from_lines:
             c.factor *= 0.85  # within tolerance, but after: a cause that precedes explains more
         if c.fault in ACUTE and lead > 900:
             # an acute cause shows within minutes; one that sat there for long explains less

@@ -20,7 +20,9 @@ ERRORISH = (
 CLASSES: dict[str, re.Pattern] = {
     "pool": re.compile(r"connection is not available|timeout acquiring a connection|pool (is )?(probably )?(full|exhausted)|"
                        r"acquire.*connection.*time|connection pool|too many (clients|connections)|remaining connection slots|"
-                       r"cannot get a connection|could not obtain connection|pool.*(wait|timeout)|pending.*connection", re.I),
+                       r"cannot get a connection|could not obtain connection|pool.*(wait|timeout)|pending.*connection|"
+                       r"waiting for (a )?(free |available )?connection|(failed|unable) to acquire (a )?connection|"
+                       r"no (free|available) connections?|queuepool limit|connectionpooltimeout|pool (is )?full", re.I),
     "oom": re.compile(r"out ?of ?memory|outofmemory|oomkill|oom-kill|oom killed|memory limit|heap space|gc overhead|"
                       r"cannot allocate memory|allocation failed", re.I),
     "gc": re.compile(r"pause full|full gc|gc\(\d+\)|gc pause|gc overhead", re.I),
