@@ -9,6 +9,8 @@ import re
 import numpy as np
 
 from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.graph import median
+from compass_tui.models import Evidence
 from compass_tui.engine.timeseries import first_crossing, fmt_delta, fmt_ratio, fmt_time, slope_per_s
 
 OWN_ERROR = re.compile(r"error|exception|fail|fatal|panic|invalid|null|undefined|cannot|unsupported|illegal|not initialized|"
@@ -343,9 +345,8 @@ def _pool(ctx: Ctx, key: str, s) -> Candidate | None:
     if lines and ctx.logs:
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)connection is not available|timeout acquiring|pool"',
                                            f"{len(lines)} pool-timeout lines from {svc} (baseline {len(base_lines)})"))
-    c._pool = pool  # type: ignore[attr-defined]
-    c._ramp_onset = ramp  # type: ignore[attr-defined]
-    c._baseline = ch.baseline if ch else float("nan")  # type: ignore[attr-defined]
+    c.facts["pool"] = pool
+    c.facts["ramp_onset"] = ramp
     return c
 
 
@@ -406,9 +407,9 @@ def _db_slow(ctx: Ctx, db: str) -> Candidate | None:
             f"{len(slowed)} of {len(clients)} clients of {db} slowed or failed: {', '.join(sorted(slowed)) or 'none'}",
             supports=bool(slowed)) if slowed else
             ctx.metric_evidence(ctx.series(sig, db), f"none of the {len(clients)} clients of {db} slowed", supports=False))
-    c._clients = clients  # type: ignore[attr-defined]
-    c._signal = sig  # type: ignore[attr-defined]
-    c._slowed = slowed  # type: ignore[attr-defined]
+    c.facts["clients"] = clients
+    c.facts["signal"] = sig
+    c.facts["slowed"] = slowed
     return c
 
 
@@ -453,8 +454,6 @@ def _net(ctx: Ctx, svc: str) -> Candidate | None:
 
 
 def _trace_ev(ctx: Ctx, svc: str, summary: str, supports: bool = True):
-    from compass_tui.models import Evidence
-
     return Evidence(kind="trace", summary=summary, supports=supports, source=ctx.source,
                     query=f'{{ span.peer.service = "{svc}" || resource.service.name = "{svc}" }}')
 
@@ -462,8 +461,6 @@ def _trace_ev(ctx: Ctx, svc: str, summary: str, supports: bool = True):
 def _client_server_gap(ctx: Ctx, svc: str) -> float | None:
     """How much more the client-side minus server-side time of calls to svc grew after the
     onset, relative to before (traces)."""
-    from compass_tui.engine.graph import median
-
     gaps_b, gaps_p = [], []
     for (a, b), st in ctx.graph.edge_stats.items():
         if b != svc or not st.post_client or not st.post_server:
@@ -694,14 +691,12 @@ def _change_candidate(ctx: Ctx, svc: str, kind: str, evs) -> Candidate | None:
     c.evidence.append(_change_ev(ctx, q, f"{how} at {fmt_time(t)}, {_rel(ctx, t)}", True))
     for ev in own[1]:
         c.evidence.append(ev)
-    c._own = own[0]  # type: ignore[attr-defined]
-    c._err_onset = own[3]  # type: ignore[attr-defined]
+    c.facts["own"] = own[0]
+    c.facts["err_onset"] = own[3]
     return c
 
 
 def _change_ev(ctx: Ctx, q: str, summary: str, supports: bool):
-    from compass_tui.models import Evidence
-
     kind = "annotation" if q == "annotations" else "log" if q == "logs" else "metric"
     query = f"annotations(from={int(ctx.grid.start * 1000)}, to={int(ctx.grid.end * 1000)})" if q == "annotations" else \
         (f'{{{ctx.logs.label}=~".+"}} |~ "(?i)starting|version|config|reload|flag"' if q == "logs" and ctx.logs else q)
@@ -804,8 +799,7 @@ def _surge(ctx: Ctx) -> list[Candidate]:
             c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or ctx.series(sig, svc),
                                                   f"its callers {', '.join(sorted(retriers))} were already failing and their own traffic did not grow: retries, not new load",
                                                   supports=False))
-        c._ups = ups  # type: ignore[attr-defined]
-        c._ratio = ch.ratio  # type: ignore[attr-defined]
+        c.facts["ups"] = ups
         out.append(c)
     return out
 
@@ -911,8 +905,6 @@ def _log_peer_errors(ctx: Ctx, peer: str):
 
 
 def _trace_peer(ctx: Ctx, peer: str) -> str | None:
-    from compass_tui.engine.graph import median
-
     for (a, b), st in ctx.graph.edge_stats.items():
         # traces are sampled: a handful of spans on each side is enough for a large change
         if b != peer or st.post_n < 3 or st.base_n < 3:
@@ -934,7 +926,6 @@ def _caches(ctx: Ctx) -> list[Candidate]:
         score = 0.0
         up = ctx.series("cache_up", svc)
         if up is not None:
-            g = ctx.grid
             ch_up = ctx.chg("cache_up", svc, -1, abs_floor=0.1)
             t_down = ch_up.onset if ch_up is not None and ch_up.after < 0.5 else None
             if t_down is not None:

@@ -45,6 +45,9 @@ class Candidate:
     """The onset was read from log lines or failed spans: sampled, so it can lag the truth."""
     factor: float = 1.0
     """Multiplier from competing explanations (1 = none)."""
+    facts: dict = field(default_factory=dict)
+    """What the agent measured that the disproof checks reuse (a pool's name, a database's
+    clients, a surge's upstream services...)."""
     why_not: str | None = None
 
     @property
@@ -129,9 +132,6 @@ class Ctx:
                             source=self.source, query=TRACE_ERRORS_QUERY)
         return Evidence(kind="log", summary=summary, supports=supports, source=self.log_source, query=query,
                         link=self.link(query, "log"))
-
-    def callers_or_self(self, service: str) -> set[str]:
-        return {service} | self.graph.upstream(service)
 
     def in_scope(self, service: str) -> bool | None:
         """Is the service the alerting one or downstream of it? None when the graph cannot tell."""

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compass_tui.engine.queries import BudgetExhausted, QueryRunner
+from compass_tui.engine.request import SERVICE_LABELS
 from compass_tui.engine.timeseries import Grid
 
-SERVICE_LABELS = ("service", "service_name", "job", "app", "container")
 EXTRA_SERVICE_LABELS = ("app_kubernetes_io_name", "k8s_deployment_name", "deployment", "workload", "application")
 POD_LABELS = ("pod", "k8s_pod_name", "pod_name")
 HOST_LABELS = ("node", "nodename", "kubernetes_node", "host", "hostname", "instance")
@@ -166,12 +166,6 @@ class Stack:
     def get(self, signal: str, service: str) -> SigSeries | None:
         return self.signals.get(signal, {}).get(service)
 
-    def by_service(self, signal: str) -> dict[str, list[SigSeries]]:
-        out: dict[str, list[SigSeries]] = {}
-        for s in self.signals.get(signal, {}).values():
-            out.setdefault(s.service, []).append(s)
-        return out
-
 
 def service_from_pod(pod: str) -> str:
     m = POD_HASH.match(pod)
@@ -241,13 +235,9 @@ class Discovery:
         async def one(name: str, fams: list[str]):
             async with sem:
                 try:
-                    self.runner._check()
-                    self.runner.queries += 1
-                    labelsets = await self.runner.backend.series(name, self.grid.start, self.grid.end)
+                    labelsets = await self.runner.series(self.agent, name, self.grid.start, self.grid.end) or []
                 except BudgetExhausted:
                     return
-                except Exception:
-                    labelsets = []
             info = MetricInfo(name=name, families=fams)
             for ls in labelsets[:20000]:
                 for k, v in ls.items():
@@ -336,8 +326,8 @@ class Discovery:
             return []
         return r.series
 
-    async def _per_service(self, signal: str, promql: str, svc_label: str, sub_label: str | None = None,
-                           transform=None) -> dict[str, SigSeries]:
+    async def _per_service(self, signal: str, promql: str, svc_label: str, sub_label: str | tuple | None = None,
+                           keep_existing: bool = False) -> dict[str, SigSeries]:
         out: dict[str, SigSeries] = {}
         by_host = svc_label in HOST_LABELS and svc_label not in SERVICE_LABELS
         by_object = svc_label in OBJECT_LABELS
@@ -350,12 +340,12 @@ class Discovery:
             else:
                 sub = s.labels.get(sub_label) if sub_label else None
             vals = self.grid.align(s.t, s.v)
-            if transform is not None:
-                vals = transform(vals)
             # a host-level series speaks for every service on that host; keep the worst host
             names = sorted(self.host_services(name)) if by_host else [self.object_service(name)] if by_object else [name]
             for svc in names:
                 key = svc if sub is None else f"{svc}|{sub}"
+                if keep_existing and key not in out and key in self.stack.signals.get(signal, {}):
+                    continue
                 prev = out.get(key)
                 if prev is not None and np.nanmax(np.abs(np.nan_to_num(prev.values))) >= np.nanmax(np.abs(np.nan_to_num(vals))):
                     continue
@@ -568,11 +558,8 @@ class Discovery:
                 continue
             found = True
             q = tmpl.format(s=info.svc_label, m=info.name, rw=self.rw)
-            existing = set(self.stack.signals.get(signal, {}))
-            res = await self._per_service(signal + "_tmp", q, info.svc_label)
-            for name, ss in res.items():
-                if name not in existing:
-                    self.stack.add(SigSeries(signal, name, ss.values, q))
+            # Postgres and MySQL answer the same question differently: the first family wins
+            await self._per_service(signal, q, info.svc_label, keep_existing=True)
         for fam in ("pg_up", "mysql_up"):
             info = self.stack.first(fam)
             if info is not None and info.svc_label:

@@ -107,7 +107,7 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
 
 def _magnitude(ctx: Ctx, c: Candidate) -> None:
     if c.fault in ("bad_deploy", "config_change"):
-        own = getattr(c, "_own", 0.0)
+        own = c.facts.get("own", 0.0)
         if own >= 0.3:
             c.check("magnitude", True, f"{c.service}'s errors or latency rose right after the change")
         else:
@@ -128,15 +128,15 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
 
     # the pool vs the database behind it
     for c in by_fault.get("db_connection_pool_exhaustion", []):
-        db = pool_target(ctx, c.service, getattr(c, "_pool", None))
+        db = pool_target(ctx, c.service, c.facts.get("pool", None))
         best = db_change(ctx, db, slowness_only=True) if db else None
         if best is not None and best[1] is not None and (c.cause_onset is None or best[1] <= c.cause_onset + ctx.grid.step):
             c.check("competing_explanation", False, f"the database {db} itself slowed ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
         else:
             c.check("competing_explanation", True, f"the database {db or 'behind the pool'} itself is not slow" if db else "no database-server slowdown explains it")
     for c in by_fault.get("db_slow_queries", []):
-        clients = getattr(c, "_clients", set())
-        slowed = getattr(c, "_slowed", [])
+        clients = c.facts.get("clients", set())
+        slowed = c.facts.get("slowed", [])
         pools = [p for p in by_fault.get("db_connection_pool_exhaustion", []) if p.service in clients]
         if len(clients) >= 2 and len(slowed) <= 1 and pools and pools[0].cause_onset is not None and \
                 (c.cause_onset is None or pools[0].cause_onset <= c.cause_onset + ctx.grid.step):
@@ -147,7 +147,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     # consequences of a surge
     surges = [s for s in by_fault.get("traffic_surge", [])]
     for s in surges:
-        ups = getattr(s, "_ups", [])
+        ups = s.facts.get("ups", [])
         if ups:
             s.check("competing_explanation", False, f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
         else:
@@ -164,15 +164,13 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
                 continue  # already ruled out: it explains nothing
             # load saturates CPUs, pools and databases within a step: only clearly earlier
             # saturation came first
-            load_driven = c.fault in ("cpu_saturation", "db_connection_pool_exhaustion") or \
-                (c.fault == "db_slow_queries" and getattr(c, "_signal", "") == "db_active")
-            margin = max(2 * ctx.grid.step, 60.0) if load_driven else ctx.grid.step * 0.5
-            began = min(c.cause_onset, getattr(c, "_ramp_onset", None) or c.cause_onset)
+            margin = max(2 * ctx.grid.step, 60.0) if load_driven(c) else ctx.grid.step * 0.5
+            began = min(c.cause_onset, c.facts.get("ramp_onset", None) or c.cause_onset)
             if (below is None or c.service in below) and began < s.cause_onset - margin:
                 s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
 
-    strong_surges = [s for s in surges if not getattr(s, "_ups", []) and s.strength >= 0.55
+    strong_surges = [s for s in surges if not s.facts.get("ups", []) and s.strength >= 0.55
                      and not any(d.result == "failed" for d in s.checks)]
     for c in cands:
         if c.fault in ("traffic_surge",) or c.cause_onset is None:
@@ -181,7 +179,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
         if c.fault not in ("cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries"):
             continue
         # a database that got slow on its own (long transactions, locks) needs the surge first
-        slack = ctx.tol if c.fault != "db_slow_queries" or getattr(c, "_signal", "") == "db_active" else -ctx.grid.step * 0.5
+        slack = ctx.tol if load_driven(c) else -ctx.grid.step * 0.5
         for s in strong_surges:
             if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + slack and \
                     (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
@@ -204,8 +202,8 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
 
     # deploy/config: are its errors its own?
     for c in by_fault.get("bad_deploy", []) + by_fault.get("config_change", []):
-        own = getattr(c, "_own", 0.0)
-        err_onset = getattr(c, "_err_onset", None)
+        own = c.facts.get("own", 0.0)
+        err_onset = c.facts.get("err_onset", None)
         if c.cause_onset is not None and err_onset is not None and err_onset < c.cause_onset - 2 * ctx.tol:
             c.check("temporal_precedence", False, "its errors were already there before the change", 0.3)
         if own >= 0.3:
@@ -235,7 +233,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             if o is c or o.service == c.service:
                 continue
             if o.service in ctx.graph.downstream(c.service) and o.cause_onset is not None and c.cause_onset is not None \
-                    and o.cause_onset < c.cause_onset - ctx.grid.step and getattr(c, "_own", 1.0) < 0.5:
+                    and o.cause_onset < c.cause_onset - ctx.grid.step and c.facts.get("own", 1.0) < 0.5:
                 c.check("competing_explanation", False, f"{o.fault} on {o.service}, downstream, started first", 0.6)
                 break
 
@@ -257,6 +255,13 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in by_fault.get("external_dependency_failure", []):
         if c.service in internal:
             c.check("competing_explanation", False, f"{c.service} reports its own telemetry: not an external dependency", 0.5)
+
+
+def load_driven(c: Candidate) -> bool:
+    """Saturation that extra load alone produces within a step: CPU, a pool, a database whose
+    only sign is more active queries."""
+    return c.fault in ("cpu_saturation", "db_connection_pool_exhaustion") or \
+        (c.fault == "db_slow_queries" and c.facts.get("signal") == "db_active")
 
 
 def _load_rose(ctx: Ctx, svc: str) -> bool:

@@ -184,9 +184,9 @@ class _Run:
             for c in found:
                 if c.strength >= 0.3:
                     self._emit_added(c)
-        cands += self._memory_candidates(ctx)
-        run_checks(ctx, cands)
         self.signature = self._signature(ctx)
+        cands += self._memory_candidates()
+        run_checks(ctx, cands)
         hyps = self._with_memory(cands)
         ranked = rank(hyps)[:40]
         await self._verify_log_evidence(ranked[:6])
@@ -366,12 +366,12 @@ class _Run:
 
     # -------------------------------------------------------------- memory
 
-    def _memory_candidates(self, ctx: Ctx) -> list[Candidate]:
+    def _memory_candidates(self) -> list[Candidate]:
         mem = self.deps.memory
         if mem is None:
             return []
         try:
-            props = mem.proposals(self._signature(ctx))
+            props = mem.proposals(self.signature)
         except Exception as e:
             self.degrade("memory", f"memory unavailable: {e}")
             return []
@@ -379,7 +379,7 @@ class _Run:
         for p in props:
             c = Candidate(p.fault, p.service, "memory", 0.55, f"{p.fault} on {p.service} (taught by an engineer)", None)
             c.evidence.append(Evidence(kind="memory", summary=p.note, supports=True, source="memory",
-                                       query=f"signature {self._signature(ctx).key()}"))
+                                       query=f"signature {self.signature.key()}"))
             out.append(c)
             self._emit_added(c)
         return out
@@ -422,9 +422,8 @@ class _Run:
 async def investigate(request: InvestigationRequest, deps: EngineDeps) -> AsyncIterator[Event]:
     """Run one investigation, yielding events as they happen; the last is ``Finished``.
 
-    The Finished event's report carries the incident signature key; the Signature object is
-    available as ``Finished.report.signature`` (key) and from ``last_signature``.
-    """
+    The Finished event's report carries the incident signature's key (``signature_of`` turns
+    it back into a Signature)."""
     run = _Run(request, deps)
     task = asyncio.create_task(run.work())
     try:
@@ -449,7 +448,6 @@ async def investigate(request: InvestigationRequest, deps: EngineDeps) -> AsyncI
         assert report is not None
         report.degraded = run.degraded
         yield Finished(report=report)
-        investigate.last_signature = run.signature  # type: ignore[attr-defined]
     finally:
         if not task.done():
             task.cancel()

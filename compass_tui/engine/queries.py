@@ -70,7 +70,10 @@ class QueryRunner:
         cost = self.costs[agent]
         cost.queries += 1
         cost.wall_s += wall
-        status = getattr(result, "status", "error") if result is not None else "error"
+        if isinstance(result, list):  # a label-set lookup answers a plain list
+            status = "ok" if result else "no_data"
+        else:
+            status = getattr(result, "status", "error") if result is not None else "error"
         rows = _rows(result)
         self.events.put_nowait(
             QueryRan(agent=agent, source=self.source, query=text, status=status, rows=rows, wall_s=wall, error=error)
@@ -79,6 +82,13 @@ class QueryRunner:
         del self._inflight[key]
         fut.set_result(result)
         return result
+
+    async def series(self, agent: str, selector: str, start: float, end: float) -> list[dict[str, str]] | None:
+        """Label sets of the series a selector matches (Prometheus's /api/v1/series)."""
+        return await self._run(
+            agent, ("series", selector, start, end), f"match[]={selector}",
+            lambda: self.backend.series(selector, start, end),
+        )
 
     async def range(self, agent: str, promql: str, start: float, end: float, step: float) -> MetricResult | None:
         return await self._run(
@@ -120,6 +130,8 @@ class QueryRunner:
 def _rows(result) -> int:
     if result is None:
         return 0
+    if isinstance(result, list):
+        return len(result)
     for attr in ("series", "lines", "spans", "annotations"):
         if hasattr(result, attr):
             return len(getattr(result, attr))

@@ -59,9 +59,6 @@ class Change:
     def rose(self) -> bool:
         return self.onset is not None and self.z > 0
 
-    @property
-    def fell(self) -> bool:
-        return self.onset is not None and self.z < 0
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:

@@ -8,7 +8,6 @@ source that answered and how long it took, so a failure can say what failed.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -162,7 +161,3 @@ class Backend(Protocol):
 
     async def aclose(self) -> None: ...
 
-
-def replace_source(result, source: str):
-    """A copy of a result naming another source (the replay server re-labels results)."""
-    return dataclasses.replace(result, source=source)
