@@ -23,6 +23,8 @@ class Incident(BaseModel):
     title: str
     service: str | None = None
     started_at: str | None = None  # RFC3339
+    onset: str | None = None
+    """When the symptom began, as the investigation measured it (RFC3339)."""
 
 
 class InvestigationRequest(BaseModel):
@@ -116,6 +118,32 @@ class Timings(BaseModel):
     total_s: float = 0.0
 
 
+class SuspectSignal(BaseModel):
+    """One series that placed a suspect: how far it moved and the query behind it."""
+
+    signal: str
+    kind: str
+    view: Literal["own", "callers"]
+    z: float
+    """Robust z-score of its excursion (median and IQR/MAD of the baseline)."""
+    onset: str | None = None
+    query: str
+
+
+class Suspect(BaseModel):
+    """A service ranked by where the trouble started (the localisation, before any fault kind)."""
+
+    rank: int = 0
+    service: str
+    score: float
+    """1.0 for the likeliest origin; the others relative to it."""
+    onset: str | None = None
+    pod: str | None = None
+    inherited_from: list[str] = Field(default_factory=list)
+    """Dependencies whose own trouble explains part of this service's."""
+    signals: list[SuspectSignal] = Field(default_factory=list)
+
+
 class Report(BaseModel):
     format: str = REPORT_FORMAT
     investigation_id: str
@@ -126,6 +154,8 @@ class Report(BaseModel):
     degraded: list[Degraded] = Field(default_factory=list)
     signature: str | None = None
     """The incident signature the store matches recurrences on."""
+    suspects: list[Suspect] = Field(default_factory=list)
+    """Every service that moved, ranked by where the trouble started (the localisation)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

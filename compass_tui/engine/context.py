@@ -79,6 +79,8 @@ class Ctx:
     symptom_service: str | None = None
     affected: dict[str, float] = field(default_factory=dict)
     """service -> when its errors or latency started rising."""
+    suspects: list = field(default_factory=list)
+    """The localisation's ranking (engine.localise.Suspect), the likeliest origin first."""
     _changes: dict[tuple, Change] = field(default_factory=dict)
 
     @property

@@ -142,6 +142,8 @@ class Stack:
     signals: dict[str, dict[str, SigSeries]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     """signal -> why it is missing and the fix."""
+    generic: dict[str, "GenericMeta"] = field(default_factory=dict)
+    """Signals read from metrics no family knows (``g:NAME`` own, ``e:NAME`` callers' view)."""
 
     def first(self, family: str) -> MetricInfo | None:
         for pat in _COMPILED.get(family, []):
@@ -229,7 +231,7 @@ class Discovery:
     async def discover(self, names: list[str], extra_services: set[str]) -> Stack:
         st = self.stack
         relevant = [(n, classify(n)) for n in names]
-        relevant = [(n, f) for n, f in relevant if f]
+        relevant = [(n, f) for n, f in relevant if f] + [(n, ["generic"]) for n in generic_names(names)]
         sem = asyncio.Semaphore(8)
 
         async def one(name: str, fams: list[str]):
@@ -263,6 +265,13 @@ class Discovery:
                 most = max(len(info.label_values[l]) for l in cands)
                 pick = next(l for l in cands if len(info.label_values[l]) == most or len(info.label_values[l]) > 1)
                 known |= info.label_values[pick]
+        if len(known) < 2:
+            # a stack measured only under names no family knows: its metrics name the services
+            for info in st.metrics.values():
+                if "generic" in info.families:
+                    l = choose_service_label(info, set())
+                    vals = info.label_values.get(l, set()) if l in SERVICE_LABELS + EXTRA_SERVICE_LABELS else set()
+                    known |= {v for v in vals if not EXPORTER_JOBS.search(v)}
         for info in st.metrics.values():
             info.svc_label = choose_service_label(info, known)
             if info.svc_label is None:
@@ -363,7 +372,7 @@ class Discovery:
         tasks = [
             self._requests(), self._latency(), self._cpu(), self._memory(), self._restarts(), self._pools(),
             self._db_servers(), self._disk(), self._network(), self._tls(), self._dns(), self._cache(),
-            self._liveness(), self._clients(), self._versions(), self._config_reload(),
+            self._liveness(), self._clients(), self._versions(), self._config_reload(), self._generic(),
         ]
         await asyncio.gather(*tasks)
         return st
@@ -728,6 +737,138 @@ class Discovery:
                 continue
             await self._per_service("config_reload", f"max by ({s}) ({info.name})", s)
             return
+
+
+    async def _generic(self) -> None:
+        """Every other metric that names a service, per service (and per pod): the localisation
+        reads what this stack measures even under names no family knows. A metric with a
+        caller and a callee label is the callers' view of the callee."""
+        sem = asyncio.Semaphore(8)
+
+        async def one(info: MetricInfo) -> None:
+            spec = generic_spec(info, self.stack.services)
+            if spec is None:
+                return
+            async with sem:
+                q, svc_label, sub_label, kind, direction, view = spec
+                q = q.replace("$RW", self.rw)
+                signal = f"{'e' if view == 'callers' else 'g'}:{info.name}"
+                got = await self._per_service(signal, q, svc_label, sub_label)
+                if got:
+                    self.stack.generic[signal] = GenericMeta(info.name, kind, direction, view)
+
+        await asyncio.gather(*(one(i) for i in list(self.stack.metrics.values()) if "generic" in i.families))
+
+
+@dataclass
+class GenericMeta:
+    """What a generic signal measures, read from its name."""
+
+    metric: str
+    kind: str
+    direction: int
+    """+1: bad when it rises; -1: bad when it falls; 0: either way."""
+    view: str
+    """``own`` (the service's own measure) or ``callers`` (keyed caller|callee)."""
+
+
+# (kind, direction, pattern): the first match names what an unknown metric measures
+GENERIC_KINDS: list[tuple[str, int, re.Pattern]] = [
+    ("success", -1, re.compile(r"success|availab|succeeded|(^|_)ok(_|$)|apdex", re.I)),
+    ("latency", 1, re.compile(r"latenc|duration|response_?time|(^|_)rt(_|$)|elapsed|wait_?time|delay|lag", re.I)),
+    ("errors", 1, re.compile(r"error|fail|exception|fault|5xx|reject|timeout|panic|crash", re.I)),
+    ("cpu", 1, re.compile(r"cpu|throttl|load_?average", re.I)),
+    ("memory", 1, re.compile(r"mem|heap|rss|working_?set|gc_", re.I)),
+    ("network", 0, re.compile(r"network|(^|_)net_|receive|transmit|(^|_)[rt]x_|packet|retrans|tcp|socket|bytes_(sent|received)", re.I)),
+    ("traffic", 0, re.compile(r"request|workload|(^|_)ops|qps|throughput|calls|(^|_)rps|(^|_)tps|(^|_)hits", re.I)),
+    ("disk", 0, re.compile(r"disk|filesystem|(^|_)fs_|(^|_)io_|iops|syscall|(^|_)read|(^|_)write|block", re.I)),
+    ("saturation", 1, re.compile(r"queue|pending|backlog|inflight|in_flight|active|busy|threads|connections|saturat", re.I)),
+]
+_GENERIC_SKIP = re.compile(r"_bucket$|_created$|_info$|start_time|^scrape_|^prometheus_|^promhttp_|^go_(gc|memstats|threads|goroutines|info)|"
+                           r"^process_(open|max)_fds|^net_conntrack|^up$|_limit|_max$|_capacity|_quota|_spec_|^kube_", re.I)
+SOURCE_LABELS = ("source_workload", "source_app", "source_service", "source_canonical_service", "source", "src", "client", "caller",
+                 "from_service", "src_service")
+DEST_LABELS = ("destination_workload", "destination_app", "destination_service", "destination_canonical_service",
+               "destination_service_name", "destination", "dst", "callee", "to_service", "dst_service") + PEER_LABELS
+MAX_GENERIC = 150
+
+
+def generic_kind(name: str) -> tuple[str, int] | None:
+    """What an unknown metric measures and which way is bad, from its name; None: not read."""
+    if _GENERIC_SKIP.search(name):
+        return None
+    for kind, direction, pat in GENERIC_KINDS:
+        if pat.search(name):
+            return kind, direction
+    return "other", 0
+
+
+def generic_names(names: list[str]) -> list[str]:
+    """Metric names no family knows that the localisation reads (the most telling first, capped)."""
+    order = {k: i for i, (k, _, _) in enumerate(GENERIC_KINDS)}
+    picked = []
+    for n in names:
+        if classify(n):
+            continue
+        gk = generic_kind(n)
+        if gk is None:
+            continue
+        if n.endswith("_sum") and n[: -len("_sum")] + "_count" in names:
+            continue  # read as a mean with its _count
+        picked.append((order.get(gk[0], len(order)), n))
+    picked.sort()
+    return [n for _, n in picked[:MAX_GENERIC]]
+
+
+def generic_spec(info: MetricInfo, known: set[str]):
+    """(query with $RW for the rate window, service label, sub label, kind, direction, view) for
+    a generic metric, or None when nothing in it names a service."""
+    name = info.name
+    kind, direction = generic_kind(name) or ("other", 0)
+    labels = info.label_values
+    matchers = []
+    if "quantile" in labels:
+        qs = sorted((q for q in labels["quantile"] if _isnum(q)), key=float)
+        if qs:
+            q_hi = next((q for q in qs if q in ("0.99", "0.95", "0.9")), qs[-1])
+            matchers.append(f'quantile="{q_hi}"')
+    if "le" in labels:
+        return None
+    if "reporter" in labels and "source" in labels["reporter"]:
+        matchers.append('reporter="source"')
+    is_counter = name.endswith(("_total", "_count"))
+    mean_of = None
+    if name.endswith("_count") and kind in ("latency", "other") and re.search(r"seconds|duration|latenc|time", name):
+        mean_of = name[: -len("_count")] + "_sum"
+        kind, direction = "latency", 1
+    elif name.endswith("_count"):
+        kind, direction = ("errors", 1) if kind == "errors" else ("traffic", 0)
+    # a caller and a callee label naming services: the callers' view of the callee
+    src = next((l for l in SOURCE_LABELS if l in labels and labels[l] & known), None)
+    dst = next((l for l in DEST_LABELS if l in labels and l != src and labels[l] & known), None)
+    if src is None and dst is not None and info.svc_label and info.svc_label != dst and dst not in SERVICE_LABELS:
+        src = info.svc_label
+    view = "own"
+    if src and dst:
+        svc_label, sub_label, view = src, dst, "callers"
+    else:
+        svc_label = info.svc_label
+        if not svc_label:
+            return None
+        sub_label = next((l for l in POD_LABELS if l in labels and l != svc_label and len(labels[l]) > 1), None)
+    by = ", ".join(x for x in (svc_label, sub_label) if x)
+    sel_ = sel(name, ",".join(matchers))
+    if mean_of is not None:
+        q = f"sum by ({by}) (rate({sel(mean_of, ','.join(matchers))}[$RW])) / sum by ({by}) (rate({sel_}[$RW]))"
+    elif is_counter:
+        q = f"sum by ({by}) (rate({sel_}[$RW]))"
+    elif kind == "success":
+        q = f"min by ({by}) ({sel_})"
+    elif kind in ("latency", "errors", "cpu", "memory", "saturation"):
+        q = f"max by ({by}) ({sel_})"
+    else:
+        q = f"sum by ({by}) ({sel_})"
+    return q, svc_label, sub_label, kind, direction, view
 
 
 def _isnum(x: str) -> bool:

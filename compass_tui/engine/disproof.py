@@ -26,6 +26,48 @@ def run_checks(ctx: Ctx, cands: list[Candidate]) -> None:
     _competing(ctx, cands)
     for c in cands:
         c.factor *= 0.85 + 0.15 * explained_share(ctx, c)
+    _where(ctx, cands)
+    _where_only_last(cands)
+
+
+# culprits that often report no telemetry of their own: judged by others' view of them
+SEEN_BY_OTHERS = {"dns_failure", "certificate_expired", "external_dependency_failure", "traffic_surge", "cache_failure"}
+"""(and load enters at the top, where it is the downstream services that suffer)"""
+
+
+def _where(ctx: Ctx, cands: list[Candidate]) -> None:
+    """A cause on a service the localisation does not place at the origin explains less."""
+    norm = {s.service: s.norm for s in ctx.suspects}
+    if not norm:
+        return
+    for c in cands:
+        if c.agent == "memory" or c.agent == "origin":
+            continue
+        n = norm.get(c.service, 0.0)
+        if c.fault in SEEN_BY_OTHERS:
+            n = max(n, 0.6)
+        c.factor *= 0.75 + 0.25 * n
+
+
+def _where_only_last(cands: list[Candidate]) -> None:
+    """``unexplained`` says where, not what: below any specific fault that survived on the
+    same service, and it names the faults ruled out there."""
+    for c in cands:
+        if c.fault != "unexplained":
+            continue
+        same = [x for x in cands if x.service == c.service and x is not c and x.fault != "unexplained"]
+        alive = [x for x in same if not any(d.result == "failed" for d in x.checks)]
+        ruled = sorted({x.fault for x in same} - {x.fault for x in alive})
+        if ruled:
+            c.title += f"; ruled out there: {', '.join(ruled)}"
+        if ruled or not alive:
+            c.check("competing_explanation", True, "no specific fault fits here" + (": ruled out " + "; ".join(
+                f"{x.fault} ({x.why_not})" for x in same if x.fault in ruled) if ruled else "")[:400])
+        if alive:
+            best = max(confidence(x) for x in alive)
+            cap = 0.95 * best
+            if c.strength * c.factor > cap:
+                c.factor = cap / max(c.strength, 1e-9)
 
 
 def explained_share(ctx: Ctx, c: Candidate) -> float:
@@ -106,6 +148,11 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
 
 
 def _magnitude(ctx: Ctx, c: Candidate) -> None:
+    if c.agent == "origin":
+        # proposed from series that left their baseline: say by how much
+        zs = [e.summary for e in c.evidence if e.supports and "robust sd" in e.summary]
+        c.check("magnitude", True, f"its signals left their baseline range ({len(zs)} series beyond 3 robust sd)")
+        return
     if c.fault in ("bad_deploy", "config_change"):
         own = c.facts.get("own", 0.0)
         if own >= 0.3:
@@ -283,6 +330,8 @@ def confidence(c: Candidate) -> float:
 def status_of(c: Candidate) -> str:
     if any(d.result == "failed" for d in c.checks):
         return "disproven"
+    if c.fault == "unexplained":
+        return "inconclusive"  # where, not what: nothing is claimed to be supported
     if c.strength >= 0.5 and not any(d.result == "failed" for d in c.checks):
         return "supported"
     return "inconclusive"

@@ -20,6 +20,8 @@ from compass_tui.engine.deps import EngineDeps
 from compass_tui.engine.discovery import Discovery
 from compass_tui.engine.disproof import rank, run_checks, to_hypothesis
 from compass_tui.engine.graph import ServiceGraph, add_traces
+from compass_tui.engine.localise import localise, series_services, suspect_out, symptom_series
+from compass_tui.engine.origin import origin
 from compass_tui.engine.logfacts import ERRORISH, TRACE_ERRORS_QUERY, analyse, error_span_lines
 from compass_tui.engine.queries import BudgetExhausted, QueryRunner
 from compass_tui.engine.request import format_time
@@ -41,6 +43,7 @@ from compass_tui.models import (
     Report,
     Signature,
     SignalDegraded,
+    Suspect,
     Timings,
 )
 
@@ -65,6 +68,8 @@ class _Run:
         self.first_hypothesis_s: float | None = None
         self.signature: Signature | None = None
         self.report: Report | None = None
+        self.suspects: list[Suspect] = []
+        self.onset: float | None = None
 
     def at(self) -> float:
         return time.perf_counter() - self.t0
@@ -164,15 +169,24 @@ class _Run:
                 for p in tp.peers:
                     if p in known and (tp.inherited or "peer" in tp.example or "http" in tp.example):
                         ctx.graph.add(tp.service, p, "log peers")
+        for sig, meta in stack.generic.items():
+            if meta.view == "callers":
+                for s in stack.signals.get(sig, {}).values():
+                    if s.sub and s.sub in known:
+                        ctx.graph.add(s.service, s.sub, "client metrics")
         self._affected(ctx)
+        self.onset = ctx.onset
+        ctx.suspects = localise(ctx)
+        self.suspects = [suspect_out(s, i) for i, s in enumerate(ctx.suspects[:20], 1)]
         if not ctx.graph.known:
-            self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped",
-                         "send traces (Tempo) or client-side request metrics")
+            self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped "
+                         "and suspects are ordered by when and how far their signals moved",
+                         "send traces (Tempo) or client-side request metrics with a peer label")
 
         # ---------------- act: agents propose, then disproof
         self.phase("act")
         cands: list[Candidate] = []
-        for name, fn in agents_mod.AGENTS.items():
+        for name, fn in {**agents_mod.AGENTS, "origin": origin}.items():
             t_agent = time.perf_counter()
             try:
                 found = fn(ctx)
@@ -305,16 +319,15 @@ class _Run:
         ctx.symptom_service = svc
         onsets = []
         if svc:
-            for sig, kw in (("error_ratio", dict(abs_floor=0.002, rel_floor=0.3)), ("latency_p99", dict(rel_floor=0.2)),
-                            ("latency_mean", dict(rel_floor=0.2))):
-                s = ctx.series(sig, svc)
-                if s is None:
-                    continue
-                ch = change(g, s.values, 1, anchor=g.alert_at, lag=rate_lag(s.query, g.step), **kw)
+            min_run = max(2, min(3, int(round(600 / g.step)))) if g.step < 600 else 1
+            for s, direction, kw in symptom_series(ctx, svc):
+                lag = rate_lag(s.query, g.step)
+                ch = change(g, s.values, direction, anchor=g.alert_at, lag=lag, min_run=min_run, **kw)
                 if ch.onset is None:
-                    # bursts (crash loops, flapping) page too: the first burst before the alert
-                    ch = change(g, s.values, 1, anchor=g.alert_at, lag=rate_lag(s.query, g.step), min_run=2,
-                                must_hold=False, horizon=1800.0, **kw)
+                    # bursts (crash loops, flapping) page too: a burst just before the alert, not
+                    # the leftover of an earlier incident
+                    ch = change(g, s.values, direction, anchor=g.alert_at, lag=lag, min_run=min(2, min_run),
+                                must_hold=False, horizon=max(600.0, 3 * g.step), **kw)
                 if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
                     onsets.append(ch.onset)
         if not onsets:
@@ -322,11 +335,11 @@ class _Run:
             # from the services that did move around the alert
             if svc and (ctx.series("error_ratio", svc) is not None or ctx.series("latency_p99", svc) is not None):
                 ctx.symptom_service = None
-            for sig in ("error_ratio", "latency_p99", "latency_mean"):
-                for key, s in ctx.stack.signals.get(sig, {}).items():
-                    ch = change(g, s.values, 1, anchor=g.alert_at, abs_floor=0.002, rel_floor=0.3,
-                                lag=rate_lag(s.query, g.step))
-                    if ch.onset is not None and g.alert_at - 1800 <= ch.onset <= g.alert_at + 2 * g.step:
+            for other in sorted(series_services(ctx)):
+                for s, direction, kw in symptom_series(ctx, other):
+                    ch = change(g, s.values, direction, anchor=g.alert_at, lag=rate_lag(s.query, g.step), **kw)
+                    # only what moved right around the alert: earlier bursts are other incidents
+                    if ch.onset is not None and g.alert_at - max(600.0, 2 * g.step) <= ch.onset <= g.alert_at + 2 * g.step:
                         onsets.append(ch.onset)
             if onsets:
                 onsets = [float(np.median(onsets))]
@@ -338,7 +351,7 @@ class _Run:
             else:
                 ctx.onset = onsets[0]
         else:
-            ctx.onset = g.alert_at - 2 * g.step
+            ctx.onset = g.alert_at - min(2 * g.step, 120.0)
             self.degrade("symptom", "could not see the symptom's onset in the alerting service's errors or latency; using the alert time")
 
     def _affected(self, ctx: Ctx) -> None:
@@ -410,12 +423,14 @@ class _Run:
         by_agent = {a: AgentCost(**c.model_dump()) for a, c in self.runner.costs.items()}
         return Report(
             investigation_id=self.deps.investigation_id or new_investigation_id(req),
-            incident=Incident(title=req.title, service=req.service, started_at=format_time(req.started_at)),
+            incident=Incident(title=req.title, service=req.service, started_at=format_time(req.started_at),
+                              onset=format_time(self.onset) if self.onset is not None else None),
             hypotheses=ranked,
             timings=Timings(first_hypothesis_s=self.first_hypothesis_s, total_s=round(self.at(), 3)),
             cost=Cost(usd=0.0, prompt_tokens=0, completion_tokens=0, by_agent=by_agent),
             degraded=self.degraded,
             signature=self.signature.key() if self.signature else None,
+            suspects=self.suspects,
         )
 
 

@@ -1,0 +1,364 @@
+"""Orient, where before what: rank every service by how far and how early its own signals
+(and its callers' view of it) left a baseline, and walk the service graph so that a service
+whose trouble is only inherited from a dependency yields to that dependency.
+
+This runs before the catalog agents and always gives an answer: even when no fault kind
+fits, the ranking says where the trouble started. Everything here is numpy over series
+discovery already queried; each suspect keeps the queries behind its score.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compass_tui.engine.context import Ctx, rate_lag
+from compass_tui.engine.discovery import SigSeries
+from compass_tui.engine.request import format_time
+from compass_tui.engine.timeseries import Grid
+from compass_tui.models import Suspect as SuspectOut
+from compass_tui.models import SuspectSignal
+
+# engine signal -> (kind, direction, view); direction +1 bad when up, -1 bad when down, 0 either
+KNOWN_SIGNALS: dict[str, tuple[str, int, str]] = {
+    "error_ratio": ("errors", 1, "own"),
+    "latency_p99": ("latency", 1, "own"),
+    "latency_mean": ("latency", 1, "own"),
+    "request_rate": ("traffic", 0, "own"),
+    "cpu_util": ("cpu", 1, "own"),
+    "cpu_cores": ("cpu", 1, "own"),
+    "cpu_throttle": ("cpu", 1, "own"),
+    "mem_util": ("memory", 1, "own"),
+    "mem_bytes": ("memory", 1, "own"),
+    "heap_util": ("memory", 1, "own"),
+    "heap_bytes": ("memory", 1, "own"),
+    "restarts": ("restarts", 1, "own"),
+    "process_restarts": ("restarts", 1, "own"),
+    "pool_util": ("saturation", 1, "own"),
+    "pool_pending": ("saturation", 1, "own"),
+    "pool_timeouts": ("errors", 1, "own"),
+    "db_tx_duration": ("latency", 1, "own"),
+    "db_locks": ("saturation", 1, "own"),
+    "db_active": ("saturation", 1, "own"),
+    "db_slow_rate": ("latency", 1, "own"),
+    "db_up": ("availability", -1, "own"),
+    "cache_up": ("availability", -1, "own"),
+    "up": ("availability", -1, "own"),
+    "probe_success": ("availability", -1, "own"),
+    "probe_duration": ("latency", 1, "own"),
+    "disk_free": ("disk", -1, "own"),
+    "retrans_ratio": ("network", 1, "own"),
+    "net_drops": ("network", 1, "own"),
+    "dns_fail_ratio": ("errors", 1, "own"),
+    "dns_lookup": ("latency", 1, "own"),
+    "cache_miss_ratio": ("errors", 1, "own"),
+    "cache_evictions": ("saturation", 1, "own"),
+    "client_error_ratio": ("errors", 1, "callers"),
+    "client_latency": ("latency", 1, "callers"),
+}
+
+# how much a kind of signal says about where trouble started
+WEIGHTS = {
+    "latency": 1.0, "errors": 1.0, "success": 1.0, "availability": 1.0, "cpu": 0.9, "memory": 0.7, "restarts": 0.6,
+    "saturation": 0.8, "disk": 0.7, "network": 0.55, "traffic": 0.35, "other": 0.3,
+}
+INHERITABLE = {"latency", "errors", "success", "availability", "traffic", "saturation"}
+"""Kinds a service shows when a dependency fails (its own CPU or memory it does not inherit)."""
+Z_ON = 3.0
+
+# signal -> the smallest move that matters, in its own unit (an error ratio of 0.01, 0.05 CPU
+# cores, one lock): a flat baseline must not turn a trickle into a storm
+ABS_FLOORS = {
+    "error_ratio": 0.01, "client_error_ratio": 0.01, "cache_miss_ratio": 0.02, "dns_fail_ratio": 0.01,
+    "latency_p99": 0.002, "latency_mean": 0.001, "client_latency": 0.001, "probe_duration": 0.002, "dns_lookup": 0.002,
+    "request_rate": 0.05, "cpu_util": 0.02, "cpu_cores": 0.03, "cpu_throttle": 0.02, "mem_util": 0.01, "heap_util": 0.01,
+    "restarts": 0.3, "process_restarts": 0.3, "pool_util": 0.05, "pool_pending": 0.5, "pool_timeouts": 0.05,
+    "db_tx_duration": 0.2, "db_locks": 1.0, "db_active": 1.0, "db_slow_rate": 0.05, "db_up": 0.1, "cache_up": 0.1,
+    "up": 0.1, "probe_success": 0.1, "disk_free": 0.005, "retrans_ratio": 0.002, "net_drops": 0.1, "cache_evictions": 0.5,
+}
+
+
+@dataclass
+class Moved:
+    """One series of a service that left its baseline."""
+
+    signal: str
+    kind: str
+    view: str
+    z: float
+    onset: float | None
+    series: SigSeries
+    sev: float
+    baseline: float = float("nan")
+    peak: float = float("nan")
+
+    @property
+    def label(self) -> str:
+        who = f" (callers {self.series.service})" if self.view == "callers" else ""
+        pod = f" {self.series.sub}" if self.view == "own" and self.series.sub else ""
+        name = self.signal[2:] if self.signal[:2] in ("g:", "e:") else self.signal
+        return f"{name}{pod}{who}"
+
+
+@dataclass
+class Suspect:
+    service: str
+    score: float
+    raw: float
+    onset: float | None
+    moved: list[Moved] = field(default_factory=list)
+    inherited_from: list[str] = field(default_factory=list)
+    pod: str | None = None
+    norm: float = 0.0
+
+    def kinds(self, view: str | None = None) -> dict[str, Moved]:
+        """The strongest moved series per kind (of one view, or both)."""
+        out: dict[str, Moved] = {}
+        for m in self.moved:
+            if view is not None and m.view != view:
+                continue
+            if m.kind not in out or m.sev > out[m.kind].sev:
+                out[m.kind] = m
+        return out
+
+
+def _sev(z: float) -> float:
+    """Severity of a robust z-score: 0 below the bar, then logarithmic, so 40x is not 10x 4x."""
+    if not np.isfinite(z) or z < Z_ON:
+        return 0.0
+    return min(6.0, 1.0 + math.log2(z / Z_ON))
+
+
+def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: float = 0.0, abs_floor: float = 0.0):
+    """(z, onset, baseline, peak) of one series: how far it went past a robust baseline in the
+    incident window, in its bad direction (either for direction 0)."""
+    t = grid.times
+    finite = np.isfinite(values)
+    if finite.sum() < 6:
+        return None
+    step = grid.step
+    base_end = min(grid.baseline_end, onset - 2 * step)
+    bmask = finite & (t <= base_end)
+    if bmask.sum() < 4:
+        bmask = finite & (t <= onset - step)
+        if bmask.sum() < 1:
+            return None
+    base = values[bmask]
+    med = float(np.median(base))
+    mad = 1.4826 * float(np.median(np.abs(base - med)))
+    q1, q3 = np.percentile(base, [25, 75])
+    scale_floor = 0.005 * float(np.nanmax(np.abs(values[finite])))
+    scale = max(mad, float(q3 - q1) / 1.349, 0.05 * abs(med), scale_floor, abs_floor, 1e-12)
+    # the lead-in is short: the tail of an earlier incident in the window is not this one
+    lead = min(900.0, max(600.0, 2 * step))
+    post = max(1800.0, 8 * step)
+    wmask = finite & (t >= onset - lead) & (t <= min(grid.end, max(onset, grid.alert_at) + post))
+    if wmask.sum() == 0:
+        return None
+    dev = (values - med) / scale
+    if direction < 0:
+        dev = -dev
+    elif direction == 0:
+        dev = np.abs(dev)
+    w = dev[wmask]
+    top = np.sort(w)[::-1]
+    # one stray point is not a change: the second highest when there are enough points
+    z = float(top[1]) if len(top) >= 4 and step < 120 else float(top[0]) * (1.0 if step >= 120 else 0.8)
+    first = None
+    tw = t[wmask]
+    run = 2 if step < 120 else 1
+    above = w >= Z_ON
+    for i in range(len(w)):
+        if above[i] and (run == 1 or (i + 1 < len(w) and above[i + 1])):
+            first = float(tw[i]) - lag
+            break
+    peak_i = int(np.argmax(w))
+    return z, first, med, float(values[wmask][peak_i])
+
+
+def _series_of(ctx: Ctx):
+    """Every series the localisation reads, with its kind, direction and view."""
+    for sig, (kind, direction, view) in KNOWN_SIGNALS.items():
+        for s in ctx.stack.signals.get(sig, {}).values():
+            yield sig, kind, direction, view, s
+    for sig, meta in ctx.stack.generic.items():
+        for s in ctx.stack.signals.get(sig, {}).values():
+            yield sig, meta.kind, meta.direction, meta.view, s
+
+
+SYMPTOM_KINDS = {"latency": dict(rel_floor=0.2), "errors": dict(abs_floor=0.002, rel_floor=0.3),
+                 "success": dict(rel_floor=0.02, abs_floor=0.002), "availability": dict(rel_floor=0.02, abs_floor=0.002)}
+
+
+def symptom_series(ctx: Ctx, svc: str):
+    """(series, direction, change() options) of the alerting service's own errors and latency,
+    under the engine's names first, then whatever else measures them."""
+    known = [("error_ratio", 1), ("latency_p99", 1), ("latency_mean", 1)]
+    found = False
+    for sig, direction in known:
+        s = ctx.series(sig, svc)
+        if s is not None:
+            found = True
+            yield s, direction, SYMPTOM_KINDS["errors" if sig == "error_ratio" else "latency"]
+    if found:
+        return
+    for sig, meta in ctx.stack.generic.items():
+        if meta.view != "own" or meta.kind not in SYMPTOM_KINDS:
+            continue
+        for s in ctx.stack.signals.get(sig, {}).values():
+            if s.service == svc:
+                yield s, meta.direction, SYMPTOM_KINDS[meta.kind]
+
+
+def series_services(ctx: Ctx) -> set[str]:
+    """Services that have a series of their own."""
+    out = set()
+    for _, _, _, view, s in _series_of(ctx):
+        if view == "own":
+            out.add(s.service)
+    return out
+
+
+def localise(ctx: Ctx) -> list[Suspect]:
+    """Rank every service by where the trouble started; the best first."""
+    g = ctx.grid
+    onset = ctx.onset
+    moved: dict[str, list[Moved]] = {}
+    for sig, kind, direction, view, s in _series_of(ctx):
+        r = series_z(g, s.values, direction, onset, rate_lag(s.query, g.step), ABS_FLOORS.get(sig, 0.0))
+        if r is None:
+            continue
+        z, first, base, peak = r
+        sev = _sev(z)
+        if sev <= 0:
+            continue
+        if first is not None and first > g.alert_at + max(1800.0, 8 * g.step):
+            continue
+        target = s.sub if view == "callers" and s.sub else s.service
+        if not target:
+            continue
+        w = WEIGHTS.get(kind, 0.3) * (0.3 if view == "callers" and kind == "traffic" else 1.0)
+        moved.setdefault(target, []).append(Moved(sig, kind, view, z, first, s, sev * w, base, peak))
+    if ctx.logs is not None:
+        _log_moves(ctx, moved)
+
+    suspects: dict[str, Suspect] = {}
+    for svc, ms in moved.items():
+        best: dict[str, Moved] = {}
+        for m in ms:
+            if m.kind not in best or m.sev > best[m.kind].sev:
+                best[m.kind] = m
+        vals = sorted((m.sev for m in best.values()), reverse=True)
+        raw = vals[0] + 0.25 * sum(vals[1:4])
+        strong = [m for m in best.values() if m.sev >= 0.5 * vals[0] and m.onset is not None]
+        first = min((m.onset for m in strong), default=None)
+        pods = [m.series.sub for m in ms if m.view == "own" and m.series.sub and m.sev >= 0.8 * vals[0]]
+        suspects[svc] = Suspect(svc, raw, raw, first, sorted(ms, key=lambda m: -m.sev), pod=pods[0] if len(set(pods)) == 1 else None)
+
+    _inherit(ctx, suspects)
+    _timing(ctx, suspects)
+    _on_path(ctx, suspects)
+    ranked = sorted(suspects.values(), key=lambda s: (-s.score, s.onset if s.onset is not None else math.inf, s.service))
+    top = ranked[0].score if ranked else 1.0
+    for s in ranked:
+        s.norm = s.score / top if top > 0 else 0.0
+    return ranked
+
+
+def _log_moves(ctx: Ctx, moved: dict[str, list[Moved]]) -> None:
+    """New error templates of a service's own (not inherited from a peer) are its own errors."""
+    logs = ctx.logs
+    per: dict[str, tuple[int, float | None]] = {}
+    for (svc, _), tp in logs.templates.items():
+        if tp.inherited:
+            continue
+        base_rate = tp.base / logs.base_span
+        post_rate = tp.post / logs.post_span
+        if tp.post >= 3 and (tp.base == 0 or post_rate > 8 * base_rate):
+            n, t = per.get(svc, (0, None))
+            first = tp.first_post if t is None else min(t, tp.first_post or t)
+            per[svc] = (n + tp.post, first)
+    for svc, (n, first) in per.items():
+        z = Z_ON * (1 + min(n, 400) / 20)
+        dummy = SigSeries("log_errors", svc, np.full(ctx.grid.times.shape, np.nan), logs.query)
+        moved.setdefault(svc, []).append(Moved("log_errors", "errors", "own", z, first, dummy, _sev(z) * 0.8))
+
+
+def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
+    """A service whose latency or errors only echo a dependency's trouble yields to it."""
+    graph = ctx.graph
+    if not graph.known:
+        return
+    tol = max(2 * ctx.grid.step, 60.0)
+    raw = {k: s.raw for k, s in suspects.items()}
+    for svc, s in suspects.items():
+        deps = [d for d in graph.callees(svc) if d in suspects]
+        if not deps:
+            continue
+        own = s.kinds()
+        inh = sum(m.sev for k, m in own.items() if k in INHERITABLE and m.view == "own")
+        rest = sum(m.sev for k, m in own.items() if k not in INHERITABLE or m.view != "own")
+        if inh <= 0:
+            continue
+        # the dependency that explains most: trouble of its own no later than this service's
+        blame = []
+        for d in deps:
+            ds = suspects[d]
+            if s.onset is not None and ds.onset is not None and ds.onset > s.onset + tol:
+                continue
+            blame.append((raw[d], d))
+        if not blame:
+            continue
+        blame.sort(reverse=True)
+        share = min(1.0, blame[0][0] / max(inh, 1e-9))
+        s.inherited_from = [d for _, d in blame[:3]]
+        kept = inh * (1.0 - 0.7 * share) + rest
+        total = inh + rest
+        s.score = s.raw * (kept / total if total > 0 else 1.0)
+
+
+def on_path(ctx: Ctx, service: str) -> bool | None:
+    """Is the service on the alert's path (the alerting service or below it)? None: unknown."""
+    a = ctx.symptom_service
+    graph = ctx.graph
+    if not a or not graph.known or a not in graph.nodes() or service not in graph.nodes():
+        return None
+    return service == a or service in graph.downstream(a)
+
+
+def _on_path(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
+    """Trouble off the alert's path did not page anyone: it is noise or another incident."""
+    for s in suspects.values():
+        p = on_path(ctx, s.service)
+        if p is False:
+            s.score *= 0.35 if ctx.graph_complete else 0.7
+
+
+def _timing(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
+    """Among strong suspects, the one whose trouble began first is likelier the origin."""
+    if not suspects:
+        return
+    top = max(s.score for s in suspects.values())
+    early = [s.onset for s in suspects.values() if s.onset is not None and s.score >= 0.5 * top]
+    if not early:
+        return
+    first = min(early)
+    span = max(900.0, 5 * ctx.grid.step)
+    for s in suspects.values():
+        if s.onset is None:
+            s.score *= 0.9
+            continue
+        late = max(0.0, s.onset - first - ctx.tol)
+        s.score *= 1.0 - 0.2 * min(1.0, late / span)
+
+
+def suspect_out(s: Suspect, rank: int) -> SuspectOut:
+    """The report's view of a suspect."""
+    return SuspectOut(
+        rank=rank, service=s.service, score=round(s.norm, 3), onset=format_time(s.onset) if s.onset else None, pod=s.pod,
+        inherited_from=s.inherited_from,
+        signals=[SuspectSignal(signal=m.label, kind=m.kind, view=m.view, z=round(min(m.z, 1e6), 2),
+                               onset=format_time(m.onset) if m.onset else None, query=m.series.query) for m in s.moved[:6]],
+    )
