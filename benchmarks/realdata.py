@@ -1,7 +1,7 @@
 """Real-data benchmark: the PetShop root-cause data set, converted to incident bundles.
 
     python benchmarks/realdata.py PATH_TO_PETSHOP [--out DIR] [--limit N] [--json]
-                                  [--baseline-hours 3] [--jobs 1]
+                                  [--baseline-hours 3] [--issues KEY,...] [--convert-only] [--jobs 1]
 
 PATH_TO_PETSHOP is a local copy of github.com/amazon-science/petshop-root-cause-analysis
 (CC-BY-4.0): 68 performance issues injected into a real AWS application (PetSite and its
@@ -368,14 +368,21 @@ def convert_issue(scenario: Scenario, issue: Issue, out_dir: str | Path, baselin
     return path
 
 
-def convert_all(root: str | Path, out_dir: str | Path, limit: int | None = None, baseline_hours: float = 3.0) -> list[Path]:
-    """Convert every labelled issue (the first ``limit`` in a stable order) to bundles."""
+def convert_all(root: str | Path, out_dir: str | Path, limit: int | None = None, baseline_hours: float = 3.0,
+                only: list[str] | None = None) -> list[Path]:
+    """Convert every labelled issue (or those whose key is in ``only``; the first ``limit``
+    in a stable order) to bundles."""
     paths = []
     for sc in load_dataset(root):
         for issue in sc.issues:
             if limit is not None and len(paths) >= limit:
                 return paths
+            if only is not None and issue.key not in only:
+                continue
             paths.append(convert_issue(sc, issue, out_dir, baseline_hours))
+    if only is not None and len(paths) < len(set(only)):
+        missing = sorted(set(only) - {p.name for p in paths})
+        raise PetshopError(f"no such issue: {', '.join(missing)} (keys look like high_traffic-test-issue_0)")
     return paths
 
 
@@ -517,9 +524,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the bundles here and keep them (default: a temporary folder)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N issues")
     ap.add_argument("--baseline-hours", type=float, default=3.0, help="hours of recording before each issue (default 3)")
+    ap.add_argument("--issues", default=None, help="only these issues, comma-separated keys (high_traffic-test-issue_0,...)")
+    ap.add_argument("--convert-only", action="store_true", help="write the bundles (needs --out) and stop")
     ap.add_argument("--jobs", type=int, default=1, help="investigations in parallel (default 1)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     a = ap.parse_args(argv)
+    if a.convert_only and not a.out:
+        print("realdata: --convert-only needs --out DIR", file=sys.stderr)
+        return 2
     tmp = None
     out = a.out
     if out is None:
@@ -527,10 +539,15 @@ def main(argv: list[str] | None = None) -> int:
         out = tmp.name
     try:
         try:
-            bundles = convert_all(a.path, out, a.limit, a.baseline_hours)
+            only = [k for k in a.issues.split(",") if k] if a.issues else None
+            bundles = convert_all(a.path, out, a.limit, a.baseline_hours, only)
         except (PetshopError, OSError, ValueError, KeyError) as e:
             print(f"realdata: {e}", file=sys.stderr)
             return 2
+        if a.convert_only:
+            for b in bundles:
+                print(b)
+            return 0
         if a.jobs > 1:
             from concurrent.futures import ProcessPoolExecutor
 
