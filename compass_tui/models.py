@@ -116,6 +116,17 @@ class Timings(BaseModel):
     total_s: float = 0.0
 
 
+class TimelineEntry(BaseModel):
+    """One moment of the investigation, for the post-mortem's timeline."""
+
+    at_s: float
+    """Seconds since the investigation started."""
+    kind: Literal["phase", "raised", "tested", "ruled_out", "supported", "degraded"]
+    hypothesis: str | None = None
+    """``fault@service`` when it is about a hypothesis."""
+    detail: str = ""
+
+
 class Report(BaseModel):
     format: str = REPORT_FORMAT
     investigation_id: str
@@ -126,6 +137,9 @@ class Report(BaseModel):
     degraded: list[Degraded] = Field(default_factory=list)
     signature: str | None = None
     """The incident signature the store matches recurrences on."""
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    """When each hypothesis was raised, tested, ruled out or supported (filled by whoever
+    consumed the event stream; empty in reports made before it existed)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

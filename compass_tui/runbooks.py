@@ -636,3 +636,74 @@ async def propose(ctx: "Ctx", runner: "QueryRunner", rbset: RunbookSet | None,
                 emit(c)
         out += found
     return out
+
+
+# ---------------------------------------------------------------- learning a draft
+
+
+def _toml_str(s: str) -> str:
+    """A TOML literal string when it can be one (queries keep their quotes), else basic."""
+    if "'" not in s and "\n" not in s:
+        return f"'{s}'"
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def _condition_from_chart(points: list[tuple[float, float]], alert_at: float | None) -> str | None:
+    vals = [v for _, v in points if math.isfinite(v)]
+    if len(vals) < 6:
+        return None
+    half = len(vals) // 2
+    base = float(np.median(vals[: max(1, half // 2)]))
+    peak = max(vals[half:]) if vals[half:] else max(vals)
+    if peak <= base:
+        return None
+    thr = base + 0.5 * (peak - base)
+    return f"max > {thr:.4g}" + (f" and ratio >= {min(10.0, max(1.5, peak / base * 0.5)):.2g}" if base > 0 else "")
+
+
+def draft_runbook(report: Any, fault: str, service: str, queries: list[tuple[str, str]] | None = None,
+                  alert: str | None = None) -> str:
+    """TOML text of a draft runbook for a cause the engineer named (often ``other:<slug>``),
+    from ``queries`` ((kind, text): what they ran in the chat) or, without any, the queries of
+    the evidence on that service. Conditions come from the charts when the values are at
+    hand, else a generic "it moved" condition to review."""
+    slug = fault.split(":", 1)[-1]
+    picked: list[tuple[str, str, str | None]] = []
+    for kind, text in queries or []:
+        picked.append((kind, text, None))
+    if not picked:
+        for h in getattr(report, "hypotheses", []):
+            if h.service != service:
+                continue
+            for e in h.evidence:
+                if e.kind == "metric" and e.query and not e.query.startswith("match[]"):
+                    cond = _condition_from_chart(e.chart.points, None) if e.chart is not None else None
+                    picked.append(("promql", e.query, cond))
+                elif e.kind == "log" and e.query.startswith("{"):
+                    picked.append(("logql", e.query, "lines > 5 and ratio >= 3"))
+        seen: set[str] = set()
+        picked = [p for p in picked if not (p[1] in seen or seen.add(p[1]))][:3]
+    inv = getattr(report, "investigation_id", "?")
+    lines = [
+        f"# Draft learnt from investigation {inv}, where the engineer said it was actually {fault}@{service}.",
+        "# Review the queries and conditions, then: compass runbook test THIS_FILE --bundle INCIDENT",
+        "# (docs/runbooks.md). Delete `draft = true` once you trust it.",
+        f"name = {_toml_str(slug.replace('_', ' ').replace('-', ' ').capitalize())}",
+        f"fault = {_toml_str(fault)}",
+        f"service = {_toml_str(service)}",
+        "note = " + _toml_str(f"Learnt from {inv}: what fixed it last time?"),
+        "draft = true",
+        "",
+    ]
+    if alert:
+        lines += ["[when]", f"alertname = {_toml_str(alert)}", ""]
+    if not picked:
+        lines += ["# No query showed it in that investigation: write the one that would.", "[[query]]",
+                  "id = \"signal\"", "promql = 'up'", "condition = \"min < 1\"", ""]
+    for i, (kind, text, cond) in enumerate(picked, 1):
+        if kind not in QUERY_KINDS:
+            kind = "promql"
+        default = {"promql": "ratio >= 3", "logql": "lines > 5 and ratio >= 3", "traceql": "spans > 5 and ratio >= 3"}[kind]
+        lines += ["[[query]]", f'id = "q{i}"', f"{kind} = {_toml_str(text)}",
+                  f'condition = "{cond or default}"' + ("" if cond else "   # a guess: the signal moved; review it"), ""]
+    return "\n".join(lines)

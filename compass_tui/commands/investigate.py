@@ -100,8 +100,12 @@ async def _run(request, backend, args, store, out=sys.stdout) -> int:
     deps = EngineDeps(backend=backend, budget=budget, memory=store.advisor() if store is not None else None,
                       grafana_url=getattr(args, "grafana_url", None), t0=getattr(args, "t0", None),
                       runbooks=_runbooks(args))
+    from compass_tui.report.timeline import Timeline
+
     report = None
+    timeline = Timeline()
     async for ev in investigate(request, deps):
+        timeline.observe(ev)
         if getattr(args, "events", False):
             out.write(ev.model_dump_json() + "\n")
             out.flush()
