@@ -46,7 +46,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
 }
 _COND = re.compile(r"^\s*([a-z_]+)\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
-_FAULT = re.compile(r"^(?:[a-z][a-z0-9_]*|other:[a-z0-9][a-z0-9_-]*)$")
+_FAULT = re.compile(r"^(?:[a-z][a-z0-9_]*|other:[a-z0-9][a-z0-9-]*)$")
 _TRACE = re.compile(r'^\{\s*(?:resource\.service\.name\s*=\s*"([^"]+)")?\s*(?:&&\s*)?(status\s*=\s*error)?\s*\}$')
 SERVICE_LABELS = ("service", "service_name", "job", "app", "container")
 DEFAULT_CONFIDENCE = 0.8
@@ -209,7 +209,7 @@ def parse_runbook(text: str, path: str) -> Runbook:
         raise fail("name", "expected a non-empty string (the runbook's name)")
     fault = doc.get("fault")
     if not isinstance(fault, str) or not _FAULT.match(fault):
-        raise fail("fault", "expected a catalog fault id or other:<slug> (lowercase, e.g. other:kafka_consumer_lag)")
+        raise fail("fault", "expected a catalog fault id or other:<slug> (lowercase letters, digits, dashes: e.g. other:kafka-consumer-lag)")
     note = doc.get("note", "")
     if not isinstance(note, str):
         raise fail("note", "expected a string (what fixes it)")
@@ -248,6 +248,9 @@ def parse_runbook(text: str, path: str) -> Runbook:
         raise fail("query", "expected at least one [[query]] table with promql, logql or traceql")
     queries = []
     for i, q in enumerate(qs):
+        for k in q:
+            if k not in ("id", "condition", *QUERY_KINDS):
+                raise fail(k, "unknown key of [[query]]; expected id, promql|logql|traceql, condition", "query", i)
         kinds = [k for k in QUERY_KINDS if k in q]
         if len(kinds) != 1:
             raise fail("promql", "each [[query]] needs exactly one of promql, logql, traceql", "query", i)
@@ -257,9 +260,6 @@ def parse_runbook(text: str, path: str) -> Runbook:
             raise fail(kind, "expected the query text as a string", "query", i)
         if kind == "traceql" and not _TRACE.match(qtext.strip()):
             raise fail(kind, 'expected a trace search: { }, { status = error }, { resource.service.name = "S" } or both joined by &&', "query", i)
-        for k in q:
-            if k not in ("id", "condition", *QUERY_KINDS):
-                raise fail(k, "unknown key of [[query]]; expected id, promql|logql|traceql, condition", "query", i)
         qid = q.get("id", f"q{i + 1}")
         if not isinstance(qid, str):
             raise fail("id", "expected a string", "query", i)

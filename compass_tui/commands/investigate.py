@@ -90,7 +90,8 @@ def _runbooks(args):
     return load_configured(cfg)
 
 
-async def _run(request, backend, args, store, out=sys.stdout) -> int:
+async def _run(request, backend, args, store, out=None) -> int:
+    out = out if out is not None else sys.stdout  # looked up now: stdout may have been replaced
     from compass_tui.engine import Budget, EngineDeps, investigate, signature_of
     from compass_tui.models import Finished
 

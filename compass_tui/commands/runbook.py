@@ -81,8 +81,8 @@ def _err(msg: str) -> int:
 def _slug(name: str) -> str:
     import re
 
-    s = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    return s or "my_check"
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return s or "my-check"
 
 
 def run_new(args: argparse.Namespace) -> int:
@@ -91,7 +91,7 @@ def run_new(args: argparse.Namespace) -> int:
 
     name = (getattr(args, "name", None) or "My check").strip()
     slug = _slug(name)
-    out = Path(args.out).expanduser() if getattr(args, "out", None) else personal_dir() / f"{slug.replace('_', '-')}.toml"
+    out = Path(args.out).expanduser() if getattr(args, "out", None) else personal_dir() / f"{slug}.toml"
     if str(out) == "-":
         sys.stdout.write(TEMPLATE.format(name=name, slug=slug, path="FILE"))
         return 0

@@ -25,7 +25,7 @@ from compass_tui.sim.scenario import SimIncident, SimOptions, generate
 
 CAUSES = ("kafka_consumer_lag", "jvm_threadpool_exhaustion", "feature_flag_flipped", "node_not_ready",
           "external_api_rate_limited", "cron_job_stampede")
-"""The out-of-catalog causes, as ``other:<slug>`` slugs."""
+"""The out-of-catalog causes, as ``other:<slug>`` slugs (with dashes)."""
 
 
 @dataclass
@@ -40,7 +40,7 @@ class OutsideIncident:
 
     @property
     def fault(self) -> str:
-        return f"other:{self.cause}"
+        return "other:" + self.cause.replace("_", "-")
 
 
 def _svc_key(inc: SimIncident) -> str:
