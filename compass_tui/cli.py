@@ -19,6 +19,9 @@ COMMANDS = {
     "doctor": "compass_tui.commands.live:run_doctor",
     "replay": "compass_tui.commands.live:run_replay",
     "snapshot": "compass_tui.commands.live:run_snapshot",
+    "runbook": "compass_tui.commands.runbook:run",
+    "report": "compass_tui.commands.postmortem:run_report",
+    "eval": "compass_tui.commands.evaluate:run_eval",
 }
 
 
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--actual", metavar="FAULT@SERVICE")
     p.add_argument("--reason", help="why it was rejected")
     p.add_argument("--note", help="what fixed it")
+    p.add_argument("--minutes", type=float, metavar="N",
+                   help="with --confirm/--actual: how long finding it would have taken you without COMPASS")
 
     p = sub.add_parser("history", help="list past investigations")
     _common(p)
@@ -73,6 +78,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", help="accuracy as judged by the engineer, time to first hypothesis")
     _common(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("runbook", help="write, list and test your own checks (docs/runbooks.md)")
+    rsub = p.add_subparsers(dest="runbook_command", metavar="ACTION", required=True)
+    q = rsub.add_parser("test", help="run one runbook on a bundle: what each query returned, whether it fired")
+    _common(q)
+    q.add_argument("file", metavar="FILE")
+    q.add_argument("--bundle", metavar="PATH", required=True, help="incident bundle (directory or .tar.gz)")
+    q = rsub.add_parser("new", help="write a commented template to your runbook folder")
+    _common(q)
+    q.add_argument("name", nargs="?", help="the runbook's name (default: My check)")
+    q.add_argument("--out", metavar="FILE", help="where to write it ('-' for stdout)")
+    q.add_argument("--force", action="store_true", help="overwrite an existing file")
+    q = rsub.add_parser("list", help="the runbooks COMPASS would run, and files it cannot load")
+    _common(q)
+    q = rsub.add_parser("draft", help="a draft runbook from the queries of an investigation you corrected")
+    _common(q)
+    q.add_argument("investigation_id")
+    q.add_argument("--out", metavar="FILE", help="where to write it (default: your runbook folder)")
+
+    p = sub.add_parser("report", help="a past investigation as a Learning Teams post-mortem (Markdown)")
+    _common(p)
+    p.add_argument("investigation_id")
+    p.add_argument("--postmortem", action="store_true", help="write the post-mortem (the only report kind so far)")
+    p.add_argument("--out", metavar="FILE", help="write it there instead of stdout")
+
+    p = sub.add_parser("eval", help="re-run your recorded incidents and score each config: top-1, top-3, speed, cost")
+    p.add_argument("dirs", nargs="*", metavar="DIR", help="bundles or folders of bundles (default: the snapshot folder)")
+    p.add_argument("--config", action="append", metavar="FILE", default=argparse.SUPPRESS,
+                   help="a config to score (repeat to compare several; default: the current one)")
+    p.add_argument("--store", metavar="PATH", default=argparse.SUPPRESS, help="the memory holding your verdicts")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("init", help="write a commented starting config")

@@ -219,6 +219,13 @@ class Config(BaseSettings):
     """Caps of one investigation (``[budget]``)."""
     models: dict[str, str] = Field(default_factory=dict)
     """Model per agent role, litellm names (``[models]``: e.g. ``narrative = "ollama/llama3.1"``)."""
+    runbook_dirs: list[str] = Field(default_factory=list)
+    """More folders of runbooks, read after the shipped ones and ``$XDG_CONFIG_HOME/compass/runbooks``."""
+    shipped_runbooks: bool = True
+    """Run the runbooks shipped with COMPASS (``runbooks/``) as well as your own."""
+    baseline_minutes: float | None = Field(default=None, gt=0)
+    """Minutes an investigation would take you without COMPASS, for ``compass stats`` when you
+    gave no estimate at confirmation."""
     mcp_max_concurrency: int = Field(default=8, ge=1)
     """Tool calls in flight at once across all MCP servers."""
     mcp_retries: int = Field(default=1, ge=0)

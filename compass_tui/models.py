@@ -142,6 +142,15 @@ class Suspect(BaseModel):
     inherited_from: list[str] = Field(default_factory=list)
     """Dependencies whose own trouble explains part of this service's."""
     signals: list[SuspectSignal] = Field(default_factory=list)
+class TimelineEntry(BaseModel):
+    """One moment of the investigation, for the post-mortem's timeline."""
+
+    at_s: float
+    """Seconds since the investigation started."""
+    kind: Literal["phase", "raised", "tested", "ruled_out", "supported", "degraded"]
+    hypothesis: str | None = None
+    """``fault@service`` when it is about a hypothesis."""
+    detail: str = ""
 
 
 class Report(BaseModel):
@@ -156,6 +165,9 @@ class Report(BaseModel):
     """The incident signature the store matches recurrences on."""
     suspects: list[Suspect] = Field(default_factory=list)
     """Every service that moved, ranked by where the trouble started (the localisation)."""
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    """When each hypothesis was raised, tested, ruled out or supported (filled by whoever
+    consumed the event stream; empty in reports made before it existed)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -15,6 +15,7 @@ import pytest
 from compass_tui.models import Hypothesis, Incident, Report, Signature, Timings
 from compass_tui.store import CATALOG_FAULTS, Store, StoreUnavailable, UnknownInvestigation, parse_cause
 from compass_tui.store.memory import jaccard
+from compass_tui.store.schema import SCHEMA_VERSION
 
 SIG = Signature(alertname="HighErrorRate", service="checkout", shape="errors", moved=["checkout", "payments", "payments-db"])
 
@@ -59,7 +60,7 @@ def test_record_and_feedback_survive_reopening(tmp_path: Path) -> None:
         s.record_investigation(make_report("inv-1", ENGINE_WRONG, first_s=1.5), SIG)
         s.feedback("inv-1", "actual", "db_slow_queries", "payments-db", note="killed the runaway report query")
     con = duckdb.connect(str(path), read_only=True)
-    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     con.close()
     with Store.open(path, read_only=True) as s:
         [item] = s.history()

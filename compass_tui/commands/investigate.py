@@ -78,7 +78,20 @@ def open_store(args):
         return None
 
 
-async def _run(request, backend, args, store, out=sys.stdout) -> int:
+def _runbooks(args):
+    """The configured runbooks (shipped, personal, config folders); a bad config reads none."""
+    from compass_tui.config import ConfigError, load_config
+    from compass_tui.runbooks import load_configured
+
+    try:
+        cfg = load_config(getattr(args, "config", None))
+    except ConfigError:
+        cfg = None
+    return load_configured(cfg)
+
+
+async def _run(request, backend, args, store, out=None) -> int:
+    out = out if out is not None else sys.stdout  # looked up now: stdout may have been replaced
     from compass_tui.engine import Budget, EngineDeps, investigate, signature_of
     from compass_tui.models import Finished
 
@@ -86,9 +99,14 @@ async def _run(request, backend, args, store, out=sys.stdout) -> int:
     if getattr(args, "deadline", None):
         budget.deadline_s = float(args.deadline)
     deps = EngineDeps(backend=backend, budget=budget, memory=store.advisor() if store is not None else None,
-                      grafana_url=getattr(args, "grafana_url", None), t0=getattr(args, "t0", None))
+                      grafana_url=getattr(args, "grafana_url", None), t0=getattr(args, "t0", None),
+                      runbooks=_runbooks(args))
+    from compass_tui.report.timeline import Timeline
+
     report = None
+    timeline = Timeline()
     async for ev in investigate(request, deps):
+        timeline.observe(ev)
         if getattr(args, "events", False):
             out.write(ev.model_dump_json() + "\n")
             out.flush()

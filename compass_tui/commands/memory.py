@@ -53,9 +53,13 @@ def run_feedback(args: argparse.Namespace) -> int:
     except StoreUnavailable as e:
         _err("feedback", str(e))
         return 1
+    minutes = getattr(args, "minutes", None)
+    if minutes is not None and verdict == "reject":
+        _err("feedback", "--minutes goes with --confirm or --actual (how long finding the cause would have taken you)")
+        return 2
     try:
         store.feedback(args.investigation_id, verdict, fault, service, reason=reason,
-                       note=(args.note or "").strip() or None)
+                       note=(args.note or "").strip() or None, minutes_estimate=minutes)
     except UnknownInvestigation as e:
         _err("feedback", str(e))
         return 2
@@ -71,6 +75,8 @@ def run_feedback(args: argparse.Namespace) -> int:
         "actual": f"recorded {cause} as the actual cause",
     }[verdict]
     print(f"{args.investigation_id}: {said}; the next matching incident will be ranked with it")
+    if verdict == "actual" and fault.startswith("other:"):
+        print(f"save the queries that showed it as a runbook draft: compass runbook draft {args.investigation_id}")
     return 0
 
 
@@ -147,11 +153,21 @@ def run_stats(args: argparse.Namespace) -> int:
     store, code = _open_read_only("stats", args)
     if code is not None:
         return code
+    baseline = None
+    try:
+        from compass_tui.config import load_config
+
+        baseline = load_config(getattr(args, "config", None)).baseline_minutes
+    except Exception:
+        baseline = None  # a bad config must not hide the figures; `compass doctor` says why
     try:
         if store:
-            stats = store.stats()
+            stats = store.stats(baseline_minutes=baseline)
         else:
+            from compass_tui.store.store import time_saved
+
             empty = window_stats([])
+            empty["time_saved"] = time_saved([], baseline)
             stats = {"now": None, "windows": {"7d": empty, "30d": empty}}
     finally:
         if store:
@@ -173,4 +189,21 @@ def run_stats(args: argparse.Namespace) -> int:
          _secs(w30["first_hypothesis_s"]["mean"])],
     ]
     print(_table(rows))
+    ts7, ts30 = w7["time_saved"], w30["time_saved"]
+    print()
+    if ts7["investigations"]:
+        print(f"COMPASS saved you {ts7['minutes']:.0f} minutes this week "
+              f"({ts7['investigations']} confirmed causes; {ts30['minutes']:.0f} minutes over 30 days)")
+    elif ts30["investigations"]:
+        print(f"COMPASS saved you {ts30['minutes']:.0f} minutes over the last 30 days (none confirmed this week)")
+    else:
+        print("time saved: no confirmed cause with an estimate yet; give one with "
+              "`compass feedback ID --confirm F@S --minutes N` or set baseline_minutes in the config")
+    if ts30["investigations"]:
+        src = []
+        if ts30["from_estimates"]:
+            src.append(f"{ts30['from_estimates']} from your estimates")
+        if ts30["from_baseline"]:
+            src.append(f"{ts30['from_baseline']} from baseline_minutes = {ts30['baseline_minutes']:g}")
+        print(f"method: {ts30['method']} ({', '.join(src)})")
     return 0

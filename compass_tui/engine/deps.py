@@ -45,6 +45,8 @@ class EngineDeps:
     grafana_url: str | None = None
     """For deep links (Grafana Explore) on evidence."""
     investigation_id: str | None = None
+    runbooks: Any | None = None
+    """A ``compass_tui.runbooks.RunbookSet`` to run as one more agent; None runs none."""
     t0: float | None = None
     """``time.perf_counter()`` when the user asked (before the source was opened), so timings
     count what the user waited for; None starts the clock with the engine."""

@@ -198,6 +198,14 @@ class _Run:
             for c in found:
                 if c.strength >= 0.3:
                     self._emit_added(c)
+        # --- runbooks: the engineer's own checks (compass_tui/runbooks.py), same runner and disproof
+        if self.deps.runbooks is not None:
+            from compass_tui import runbooks as runbooks_mod
+
+            t_rb = time.perf_counter()
+            cands += await runbooks_mod.propose(ctx, self.runner, self.deps.runbooks, self._emit_added, self.degrade)
+            self.runner.costs["runbooks"].wall_s += time.perf_counter() - t_rb
+        # --- end runbooks
         self.signature = self._signature(ctx)
         cands += self._memory_candidates()
         run_checks(ctx, cands)

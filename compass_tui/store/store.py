@@ -345,12 +345,14 @@ class Store:
         note: str | None = None,
         *,
         at: float | None = None,
+        minutes_estimate: float | None = None,
     ) -> None:
         """Record the engineer's verdict on a cause of a past investigation, committed at once.
 
         ``confirm``: it was this cause. ``reject``: it was not (a reason is kept).
         ``actual``: it was this cause, which COMPASS may not have proposed (catalog id or
-        ``other:<slug>``). Raises ``UnknownInvestigation`` for an id not in the memory and
+        ``other:<slug>``). ``minutes_estimate``: how long the engineer says finding it would
+        have taken without COMPASS (for the time saved in ``stats``). Raises ``UnknownInvestigation`` for an id not in the memory and
         ``ValueError`` for a bad verdict or cause.
         """
         self._require_writable()
@@ -364,10 +366,13 @@ class Store:
                     f"no investigation {investigation_id!r} in {self.path} (see `compass history`)"
                 )
             # A single autocommitted statement: durable in the WAL once this returns.
+            if minutes_estimate is not None and not (0 < float(minutes_estimate) < 100000):
+                raise ValueError(f"the estimate must be a positive number of minutes, got {minutes_estimate!r}")
             cur.execute(
-                "INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, reason, note) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [investigation_id, time.time() if at is None else at, verdict, fault, service, reason, note],
+                "INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, reason, note, minutes_estimate) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [investigation_id, time.time() if at is None else at, verdict, fault, service, reason, note,
+                 None if minutes_estimate is None else float(minutes_estimate)],
             )
             self._shared.generation += 1
 
@@ -411,13 +416,14 @@ class Store:
             by_id[inv_id]["hypotheses"].append(
                 {"rank": rank, "fault": fault, "service": service, "confidence": conf, "status": status}
             )
-        for inv_id, at, verdict, fault, service, reason, note in cur.execute(
-            "SELECT investigation_id, given_at, verdict, fault, service, reason, note FROM feedback "
+        for inv_id, at, verdict, fault, service, reason, note, minutes in cur.execute(
+            "SELECT investigation_id, given_at, verdict, fault, service, reason, note, minutes_estimate FROM feedback "
             "WHERE investigation_id IN (SELECT unnest(?)) ORDER BY given_at, id",
             [ids],
         ).fetchall():
             by_id[inv_id]["verdicts"].append(
-                {"at": at, "verdict": verdict, "fault": fault, "service": service, "reason": reason, "note": note}
+                {"at": at, "verdict": verdict, "fault": fault, "service": service, "reason": reason, "note": note,
+                 "minutes_estimate": minutes}
             )
         return invs
 
@@ -461,7 +467,7 @@ class Store:
             )
         return out
 
-    def stats(self, now: float | None = None) -> dict[str, Any]:
+    def stats(self, now: float | None = None, baseline_minutes: float | None = None) -> dict[str, Any]:
         """Accuracy as judged by the engineer, and time to first hypothesis, over the last
         7 and 30 days (by when each investigation was recorded)."""
         now = time.time() if now is None else now
@@ -469,15 +475,29 @@ class Store:
         invs: list[dict[str, Any]] = []
         if not self._empty():
             rows = self._cur().execute(
-                "SELECT id, recorded_at, first_hypothesis_s FROM investigations "
+                "SELECT id, recorded_at, first_hypothesis_s, total_s FROM investigations "
                 "WHERE recorded_at > ? AND recorded_at <= ?",
                 [now - 30 * DAY_S, now],
             ).fetchall()
-            invs = self._with_outcomes([{"id": i, "recorded_at": t, "first_s": f} for i, t, f in rows])
+            invs = self._with_outcomes([{"id": i, "recorded_at": t, "first_s": f, "total_s": tt}
+                                        for i, t, f, tt in rows])
         for days in (7, 30):
             window = [i for i in invs if i["recorded_at"] > now - days * DAY_S]
             out["windows"][f"{days}d"] = window_stats(window)
+            out["windows"][f"{days}d"]["time_saved"] = time_saved(window, baseline_minutes)
         return out
+
+    def investigation(self, investigation_id: str) -> dict[str, Any]:
+        """One recorded investigation: its report, when it ran, and the engineer's verdicts.
+        Raises ``UnknownInvestigation``."""
+        row = None if self._empty() else self._cur().execute(
+            "SELECT id, recorded_at, started_at, report_json FROM investigations WHERE id = ?", [investigation_id]
+        ).fetchone()
+        if row is None:
+            raise UnknownInvestigation(f"no investigation {investigation_id!r} in {self.path} (see `compass history`)")
+        inv = {"id": row[0], "recorded_at": row[1], "started_at": row[2], "report": Report.model_validate_json(row[3])}
+        self._with_outcomes([inv])
+        return inv
 
     def close(self) -> None:
         """Close (idempotent); when the last user in this process closes, the connection
@@ -582,4 +602,54 @@ def window_stats(invs: list[dict[str, Any]]) -> dict[str, Any]:
             "median": round(statistics.median(firsts), 3) if firsts else None,
             "mean": round(statistics.fmean(firsts), 3) if firsts else None,
         },
+    }
+
+
+SAME_SITTING_S = 1800.0
+"""A confirmation within this long of the investigation finishing was given while reading it."""
+
+
+def time_saved(invs: list[dict[str, Any]], baseline_minutes: float | None = None) -> dict[str, Any]:
+    """Minutes saved over investigations whose cause the engineer confirmed or named.
+
+    For each: the engineer's own estimate of how long finding it would have taken without
+    COMPASS (asked once at confirmation), else ``baseline_minutes`` from the config, minus
+    COMPASS's time to the confirmed cause: from when it started to the confirmation when that
+    came in the same sitting (within 30 min of the investigation finishing), else the
+    investigation's own run time. Never negative per investigation."""
+    saved = 0.0
+    counted = estimated = by_baseline = 0
+    compass_min: list[float] = []
+    for inv in invs:
+        cause, _ = outcome(inv)
+        if cause is None:
+            continue
+        verdict = next((v for v in reversed(inv["verdicts"]) if (v["fault"], v["service"]) == cause
+                        and v["verdict"] in ("confirm", "actual")), None)
+        if verdict is None:
+            continue
+        est = next((v.get("minutes_estimate") for v in inv["verdicts"] if v.get("minutes_estimate")), None)
+        if est is None:
+            if baseline_minutes is None:
+                continue
+            est, by_baseline = baseline_minutes, by_baseline + 1
+        else:
+            estimated += 1
+        total = float(inv.get("total_s") or 0.0)
+        finished = float(inv["recorded_at"])
+        started = finished - total
+        took = (verdict["at"] - started) if verdict["at"] - finished <= SAME_SITTING_S else total
+        took_min = max(0.0, took) / 60.0
+        compass_min.append(took_min)
+        saved += max(0.0, float(est) - took_min)
+        counted += 1
+    return {
+        "minutes": round(saved, 1),
+        "investigations": counted,
+        "from_estimates": estimated,
+        "from_baseline": by_baseline,
+        "baseline_minutes": baseline_minutes,
+        "compass_minutes_median": round(statistics.median(compass_min), 2) if compass_min else None,
+        "method": "your estimate at confirmation (else the configured baseline_minutes) minus COMPASS's time "
+                  "to the confirmed cause (to your confirmation when given within 30 min, else its run time)",
     }

@@ -78,6 +78,7 @@ class InvestigationScreen(Screen):
         Binding("escape", "back", "back", show=False),
         Binding("e", "export", "export"),
         Binding("r", "rerun", "rerun"),
+        Binding("D", "draft_runbook", "draft runbook", show=False),
         Binding("1", "tab('evidence')", "evidence", show=False),
         Binding("2", "tab('cost')", "cost", show=False),
         Binding("3", "tab('health')", "health", show=False),
@@ -94,6 +95,8 @@ class InvestigationScreen(Screen):
         self.verdicts: dict[str, str] = {}
         self.report: Report | None = None
         self.finished_event: Finished | None = None
+        self.chat_queries: list[tuple[str, str]] = []
+        self.correction: tuple[str, str] | None = None
         self.opened: Any = None
         self.request: Any = None
         self.backend: Any = None
@@ -224,16 +227,23 @@ class InvestigationScreen(Screen):
                 memory = state.store.advisor()
             except Exception:
                 memory = None
+        from compass_tui.runbooks import load_configured  # noqa: PLC0415
+
         deps = EngineDeps(
             backend=opened.backend,
             budget=self.options.budget or Budget(),
             memory=memory,
             grafana_url=self.options.grafana_url,
+            runbooks=load_configured(getattr(self.options, "config", None)),
         )
         investigate = self.options.investigate
         if investigate is None:
             from compass_tui.engine import investigate  # noqa: PLC0415
+        from compass_tui.report.timeline import Timeline  # noqa: PLC0415
+
+        timeline = Timeline()  # the post-mortem's timeline, kept on the report
         async for event in investigate(opened.request, deps):
+            timeline.observe(event)
             self.post_message(EngineEvent(event, run))
 
     @work(thread=True, group="health", exit_on_error=False)
@@ -244,6 +254,7 @@ class InvestigationScreen(Screen):
     @work(group="chat", exit_on_error=False)
     async def run_chat_query(self, language: str, query: str) -> None:
         """Run the engineer's own PromQL/LogQL on the current backend."""
+        self.chat_queries.append(({"logql": "logql"}.get(language, "promql"), query))  # for a learnt runbook
         self.post_message(ChatAnswer(await chat.run_query(self.backend, self.request, language, query)))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -488,8 +499,52 @@ class InvestigationScreen(Screen):
         except OSError as e:
             self.notify(f"{path}: cannot write: {e.strerror or e}", severity="error")
             return
-        self.notify(f"Report written to {path}", title="exported", timeout=8)
-        self.query_one("#chat-log", RichLog).write(Text(f"report exported to {path}"))
+        md_path = path.with_name(f"compass-{name}.postmortem.md")
+        try:
+            md_path.write_text(self._postmortem(), encoding="utf-8")
+        except OSError as e:
+            self.notify(f"{md_path}: cannot write: {e.strerror or e}", severity="error")
+            md_path = None
+        self.notify(f"Report written to {path}" + (f", post-mortem to {md_path}" if md_path else ""), title="exported", timeout=8)
+        self.query_one("#chat-log", RichLog).write(Text(f"report exported to {path}" + (f"; post-mortem: {md_path}" if md_path else "")))
+
+    def _postmortem(self) -> str:
+        """The Learning Teams post-mortem of this investigation, with the verdicts recorded."""
+        import time  # noqa: PLC0415
+
+        from compass_tui.commands.postmortem import postmortem_narrator  # noqa: PLC0415
+        from compass_tui.report.postmortem import Facts, postmortem_markdown  # noqa: PLC0415
+
+        store = self.store_state.store if self.store_state else None
+        facts = Facts(report=self.report, recorded_at=time.time())
+        if store is not None:
+            try:
+                inv = store.investigation(self.report.investigation_id)
+                facts = Facts(report=self.report, recorded_at=inv["recorded_at"], verdicts=inv["verdicts"])
+            except Exception:
+                pass
+        return postmortem_markdown(facts, postmortem_narrator(self.options.config))
+
+    def action_draft_runbook(self) -> None:
+        """Save the queries that showed the corrected cause as a draft runbook."""
+        from compass_tui.commands.postmortem import draft_path  # noqa: PLC0415
+        from compass_tui.runbooks import draft_runbook  # noqa: PLC0415
+
+        if self.report is None or self.correction is None:
+            self.notify("Say what it actually was first (a), with a cause outside the catalog.", severity="warning")
+            return
+        fault, service = self.correction
+        text = draft_runbook(self.report, fault, service, self.chat_queries or None,
+                             alert=self.request.alertname if self.request else None)
+        path = draft_path(fault)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as e:
+            self.notify(f"{path}: cannot write: {e.strerror or e}", severity="error")
+            return
+        self.notify(f"Draft runbook written to {path}", title="runbook draft", timeout=10)
+        self.query_one("#chat-log", RichLog).write(Text(f"draft runbook saved: {path} (review it, then `compass runbook test`)"))
 
     def _verdict_target(self) -> Hypothesis | None:
         h = self.query_one("#hypotheses", HypothesisList).selected
@@ -563,6 +618,11 @@ class InvestigationScreen(Screen):
             )
             if saved:
                 self.notify(f"It was actually {cause}: saved to memory.")
+            if correction.fault.startswith("other:"):
+                self.correction = (correction.fault, correction.service)
+                src = "the queries you ran in the chat" if self.chat_queries else "the evidence queries on " + correction.service
+                self.query_one("#chat-log", RichLog).write(
+                    Text(f"press D to save {src} as a draft runbook for {cause}", style="bold"))
 
         self.app.push_screen(ActualScreen(catalog_faults(), sorted(services)), done)
 
