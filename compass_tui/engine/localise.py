@@ -298,8 +298,9 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
         if not deps:
             continue
         own = s.kinds()
-        inh = sum(m.sev for k, m in own.items() if k in INHERITABLE and m.view == "own")
-        rest = sum(m.sev for k, m in own.items() if k not in INHERITABLE or m.view != "own")
+        # what its callers see of it is inherited as much as what it sees of itself
+        inh = sum(m.sev for k, m in own.items() if k in INHERITABLE)
+        rest = sum(m.sev for k, m in own.items() if k not in INHERITABLE)
         if inh <= 0:
             continue
         # the dependency that explains most: trouble of its own no later than this service's

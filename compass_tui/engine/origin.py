@@ -47,9 +47,10 @@ def _network(ctx: Ctx, s: Suspect, strength: float) -> Candidate | None:
     seen = callers.get("latency")
     if seen is None:
         return None
+    if not (seen.baseline > 0 and seen.peak >= 2.0 * seen.baseline and seen.peak - seen.baseline >= 0.005):
+        return None  # far slower, not a few percent: delay on the path is large or nothing
     own_lat = own.get("latency")
-    measured_own = any(ctx.series(sig, s.service) is not None for sig in ("latency_p99", "latency_mean")) or \
-        any(m.kind == "latency" and m.view == "own" for m in s.moved)
+    measured_own = _own_latency_query(ctx, s.service) != "(none)"
     if own_lat is not None and own_lat.z >= 0.5 * seen.z:
         return None  # the service's own view moved as much: it is slow itself
     c = Candidate("network_degradation", s.service, "origin", 0.0, f"calls to {s.service} are slow on the way (callers' view)",
