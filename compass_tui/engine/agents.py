@@ -64,7 +64,10 @@ def _cpu(ctx: Ctx, svc: str) -> Candidate | None:
         if ch is None or not np.isfinite(ch.baseline):
             continue
         # without a limit, saturation can only be read from a large rise
-        if ch.rose and ch.ratio >= (1.3 if level_ok is not None else 1.6):
+        # it must matter in cores or against the limit: 20x of almost nothing is nothing
+        small = (sig == "cpu_cores" and ch.after - ch.baseline < 0.05) or \
+            (sig == "cpu_util" and ch.after < 0.3) or (sig == "cpu_throttle" and ch.after < 0.05)
+        if ch.rose and not small and ch.ratio >= (1.3 if level_ok is not None else 1.6):
             level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
             score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
             if best is None or score > best[0]:
@@ -158,7 +161,11 @@ def _memory(ctx: Ctx, svc: str) -> Candidate | None:
     rise = slope * span
     # near a limit a leak has little room left: a few points of the limit is growth enough
     near_limit = util and peak >= 0.9 and rise >= 0.06
-    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5:
+    # a leak grows all along; one step (a restart to a higher level, a cache warming) is not one
+    jumps = np.diff(v_env[start_i:peak_i + 1])
+    jumps = jumps[np.isfinite(jumps)]
+    one_step = rise > 0 and len(jumps) and float(jumps.max()) >= 0.5 * rise
+    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step:
         score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
         if util and peak >= 0.85:
             score += 0.15
@@ -775,7 +782,9 @@ def _surge(ctx: Ctx) -> list[Candidate]:
                 entry or ok is None or (np.isfinite(ok.ratio) and ok.ratio >= 1.3) or
                 (ctx.graph.known and not callers_failing_first)):
             options.append(("request_rate", tot))
-        options = [o for o in options if o[1].onset <= ctx.onset + 600]
+        # more load must matter against the service's usual load, in requests per second
+        options = [o for o in options if o[1].onset <= ctx.onset + 600
+                   and o[1].after - o[1].baseline >= 0.3 and o[1].baseline >= 0.05]
         if options:
             sig, ch = min(options, key=lambda o: o[1].onset)
             rising[svc] = ch
