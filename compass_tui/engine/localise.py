@@ -112,6 +112,8 @@ class Suspect:
     onset: float | None
     moved: list[Moved] = field(default_factory=list)
     inherited_from: list[str] = field(default_factory=list)
+    inherited_share: float = 0.0
+    """How much of its latency and errors a dependency's trouble explains (0..1)."""
     pod: str | None = None
     norm: float = 0.0
 
@@ -319,6 +321,7 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
         blame.sort(reverse=True)
         share = min(1.0, blame[0][0] / max(inh, 1e-9))
         s.inherited_from = [d for _, d in blame[:3]]
+        s.inherited_share = share
         kept = inh * (1.0 - 0.7 * share) + rest
         total = inh + rest
         s.score = s.raw * (kept / total if total > 0 else 1.0)

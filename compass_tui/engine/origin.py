@@ -88,8 +88,6 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     lat = own.get("latency")
     if not trouble and lat is None:
         return None
-    if s.inherited_from:
-        return None  # its trouble echoes a dependency's
     if _is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
     resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0]
@@ -99,7 +97,9 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
     sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
-    deps_healthy = deps_known and not (graph.callees(s.service) & sick)
+    deps_healthy = deps_known and (not (graph.callees(s.service) & sick) or s.inherited_share < 0.25)
+    if s.inherited_share >= 0.5 and not own_lines:
+        return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
     calm = not any(k in own and own[k].sev >= 1.0 for k in ("cpu", "memory", "disk", "saturation"))
     if not own_lines and not deps_healthy and not (unknown_graph and trouble and calm):
