@@ -97,7 +97,7 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
     sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
-    deps_healthy = deps_known and (not (graph.callees(s.service) & sick) or s.inherited_share < 0.25)
+    deps_healthy = deps_known and not (graph.callees(s.service) & sick)
     if s.inherited_share >= 0.5 and not own_lines:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
