@@ -5,7 +5,8 @@ and ``unexplained`` (where, not what) so the likely origin always has a hypothes
 
 from __future__ import annotations
 
-from compass_tui.engine.agents import DB_NAME, _frag, _rel, change_events
+from compass_tui.engine.agents import DB_NAME, OWN_ERROR, _frag, _rel, change_events
+from compass_tui.engine.graph import median
 from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.localise import Moved, Suspect
@@ -98,7 +99,8 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
     sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
-    deps_healthy = deps_known and not (graph.callees(s.service) & sick)
+    deps_healthy = deps_known and not (graph.callees(s.service) & sick) and \
+        not any(_calls_failing(ctx, s.service, d) for d in graph.callees(s.service))
     if s.inherited_share >= 0.5 and not own_lines:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
@@ -141,8 +143,22 @@ def own_new_templates(ctx: Ctx, svc: str):
     or refusal (those are a dependency's trouble seen from here)."""
     if not ctx.logs:
         return []
-    return [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and not tp.named and not tp.peers
+    return [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
             and not INHERITED.search(tp.example)]
+
+
+def _calls_failing(ctx: Ctx, svc: str, callee: str) -> bool:
+    """Do the traced calls from svc to callee fail or slow down after the onset?"""
+    st = ctx.graph.edge_stats.get((svc, callee))
+    if st is None or st.post_n < 5:
+        return False
+    err_b = st.base_err / st.base_n if st.base_n else 0.0
+    err_p = st.post_err / st.post_n
+    if err_p >= 0.05 and err_p > 3 * err_b:
+        return True
+    if st.base_client and st.post_client:
+        return median(st.post_client) > 2 * median(st.base_client)
+    return False
 
 
 def _is_datastore(ctx: Ctx, svc: str) -> bool:
