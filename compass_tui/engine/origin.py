@@ -143,8 +143,10 @@ def own_new_templates(ctx: Ctx, svc: str):
     or refusal (those are a dependency's trouble seen from here)."""
     if not ctx.logs:
         return []
+    callees = ctx.graph.callees(svc)
     return [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
-            and not INHERITED.search(tp.example)]
+            and not INHERITED.search(tp.example) and not (tp.named & callees)
+            and not any(c in tp.example for c in callees)]
 
 
 def _calls_failing(ctx: Ctx, svc: str, callee: str) -> bool:
