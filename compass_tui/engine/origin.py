@@ -5,6 +5,8 @@ and ``unexplained`` (where, not what) so the likely origin always has a hypothes
 
 from __future__ import annotations
 
+import re
+
 from compass_tui.engine.agents import DB_NAME, OWN_ERROR, _frag, _rel, change_events
 from compass_tui.engine.graph import median
 from compass_tui.engine.context import Candidate, Ctx
@@ -146,7 +148,8 @@ def own_new_templates(ctx: Ctx, svc: str):
     callees = ctx.graph.callees(svc)
     return [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
             and not INHERITED.search(tp.example) and not (tp.named & callees)
-            and not any(c in tp.example for c in callees)]
+            and not any(re.search(rf"\b(to|from|calling|call|upstream|service|host|at)\s+\W?{re.escape(c)}\b", tp.example, re.I)
+                        for c in callees)]
 
 
 def _calls_failing(ctx: Ctx, svc: str, callee: str) -> bool:
