@@ -125,10 +125,10 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
                                            f'new error template of its own in {s.service}: "{new[0].example[:120]}" ({new[0].post} lines)'))
     if unknown_graph and not own_lines:
         c.strength -= 0.03
-        c.check("scope", None, f"no service graph places {s.service}: its dependencies could not be checked")
+        c.check("competing_explanation", None, f"no service graph places {s.service}: whether a dependency explains it could not be checked")
     if deps_healthy:
         callees = sorted(graph.callees(s.service))
-        c.check("scope", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
+        c.check("competing_explanation", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
     load = own.get("traffic")
     rr = ctx.chg("request_rate", s.service, 1, rel_floor=0.15, k=3.0, must_hold=False)
     if (rr is not None and rr.rose and rr.ratio >= 1.5) or (load is not None and load.peak > load.baseline and load.sev >= 1.0):
