@@ -41,8 +41,8 @@ def _where(ctx: Ctx, cands: list[Candidate]) -> None:
     if not norm:
         return
     for c in cands:
-        if c.agent == "memory" or c.agent == "origin":
-            continue
+        if c.agent in ("memory", "origin", "runbook"):
+            continue  # the engineer's own checks point where they point; origin is the ranking itself
         n = norm.get(c.service, 0.0)
         if c.fault in SEEN_BY_OTHERS:
             n = max(n, 0.6)
@@ -55,6 +55,12 @@ WHERE_FAULTS = {"unexplained", "code_defect"}
 def _where_only_last(cands: list[Candidate]) -> None:
     """``unexplained`` says where, not what: below any specific fault that survived on the
     same service, and it names the faults ruled out there."""
+    # a runbook that fired and survived is the engineer's own knowledge of this failure: the
+    # engine's "where, not what" readings rank below it
+    fired = [confidence(x) for x in cands if x.agent == "runbook" and not any(d.result == "failed" for d in x.checks)]
+    for c in cands:
+        if c.fault in WHERE_FAULTS and fired and c.strength * c.factor > 0.95 * max(fired):
+            c.factor = 0.95 * max(fired) / max(c.strength, 1e-9)
     for c in cands:
         if c.fault == "code_defect":
             # "no deploy, config change or other cause behind it": a specific cause of the same
