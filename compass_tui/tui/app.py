@@ -13,7 +13,7 @@ from textual.theme import Theme
 
 from compass_tui.tui.render import set_palette
 from compass_tui.tui.screens.investigation import InvestigationScreen
-from compass_tui.tui.session import THEMES, AppOptions, Investigate, resolve_options
+from compass_tui.service import THEMES, AppOptions, Investigate, resolve_options
 
 THEME_DIRS = (
     Path(sys.prefix) / "share" / "compass" / "themes",  # installed from a wheel

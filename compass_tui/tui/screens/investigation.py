@@ -46,8 +46,17 @@ from compass_tui.tui.messages import (
 )
 from compass_tui.tui.screens.help import HelpScreen
 from compass_tui.tui.screens.verdict import ActualScreen, Correction, RejectScreen
-from compass_tui.tui.session import AppOptions, SourceError, StoreState, integration_health, open_source, open_store
-from compass_tui.tui.verdicts import catalog_faults, signature_for
+from compass_tui.service import (
+    AppOptions,
+    SourceError,
+    StoreState,
+    build_deps,
+    integration_health,
+    open_source,
+    open_store,
+    record,
+)
+from compass_tui.tui.verdicts import catalog_faults
 from compass_tui.tui.widgets.cost import CostPane
 from compass_tui.tui.widgets.evidence import EvidencePane
 from compass_tui.tui.widgets.header import IncidentHeader
@@ -196,8 +205,6 @@ class InvestigationScreen(Screen):
     @work(exclusive=True, group="investigation", exit_on_error=False)
     async def investigate(self, run: int) -> None:
         """Open the incident and the memory, then stream the engine's events to the screen."""
-        from compass_tui.engine.deps import Budget, EngineDeps  # noqa: PLC0415
-
         opened = self.opened
         if opened is None:
             try:
@@ -218,18 +225,7 @@ class InvestigationScreen(Screen):
             # DuckDB opens in a thread so the first paint and the header do not wait on it.
             state = await asyncio.to_thread(open_store, self.options)
             self.post_message(MemoryOpened(state))
-        memory = None
-        if state.store is not None:
-            try:
-                memory = state.store.advisor()
-            except Exception:
-                memory = None
-        deps = EngineDeps(
-            backend=opened.backend,
-            budget=self.options.budget or Budget(),
-            memory=memory,
-            grafana_url=self.options.grafana_url,
-        )
+        deps = build_deps(self.options, opened.backend, state.store)
         investigate = self.options.investigate
         if investigate is None:
             from compass_tui.engine import investigate  # noqa: PLC0415
@@ -388,8 +384,7 @@ class InvestigationScreen(Screen):
         if store is None or self.recorded:
             return
         try:
-            signature = signature_for(report, event, self.request)
-            store.record_investigation(report, signature, self.request)
+            record(store, report, self.request)
             self.recorded = True
         except Exception as e:
             self._memory_failed(e)
