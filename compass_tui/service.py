@@ -325,13 +325,25 @@ def build_deps(options: AppOptions, backend: Any, store: Store | None = None, *,
     return EngineDeps(backend=backend, budget=budget, memory=memory, grafana_url=options.grafana_url, t0=t0)
 
 
-def record(store: Store | None, report: Report, request: InvestigationRequest | None) -> None:
+def source_name(source: Source) -> str:
+    """Where an investigation came from, as the memory and ``compass history`` say it:
+    ``bundle:NAME``, ``alert``, ``live``, ``demo`` or ``watch``."""
+    if source.kind == "bundle" and source.path:
+        return f"bundle:{Path(source.path).name}"
+    if source.kind == "request":
+        return "watch"
+    return source.kind
+
+
+def record(store: Store | None, report: Report, request: InvestigationRequest | None,
+           source: Source | None = None) -> None:
     """Write a finished investigation to the memory (raises what the store raises)."""
     if store is None:
         return
     from compass_tui.engine import signature_of  # noqa: PLC0415
 
-    store.record_investigation(report, signature_of(report), request)
+    store.record_investigation(report, signature_of(report), request,
+                               source=source_name(source) if source is not None else None)
 
 
 async def run_investigation(
@@ -361,7 +373,7 @@ async def run_investigation(
     if report is None:
         return None, None
     try:
-        record(store, report, opened.request)
+        record(store, report, opened.request, options.source)
     except Exception as e:
         return report, f"could not record the investigation: {_one_line(e)}"
     return report, None

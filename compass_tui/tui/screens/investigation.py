@@ -384,7 +384,7 @@ class InvestigationScreen(Screen):
         if store is None or self.recorded:
             return
         try:
-            record(store, report, self.request)
+            record(store, report, self.request, self.options.source)
             self.recorded = True
         except Exception as e:
             self._memory_failed(e)
