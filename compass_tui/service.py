@@ -308,9 +308,11 @@ def open_store(options: AppOptions) -> StoreState:
     return StoreState(store, "memory on")
 
 
-def build_deps(options: AppOptions, backend: Any, store: Store | None = None, *, t0: float | None = None) -> EngineDeps:
+def build_deps(options: AppOptions, backend: Any, store: Store | None = None, *, t0: float | None = None,
+               budget: Budget | None = None) -> EngineDeps:
     """The engine's dependencies: the backend, the config's budget, the memory's advice,
-    deep links. ``t0`` (``time.perf_counter()``) is when the user asked."""
+    deep links. ``t0`` (``time.perf_counter()``) is when the user asked; ``budget``, when
+    given, is used as it is (its owner may cut the deadline short while the engine runs)."""
     from compass_tui.engine.deps import Budget, EngineDeps  # noqa: PLC0415
 
     memory = None
@@ -319,9 +321,9 @@ def build_deps(options: AppOptions, backend: Any, store: Store | None = None, *,
             memory = store.advisor()
         except Exception:
             memory = None  # a memory that cannot advise still records
-    budget = options.budget
-    # A copy per investigation: the engine may adjust its own budget as it runs.
-    budget = Budget(**vars(budget)) if budget is not None else Budget()
+    if budget is None:
+        # A copy per investigation: the engine may adjust its own budget as it runs.
+        budget = Budget(**vars(options.budget)) if options.budget is not None else Budget()
     return EngineDeps(backend=backend, budget=budget, memory=memory, grafana_url=options.grafana_url, t0=t0)
 
 
@@ -353,6 +355,7 @@ async def run_investigation(
     *,
     on_event: Callable[[Event], Any] | None = None,
     t0: float | None = None,
+    budget: Budget | None = None,
 ) -> tuple[Report | None, str | None]:
     """Run the engine on an opened incident to its end and record the report.
 
@@ -363,7 +366,7 @@ async def run_investigation(
     investigate = options.investigate
     if investigate is None:
         from compass_tui.engine import investigate  # noqa: PLC0415
-    deps = build_deps(options, opened.backend, store, t0=t0)
+    deps = build_deps(options, opened.backend, store, t0=t0, budget=budget)
     report = None
     async for event in investigate(opened.request, deps):
         if on_event is not None:

@@ -62,6 +62,8 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         # Where each investigation came from: bundle:NAME, alert, live, demo, watch.
         "ALTER TABLE investigations ADD COLUMN source VARCHAR",
+        # The request it ran on (window, labels), so the app can reopen it without re-running.
+        "ALTER TABLE investigations ADD COLUMN request_json VARCHAR",
         # Alert groups `compass watch` was notified of, so a repeat starts nothing new.
         """
         CREATE TABLE alert_groups (

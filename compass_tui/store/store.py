@@ -346,8 +346,8 @@ class Store:
                 cur.execute("DELETE FROM investigations WHERE id = ?", [report.investigation_id])
                 cur.execute(
                     "INSERT INTO investigations (id, recorded_at, started_at, title, alertname, service, shape, "
-                    "moved, signature, first_hypothesis_s, total_s, report_json, source) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "moved, signature, first_hypothesis_s, total_s, report_json, source, request_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         report.investigation_id,
                         when,
@@ -363,6 +363,7 @@ class Store:
                         report.timings.total_s,
                         json.dumps(report.to_json_dict(), separators=(",", ":")),
                         source,
+                        request.model_dump_json() if request is not None else None,
                     ],
                 )
                 if rows:
@@ -610,16 +611,18 @@ class Store:
             )
         return out
 
-    def report(self, investigation_id: str) -> Report:
+    def recorded(self, investigation_id: str) -> tuple[Report, InvestigationRequest | None]:
         """The recorded ``compass-investigation/1`` report of a past investigation, as it was
-        when it finished (raises ``UnknownInvestigation``)."""
+        when it finished, and the request it ran on (None when not recorded); raises
+        ``UnknownInvestigation``."""
         with self._connect() as cur:
             row = None if self._empty(cur) else cur.execute(
-                "SELECT report_json FROM investigations WHERE id = ?", [investigation_id]
+                "SELECT report_json, request_json FROM investigations WHERE id = ?", [investigation_id]
             ).fetchone()
         if row is None:
             raise UnknownInvestigation(f"no investigation {investigation_id!r} in {self.path} (see `compass history`)")
-        return Report.model_validate_json(row[0])
+        request = InvestigationRequest.model_validate_json(row[1]) if row[1] else None
+        return Report.model_validate_json(row[0]), request
 
     def stats(self, now: float | None = None) -> dict[str, Any]:
         """Accuracy as judged by the engineer, and time to first hypothesis, over the last
