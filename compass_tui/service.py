@@ -79,6 +79,8 @@ class AppOptions:
     export_dir: Path = field(default_factory=Path.cwd)
     baseline_s: float | None = None
     """``--baseline``: how far before the alert the window starts (None: the config's)."""
+    named: bool = False
+    """The command line named what to open (``demo``, ``--bundle``, ``--alert``): no inbox."""
 
 
 class SourceError(Exception):
@@ -162,6 +164,7 @@ def resolve_options(
         investigate=investigate,
         stdin_text=stdin_text,
         baseline_s=float(baseline) if baseline else None,
+        named=bool(demo or bundle or alert),
     )
 
 
@@ -235,6 +238,10 @@ async def open_source(options: AppOptions) -> Opened:
         request = await first_firing_alert(options)
         backend, notes = await open_live_backend(options, request)
         return Opened(request=request, backend=backend, notes=notes)
+    if src.kind == "recorded" and src.request is not None:
+        # A recorded investigation: the live sources, when configured, serve the chat's queries.
+        backend, notes = (await open_live_backend(options, src.request)) if configured_live(options.config) else (None, [])
+        return Opened(request=src.request, backend=backend, notes=notes)
     if src.kind == "request":
         if src.request is None:
             raise SourceError("no incident to investigate")
@@ -283,6 +290,12 @@ async def first_firing_alert(options: AppOptions) -> InvestigationRequest:
     return request_from_alert({"alerts": [alerts[0]]}, baseline_s=_baseline(options), now=time.time())
 
 
+OPEN_WAIT_S = 2.0
+"""How long opening the memory waits for another process before going on without it."""
+LOCK_TIMEOUT_S = 15.0
+"""How long a write waits for its turn on the memory (``compass_tui.store.store.LOCK_TIMEOUT_S``)."""
+
+
 @dataclass
 class StoreState:
     """The memory as the app sees it: open, off, or unavailable with a reason."""
@@ -300,7 +313,10 @@ def open_store(options: AppOptions) -> StoreState:
     except Exception as e:
         return StoreState(None, f"memory unavailable: {_one_line(e)}")
     try:
-        store = Store.open(options.store_path)
+        # Opening waits only briefly for a file held by something else: the investigation
+        # must not wait on the memory. Later writes wait their turn for longer.
+        store = Store.open(options.store_path, lock_timeout_s=OPEN_WAIT_S)
+        store.lock_timeout_s = LOCK_TIMEOUT_S
     except StoreUnavailable as e:
         return StoreState(None, f"memory unavailable: {_one_line(e)}")
     except Exception as e:  # a store bug must not stop the investigation
@@ -337,11 +353,70 @@ def source_name(source: Source) -> str:
     return source.kind
 
 
+INBOX_DAYS = 7
+"""How far back the inbox looks for investigations waiting for the engineer."""
+
+
+def waiting_investigations(options: AppOptions, limit: int = 50) -> list[dict[str, Any]]:
+    """Investigations ``compass watch`` ran that wait for the engineer (no verdict yet, from
+    the last week), newest first, as ``compass history --json`` gives them; [] when the
+    memory is off, absent or unreadable."""
+    if options.no_store:
+        return []
+    try:
+        from compass_tui.store import Store, default_path  # noqa: PLC0415
+
+        path = Path(options.store_path).expanduser() if options.store_path else default_path()
+        if not path.exists():
+            return []
+        store = Store.open(path, read_only=True, lock_timeout_s=3)
+        try:
+            return store.history(limit=limit, source="watch", unjudged=True, since=time.time() - INBOX_DAYS * 86400)
+        finally:
+            store.close()
+    except Exception:
+        return []  # the inbox is a convenience: without it the app opens as before
+
+
+def recorded_options(options: AppOptions, investigation_id: str) -> AppOptions:
+    """Options that open a recorded investigation with its full evidence, without re-running
+    it: the engine is replaced by the report as it was recorded. Raises SourceError."""
+    import dataclasses  # noqa: PLC0415
+
+    from compass_tui.models import Finished  # noqa: PLC0415
+
+    try:
+        from compass_tui.store import Store  # noqa: PLC0415
+
+        store = Store.open(options.store_path, read_only=True)
+        try:
+            report, request = store.recorded(investigation_id)
+        finally:
+            store.close()
+    except Exception as e:
+        raise SourceError(f"cannot open {investigation_id}: {_one_line(e)}") from None
+    if request is None:
+        from compass_tui.engine.request import parse_time  # noqa: PLC0415
+
+        started = parse_time(report.incident.started_at) if report.incident.started_at else time.time()
+        request = InvestigationRequest(title=report.incident.title, service=report.incident.service,
+                                       started_at=started, window_start=started - 3600, window_end=started + 600)
+
+    async def replay(_request: InvestigationRequest, _deps: Any) -> AsyncIterator[Event]:
+        yield Finished(report=report)
+
+    return dataclasses.replace(
+        options,
+        source=Source("recorded", None, f"recorded by watch: {investigation_id}", request=request),
+        investigate=replay,
+    )
+
+
 def record(store: Store | None, report: Report, request: InvestigationRequest | None,
            source: Source | None = None) -> None:
     """Write a finished investigation to the memory (raises what the store raises)."""
-    if store is None:
-        return
+    if store is None or (source is not None and source.kind == "recorded"):
+        return  # a recorded investigation reopened is already in the memory
     from compass_tui.engine import signature_of  # noqa: PLC0415
 
     store.record_investigation(report, signature_of(report), request,

@@ -214,7 +214,7 @@ class InvestigationScreen(Screen):
                 return
         # A rerun investigates the same incident through the same, already open, backend.
         self.post_message(SourceOpened(opened, run))
-        if opened.backend is None:
+        if opened.backend is None and self.options.source.kind != "recorded":
             why = opened.notes[0] if opened.notes else "no source to query"
             self.post_message(InvestigationFailed(f"{why}; or open a bundle with --bundle", run))
             return
