@@ -292,8 +292,6 @@ async def first_firing_alert(options: AppOptions) -> InvestigationRequest:
 
 OPEN_WAIT_S = 2.0
 """How long opening the memory waits for another process before going on without it."""
-LOCK_TIMEOUT_S = 15.0
-"""How long a write waits for its turn on the memory (``compass_tui.store.store.LOCK_TIMEOUT_S``)."""
 
 
 @dataclass
@@ -315,6 +313,8 @@ def open_store(options: AppOptions) -> StoreState:
     try:
         # Opening waits only briefly for a file held by something else: the investigation
         # must not wait on the memory. Later writes wait their turn for longer.
+        from compass_tui.store.store import LOCK_TIMEOUT_S  # noqa: PLC0415
+
         store = Store.open(options.store_path, lock_timeout_s=OPEN_WAIT_S)
         store.lock_timeout_s = LOCK_TIMEOUT_S
     except StoreUnavailable as e:

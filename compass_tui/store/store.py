@@ -119,7 +119,7 @@ def _why_unavailable(path: Path, err: Exception, waited_s: float | None = None) 
     return f"{path}: cannot open the memory: {msg}"
 
 
-LOCK_TIMEOUT_S = 15.0
+LOCK_TIMEOUT_S = 60.0
 """How long an operation waits for another process's turn on the file before saying who holds it."""
 
 _PATH_LOCKS: dict[str, threading.RLock] = {}
