@@ -232,6 +232,15 @@ class Progress(BaseModel):
     at_s: float
 
 
+class SuspectsRanked(BaseModel):
+    """The localisation's ranking, as soon as it exists (before any fault kind is named)."""
+
+    kind: Literal["suspects"] = "suspects"
+    suspects: list[Suspect]
+    onset: str | None = None
+    at_s: float
+
+
 class Finished(BaseModel):
     kind: Literal["finished"] = "finished"
     report: Report
@@ -247,6 +256,7 @@ Event = Annotated[
         CostSpent,
         SignalDegraded,
         Progress,
+        SuspectsRanked,
         Finished,
     ],
     Field(discriminator="kind"),

@@ -47,7 +47,10 @@ def _write(tmp: Path, series: dict[tuple[str, tuple], np.ndarray], alert_service
     for (metric, labels), vals in series.items():
         by_metric.setdefault(metric, []).append((labels, vals))
     for metric, items in by_metric.items():
-        lines.append(f"# TYPE {metric} gauge")
+        if metric.endswith("_total"):
+            lines.append(f"# TYPE {metric[:-len('_total')]} counter")
+        else:
+            lines.append(f"# TYPE {metric} gauge")
         for labels, vals in items:
             lab = ",".join(f'{k}="{v}"' for k, v in labels)
             for i, v in enumerate(vals):
@@ -190,3 +193,25 @@ def test_every_service_in_the_report_suspects_names_the_query_behind_it(tmp_path
             assert sig.query and sig.z >= 3
     js = report.to_json_dict()
     assert js["suspects"][0]["service"] == report.suspects[0].service
+
+
+def test_a_service_mesh_alone_is_enough_to_find_a_code_defect(tmp_path):
+    """Only mesh counters (caller and callee labels, both reporters, a status label)."""
+    rng = np.random.default_rng(21)
+    edges = {("frontend", "cart"): 20.0, ("cart", "currency"): 30.0, ("frontend", "ads"): 5.0}
+    series = {}
+    for (a, b), rps in edges.items():
+        rate_ok = _noise(rng, rps, 0.03)
+        rate_err = np.abs(_noise(rng, 0.01 * rps, 0.3))
+        if b == "cart":
+            rate_err[ALERT_I - 3:] += 0.3 * rps  # cart's own 500s, seen by both ends
+        for reporter in ("source", "destination"):
+            for code, r in (("200", rate_ok), ("500", rate_err)):
+                labels = (("reporter", reporter), ("source_workload", a), ("destination_workload", b), ("response_code", code))
+                series[("mesh_requests_total", labels)] = np.cumsum(r * STEP)
+    report = _investigate(_write(tmp_path / "b", series, "frontend"))
+    assert report.suspects[0].service == "cart"
+    assert any(sig.view == "callers" for sig in report.suspects[0].signals)
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("code_defect", "cart")
+    assert all('reporter=' in e.query for e in top.evidence if e.kind == "metric")

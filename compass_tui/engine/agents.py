@@ -90,10 +90,18 @@ def _cpu(ctx: Ctx, svc: str) -> Candidate | None:
         lc = ctx.chg(lsig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
         if lc is not None and lc.rose and np.isfinite(lc.ratio):
             load = lc if load is None or lc.ratio > load.ratio else load
-    if load is not None and load.ratio >= 0.7 * ch.ratio:
+    load_series = ctx.series("request_rate", svc)
+    if load is None and load_series is None:
+        # a database or cache counts no requests of its own: its callers count them
+        for key, cs in ctx.stack.signals.get("client_rate", {}).items():
+            if key.endswith("|" + svc):
+                lc = ctx.chg("client_rate", key, 1, rel_floor=0.15, k=3.0, must_hold=False)
+                if lc is not None and lc.rose and np.isfinite(lc.ratio) and (load is None or lc.ratio > load.ratio):
+                    load, load_series = lc, cs
+    if load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0):
         # CPU per request did not change: the CPU follows the traffic, it does not lead
         c.strength *= 0.6
-        c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", svc), f"{svc}'s traffic rose {fmt_ratio(load.ratio)} with its CPU: the CPU follows the load", supports=False))
+        c.evidence.append(ctx.metric_evidence(load_series or s, f"{svc}'s traffic rose {fmt_ratio(load.ratio)} with its CPU: the CPU follows the load", supports=False))
     lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
     err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
     if (lat is not None and lat.rose) or svc in ctx.affected:

@@ -272,6 +272,11 @@ class Discovery:
                     l = choose_service_label(info, set())
                     vals = info.label_values.get(l, set()) if l in SERVICE_LABELS + EXTRA_SERVICE_LABELS else set()
                     known |= {v for v in vals if not EXPORTER_JOBS.search(v)}
+                    # a mesh names both ends of every call
+                    src = next((x for x in SOURCE_LABELS if x in info.label_values), None)
+                    dst = next((x for x in DEST_LABELS[:len(DEST_LABELS) - len(PEER_LABELS)] if x in info.label_values), None)
+                    if src and dst:
+                        known |= {v for x in (src, dst) for v in info.label_values[x] if v and v != "unknown"}
         for info in st.metrics.values():
             info.svc_label = choose_service_label(info, known)
             if info.svc_label is None:
@@ -746,14 +751,9 @@ class Discovery:
         sem = asyncio.Semaphore(8)
 
         async def one(info: MetricInfo) -> None:
-            spec = generic_spec(info, self.stack.services)
-            if spec is None:
-                return
-            async with sem:
-                q, svc_label, sub_label, kind, direction, view = spec
-                q = q.replace("$RW", self.rw)
-                signal = f"{'e' if view == 'callers' else 'g'}:{info.name}"
-                got = await self._per_service(signal, q, svc_label, sub_label)
+            for signal, q, svc_label, sub_label, kind, direction, view in generic_specs(info, self.stack.services):
+                async with sem:
+                    got = await self._per_service(signal, q.replace("$RW", self.rw), svc_label, sub_label)
                 if got:
                     self.stack.generic[signal] = GenericMeta(info.name, kind, direction, view)
 
@@ -815,60 +815,73 @@ def generic_names(names: list[str]) -> list[str]:
             continue
         if n.endswith("_sum") and n[: -len("_sum")] + "_count" in names:
             continue  # read as a mean with its _count
+        if n.endswith("_count") and (classify(n[: -len("_count")] + "_sum") or classify(n[: -len("_count")] + "_bucket")):
+            continue  # a family already reads it
         picked.append((order.get(gk[0], len(order)), n))
     picked.sort()
     return [n for _, n in picked[:MAX_GENERIC]]
 
 
-def generic_spec(info: MetricInfo, known: set[str]):
-    """(query with $RW for the rate window, service label, sub label, kind, direction, view) for
-    a generic metric, or None when nothing in it names a service."""
+def generic_specs(info: MetricInfo, known: set[str]) -> list[tuple[str, str, str | None, str, int, str, str]]:
+    """How to read a generic metric: (signal suffix, query with $RW for the rate window, service
+    label, sub label, kind, direction, view) for each view of it; empty when nothing in it
+    names a service. A counter with a status label also gives its error ratio; a mesh metric
+    reported by both ends gives the callers' view and the callee's own."""
     name = info.name
     kind, direction = generic_kind(name) or ("other", 0)
     labels = info.label_values
-    matchers = []
+    if "le" in labels:
+        return []
+    base_m = []
     if "quantile" in labels:
         qs = sorted((q for q in labels["quantile"] if _isnum(q)), key=float)
         if qs:
             q_hi = next((q for q in qs if q in ("0.99", "0.95", "0.9")), qs[-1])
-            matchers.append(f'quantile="{q_hi}"')
-    if "le" in labels:
-        return None
-    if "reporter" in labels and "source" in labels["reporter"]:
-        matchers.append('reporter="source"')
+            base_m.append(f'quantile="{q_hi}"')
     is_counter = name.endswith(("_total", "_count"))
     mean_of = None
-    if name.endswith("_count") and kind in ("latency", "other") and re.search(r"seconds|duration|latenc|time", name):
+    if name.endswith("_count") and kind in ("latency", "other", "traffic") and re.search(r"seconds|duration|latenc|milliseconds", name):
         mean_of = name[: -len("_count")] + "_sum"
         kind, direction = "latency", 1
     elif name.endswith("_count"):
         kind, direction = ("errors", 1) if kind == "errors" else ("traffic", 0)
+    status = next((l for l in STATUS_LABELS if l in labels), None) if is_counter and mean_of is None else None
     # a caller and a callee label naming services: the callers' view of the callee
     src = next((l for l in SOURCE_LABELS if l in labels and labels[l] & known), None)
     dst = next((l for l in DEST_LABELS if l in labels and l != src and labels[l] & known), None)
     if src is None and dst is not None and info.svc_label and info.svc_label != dst and dst not in SERVICE_LABELS:
         src = info.svc_label
-    view = "own"
+    views = []
     if src and dst:
-        svc_label, sub_label, view = src, dst, "callers"
-    else:
-        svc_label = info.svc_label
-        if not svc_label:
-            return None
-        sub_label = next((l for l in POD_LABELS if l in labels and l != svc_label and len(labels[l]) > 1), None)
-    by = ", ".join(x for x in (svc_label, sub_label) if x)
-    sel_ = sel(name, ",".join(matchers))
-    if mean_of is not None:
-        q = f"sum by ({by}) (rate({sel(mean_of, ','.join(matchers))}[$RW])) / sum by ({by}) (rate({sel_}[$RW]))"
-    elif is_counter:
-        q = f"sum by ({by}) (rate({sel_}[$RW]))"
-    elif kind == "success":
-        q = f"min by ({by}) ({sel_})"
-    elif kind in ("latency", "errors", "cpu", "memory", "saturation"):
-        q = f"max by ({by}) ({sel_})"
-    else:
-        q = f"sum by ({by}) ({sel_})"
-    return q, svc_label, sub_label, kind, direction, view
+        reporters = labels.get("reporter", set())
+        views.append(("e", src, dst, "callers", ['reporter="source"'] if "source" in reporters else []))
+        if "destination" in reporters:
+            views.append(("g", dst, None, "own", ['reporter="destination"']))
+    elif info.svc_label:
+        sub = next((l for l in POD_LABELS if l in labels and l != info.svc_label and len(labels[l]) > 1), None)
+        views.append(("g", info.svc_label, sub, "own", []))
+    out = []
+    for prefix, svc_label, sub_label, view, extra in views:
+        m = ",".join(base_m + extra)
+        by = ", ".join(x for x in (svc_label, sub_label) if x)
+        sel_ = sel(name, m)
+        if mean_of is not None:
+            q = f"sum by ({by}) (rate({sel(mean_of, m)}[$RW])) / sum by ({by}) (rate({sel_}[$RW]))"
+        elif is_counter:
+            q = f"sum by ({by}) (rate({sel_}[$RW]))"
+        elif kind == "success":
+            q = f"min by ({by}) ({sel_})"
+        elif kind in ("latency", "errors", "cpu", "memory", "saturation"):
+            q = f"max by ({by}) ({sel_})"
+        else:
+            q = f"sum by ({by}) ({sel_})"
+        out.append((f"{prefix}:{name}", q, svc_label, sub_label, kind, direction, view))
+        if status:
+            bad = f'{status}=~"5..|[A-Z_]*ERROR|Unknown|DeadlineExceeded|Internal|Unavailable"'
+            err_sel = sel(name, ",".join(base_m + extra + [bad]))
+            q = f"sum by ({by}) (rate({err_sel}[$RW])) / sum by ({by}) (rate({sel_}[$RW]))"
+            out.append((f"{prefix}:{name}:errors", q, svc_label, sub_label, "errors", 1, view))
+    return out
 
 
 def _isnum(x: str) -> bool:

@@ -49,10 +49,23 @@ def _where(ctx: Ctx, cands: list[Candidate]) -> None:
         c.factor *= 0.75 + 0.25 * n
 
 
+WHERE_FAULTS = {"unexplained", "code_defect"}
+
+
 def _where_only_last(cands: list[Candidate]) -> None:
     """``unexplained`` says where, not what: below any specific fault that survived on the
     same service, and it names the faults ruled out there."""
     for c in cands:
+        if c.fault == "code_defect":
+            # "no deploy, config change or other cause behind it": a specific cause of the same
+            # service that survived explains it better
+            others = [x for x in cands if x.service == c.service and x.fault not in WHERE_FAULTS
+                      and not any(d.result == "failed" for d in x.checks)]
+            if others:
+                cap = 0.95 * max(confidence(x) for x in others)
+                if c.strength * c.factor > cap:
+                    c.factor = cap / max(c.strength, 1e-9)
+            continue
         if c.fault != "unexplained":
             continue
         same = [x for x in cands if x.service == c.service and x is not c and x.fault != "unexplained"]

@@ -66,6 +66,8 @@ WEIGHTS = {
 }
 INHERITABLE = {"latency", "errors", "success", "availability", "traffic", "saturation"}
 """Kinds a service shows when a dependency fails (its own CPU or memory it does not inherit)."""
+FELT = {"latency", "errors", "success", "availability"}
+"""Kinds of a dependency's trouble its callers feel."""
 Z_ON = 3.0
 
 # signal -> the smallest move that matters, in its own unit (an error ratio of 0.01, 0.05 CPU
@@ -110,6 +112,8 @@ class Suspect:
     onset: float | None
     moved: list[Moved] = field(default_factory=list)
     inherited_from: list[str] = field(default_factory=list)
+    inherited_share: float = 0.0
+    """How much of its latency and errors a dependency's trouble explains (0..1)."""
     pod: str | None = None
     norm: float = 0.0
 
@@ -292,7 +296,8 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
     if not graph.known:
         return
     tol = max(2 * ctx.grid.step, 60.0)
-    raw = {k: s.raw for k, s in suspects.items()}
+    # what a dependency passes up is what its callers can feel: its latency and errors
+    felt = {k: sum(m.sev for kk, m in s.kinds().items() if kk in FELT) for k, s in suspects.items()}
     for svc, s in suspects.items():
         deps = [d for d in graph.callees(svc) if d in suspects]
         if not deps:
@@ -309,12 +314,14 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
             ds = suspects[d]
             if s.onset is not None and ds.onset is not None and ds.onset > s.onset + tol:
                 continue
-            blame.append((raw[d], d))
+            if felt[d] > 0:
+                blame.append((felt[d], d))
         if not blame:
             continue
         blame.sort(reverse=True)
         share = min(1.0, blame[0][0] / max(inh, 1e-9))
         s.inherited_from = [d for _, d in blame[:3]]
+        s.inherited_share = share
         kept = inh * (1.0 - 0.7 * share) + rest
         total = inh + rest
         s.score = s.raw * (kept / total if total > 0 else 1.0)

@@ -44,6 +44,7 @@ from compass_tui.models import (
     Signature,
     SignalDegraded,
     Suspect,
+    SuspectsRanked,
     Timings,
 )
 
@@ -178,6 +179,7 @@ class _Run:
         self.onset = ctx.onset
         ctx.suspects = localise(ctx)
         self.suspects = [suspect_out(s, i) for i, s in enumerate(ctx.suspects[:20], 1)]
+        self.events.put_nowait(SuspectsRanked(suspects=self.suspects, onset=format_time(ctx.onset), at_s=self.at()))
         if not ctx.graph.known:
             self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped "
                          "and suspects are ordered by when and how far their signals moved",

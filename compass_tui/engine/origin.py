@@ -88,8 +88,6 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     lat = own.get("latency")
     if not trouble and lat is None:
         return None
-    if s.inherited_from:
-        return None  # its trouble echoes a dependency's
     if _is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
     resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0]
@@ -99,9 +97,15 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
     sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
-    deps_healthy = deps_known and not (graph.callees(s.service) & sick)
-    if not own_lines and not deps_healthy:
-        return None  # nothing says the trouble is its own rather than passed on: where, not what
+    deps_healthy = deps_known and (not (graph.callees(s.service) & sick) or s.inherited_share < 0.25)
+    if s.inherited_share >= 0.5 and not own_lines:
+        return None  # its trouble echoes a dependency's
+    unknown_graph = not deps_known
+    calm = not any(k in own and own[k].sev >= 1.0 for k in ("cpu", "memory", "disk", "saturation"))
+    if not own_lines and not deps_healthy and not (unknown_graph and trouble and calm):
+        # nothing says the trouble is its own rather than passed on: where, not what (without
+        # a graph, errors of its own with calm resources and no change are the best reading)
+        return None
     lead = (trouble or [lat])[0]
     t0 = lead.onset
     near = [e for e in changes.get(s.service, []) if t0 is not None and t0 - 3600 <= e[0] <= t0 + ctx.tol]
@@ -114,6 +118,9 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
         c.strength = min(0.95, c.strength + 0.15)
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{s.service}"}} |= "{_frag(new[0].example)}"',
                                            f'new error template of its own in {s.service}: "{new[0].example[:120]}" ({new[0].post} lines)'))
+    if unknown_graph and not own_lines:
+        c.strength -= 0.03
+        c.check("scope", None, f"no service graph places {s.service}: its dependencies could not be checked")
     if deps_healthy:
         callees = sorted(graph.callees(s.service))
         c.check("scope", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
