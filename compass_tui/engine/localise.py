@@ -16,6 +16,7 @@ import numpy as np
 
 from compass_tui.engine.context import Ctx, rate_lag
 from compass_tui.engine.discovery import SigSeries
+from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.request import format_time
 from compass_tui.engine.timeseries import Grid
 from compass_tui.models import Suspect as SuspectOut
@@ -276,8 +277,8 @@ def _log_moves(ctx: Ctx, moved: dict[str, list[Moved]]) -> None:
     logs = ctx.logs
     per: dict[str, tuple[int, float | None]] = {}
     for (svc, _), tp in logs.templates.items():
-        if tp.inherited:
-            continue
+        if tp.inherited or tp.named or tp.peers or INHERITED.search(tp.example):
+            continue  # a dependency's trouble seen from here
         base_rate = tp.base / logs.base_span
         post_rate = tp.post / logs.post_span
         if tp.post >= 3 and (tp.base == 0 or post_rate > 8 * base_rate):

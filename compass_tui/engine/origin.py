@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from compass_tui.engine.agents import DB_NAME, _frag, _rel, change_events
 from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.localise import Moved, Suspect
 from compass_tui.engine.timeseries import fmt_time
 from compass_tui.models import Evidence
@@ -93,11 +94,11 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
     resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0]
     if not trouble and resources:
         return None  # slow and short of a resource: that resource's fault, not its code
-    own_lines = [tp for tp in ctx.logs.new_templates(s.service) if not tp.inherited] if ctx.logs else []
+    own_lines = own_new_templates(ctx, s.service)
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
     sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
-    deps_healthy = deps_known and (not (graph.callees(s.service) & sick) or s.inherited_share < 0.25)
+    deps_healthy = deps_known and not (graph.callees(s.service) & sick)
     if s.inherited_share >= 0.5 and not own_lines:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
@@ -133,6 +134,15 @@ def _code_defect(ctx: Ctx, s: Suspect, strength: float, changes) -> Candidate | 
         c.check("competing_explanation", False, f"a {kind} of {s.service} ({how}) at {fmt_time(t)} explains it better", 0.5)
     c.facts["own"] = 1.0
     return c
+
+
+def own_new_templates(ctx: Ctx, svc: str):
+    """New error templates that are the service's own: not inherited, naming no peer, no timeout
+    or refusal (those are a dependency's trouble seen from here)."""
+    if not ctx.logs:
+        return []
+    return [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and not tp.named and not tp.peers
+            and not INHERITED.search(tp.example)]
 
 
 def _is_datastore(ctx: Ctx, svc: str) -> bool:
