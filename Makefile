@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   - install COMPASS in .venv and open it on the built-in demo incident
-#   make test   - install COMPASS, its test dependencies and Prometheus, then run the tests
+#   make test   - install COMPASS, its test dependencies, Prometheus and Alertmanager, then run the tests
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,7 @@ demo: install
 
 test: install
 	bash scripts/ensure-prometheus
+	bash scripts/ensure-alertmanager
 	$(BIN)/python -m pytest -q
 
 bench: install

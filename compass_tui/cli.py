@@ -15,6 +15,7 @@ COMMANDS = {
     "feedback": "compass_tui.commands.memory:run_feedback",
     "history": "compass_tui.commands.memory:run_history",
     "stats": "compass_tui.commands.memory:run_stats",
+    "watch": "compass_tui.commands.watch:run",
     "init": "compass_tui.commands.live:run_init",
     "doctor": "compass_tui.commands.live:run_doctor",
     "replay": "compass_tui.commands.live:run_replay",
@@ -79,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="accuracy as judged by the engineer, time to first hypothesis")
     _common(p)
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("watch", help="receive Alertmanager webhooks and investigate each new alert group")
+    _common(p)
+    p.add_argument("--listen", metavar="HOST:PORT", help="where to listen (default: [watch] listen, 127.0.0.1:9095)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="investigations at once (default: [watch] concurrency, 2)")
+    p.add_argument("--notify-url", metavar="URL", help="webhook told of each finished investigation (Slack-compatible)")
 
     p = sub.add_parser("runbook", help="write, list and test your own checks (docs/runbooks.md)")
     rsub = p.add_subparsers(dest="runbook_command", metavar="ACTION", required=True)

@@ -183,6 +183,21 @@ class BudgetConfig(BaseModel):
         )
 
 
+class WatchConfig(BaseModel):
+    """``compass watch`` (``[watch]``): where it listens, how much it runs at once, whom it tells."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = "127.0.0.1:9095"
+    """HOST:PORT the webhook receiver listens on (``--listen`` wins)."""
+    concurrency: int = Field(default=2, ge=1)
+    """Investigations run at once; more alert groups wait in the queue."""
+    queue: int = Field(default=100, ge=1)
+    """Alert groups that may wait; beyond, the webhook answers 503 and Alertmanager retries."""
+    notify_url: str | None = None
+    """A webhook (Slack-compatible) told of each finished investigation; may be ``${VAR}``."""
+
+
 _file_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("compass_config_file_data", default={})
 
 
@@ -217,6 +232,8 @@ class Config(BaseSettings):
     """Seconds before the alert that the investigation window starts (the baseline)."""
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     """Caps of one investigation (``[budget]``)."""
+    watch: WatchConfig = Field(default_factory=WatchConfig)
+    """``compass watch`` (``[watch]``)."""
     models: dict[str, str] = Field(default_factory=dict)
     """Model per agent role, litellm names (``[models]``: e.g. ``narrative = "ollama/llama3.1"``)."""
     runbook_dirs: list[str] = Field(default_factory=list)
@@ -350,6 +367,12 @@ baseline_s = 3600
 
 # dark, light or high-contrast
 theme = "dark"
+
+[watch]
+# `compass watch`: receives Alertmanager webhooks at http://LISTEN/alertmanager
+listen = "127.0.0.1:9095"
+concurrency = 2        # investigations at once; the others queue
+# notify_url = "${{SLACK_WEBHOOK_URL}}"   # told of each finished investigation (Slack-compatible JSON)
 
 [budget]
 max_queries = 2000     # backend queries per investigation

@@ -124,3 +124,32 @@ def test_history_and_stats_on_an_empty_memory(capsys, tmp_path: Path) -> None:
     assert (code, json.loads(out)) == (0, [])
     code, out, _ = run(capsys, "stats", "--json", "--store", path)
     assert code == 0 and json.loads(out)["windows"]["30d"]["investigations"] == 0
+
+
+def test_history_json_lists_real_investigations_newest_first(capsys, sim_bundle_factory, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "m.duckdb")
+    bundles = [sim_bundle_factory("bad_deploy", 1), sim_bundle_factory("cache_failure", 2)]
+    ids = []
+    for b in bundles:
+        done = subprocess.run([sys.executable, "-m", "compass_tui.cli", "investigate", "--bundle", str(b), "--json",
+                               "--store", path], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        ids.append((report["investigation_id"], report["hypotheses"][0]))
+    first_id, first_top = ids[0]
+    assert run(capsys, "feedback", first_id, "--confirm", f"{first_top['fault']}@{first_top['service']}",
+               "--store", path)[0] == 0
+    code, out, _ = run(capsys, "history", "--json", "--store", path)
+    assert code == 0
+    items = json.loads(out)
+    assert [i["investigation_id"] for i in items] == [ids[1][0], ids[0][0]]  # newest first
+    newest, oldest = items
+    for item, (inv, top), bundle in ((newest, ids[1], bundles[1]), (oldest, ids[0], bundles[0])):
+        assert item["top"] == f"{top['fault']}@{top['service']}"
+        assert item["source"] == f"bundle:{Path(bundle).name}"
+        assert item["alert"] and item["service"] and item["started_at"].endswith("Z")
+    assert newest["verdicts"] == []
+    assert [(v["verdict"], v["cause"]) for v in oldest["verdicts"]] == [("confirm", oldest["top"])]

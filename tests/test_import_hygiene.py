@@ -8,6 +8,7 @@ CORE = [
     "compass_tui.models",
     "compass_tui.cli",
     "compass_tui.commands.investigate",
+    "compass_tui.service",
     "compass_tui.telemetry.bundle",
     "compass_tui.sim",
 ]

@@ -278,3 +278,38 @@ def test_eval_scores_two_configs_over_five_snapshots(capsys, outside_bundles, tm
     code, out, _ = _run(capsys, "eval", str(snaps), "--config", str(rules), "--config", str(rb), "--store", str(store))
     assert "TOP-1" in out and "FIRST HYPOTHESIS" in out and str(rules) in out
     assert _run(capsys, "eval", str(tmp_path / "empty-nothing"))[0] == 2
+
+
+def test_the_cli_the_app_the_demo_and_watch_get_the_same_runbooks_and_timeline(outside_bundles, tmp_path: Path) -> None:
+    """Runbooks and the timeline come from the one application service, whichever way in."""
+    import argparse
+    import asyncio
+
+    from compass_tui import service
+    from compass_tui.config import load_config
+
+    team = tmp_path / "team-runbooks"
+    team.mkdir()
+    text = (SHIPPED / "kafka-consumer-lag.toml").read_text()
+    (team / "lag.toml").write_text(text.replace('name = "Kafka consumer lag"', 'name = "Team lag"')
+                                   .replace('fault = "other:kafka-consumer-lag"', 'fault = "other:team-lag"'))
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(f"shipped_runbooks = false\nrunbook_dirs = [{json.dumps(str(team))}]\n")
+    # watch builds its options from the config alone
+    watch_deps = service.build_deps(service.options_for_config(load_config(str(cfg_path))), None)
+    assert [rb.name for rb in watch_deps.runbooks.runbooks] == ["Team lag"]
+    # the app, the demo and `investigate` resolve the command line, then stream through the service
+    args = argparse.Namespace(config=str(cfg_path), bundle=str(outside_bundles["kafka_consumer_lag"]), no_store=True)
+    options = service.resolve_options(args)
+
+    async def go():
+        opened = await service.open_source(options)
+        try:
+            return await service.run_investigation(options, opened, None)
+        finally:
+            await service.close_backend(opened.backend)
+
+    report, _ = asyncio.run(go())
+    assert report.hypotheses[0].fault == "other:team-lag"
+    raised = [t for t in report.timeline if t.kind == "raised"]
+    assert raised and any(t.hypothesis == report.hypotheses[0].id for t in raised)

@@ -238,16 +238,39 @@ def _holder(path: Path, body: str = "") -> subprocess.Popen:
     return proc
 
 
-def test_a_file_locked_by_another_process_is_refused_and_left_alone(tmp_path: Path) -> None:
+def _foreign_holder(path: Path) -> subprocess.Popen:
+    """A process that is not compass holding the file open for writing until its stdin closes."""
+    code = "import duckdb, sys; con = duckdb.connect(sys.argv[1]); print('ready', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_compass_holding_the_memory_open_blocks_no_other_process(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    proc = _holder(path)  # e.g. the app, open for its whole life
+    try:
+        with Store.open(path, lock_timeout_s=5) as s:
+            s.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+            s.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+        with Store.open(path, read_only=True, lock_timeout_s=5) as s:
+            assert s.history()[0]["verdict"] == "confirmed"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_a_file_held_by_another_program_is_refused_after_waiting_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "m.duckdb"
     with Store.open(path) as s:
         s.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
-    proc = _holder(path)
+    proc = _foreign_holder(path)
     try:
         before = path.read_bytes()
         for ro in (False, True):
             with pytest.raises(StoreUnavailable) as e:
-                Store.open(path, read_only=ro)
+                Store.open(path, read_only=ro, lock_timeout_s=0.3)
             assert f"pid {proc.pid}" in str(e.value) and "\n" not in str(e.value)
         assert path.read_bytes() == before
     finally:
@@ -255,6 +278,20 @@ def test_a_file_locked_by_another_process_is_refused_and_left_alone(tmp_path: Pa
         proc.wait(timeout=30)
     with Store.open(path) as s:  # free again once the other process is gone
         assert [h["investigation_id"] for h in s.history()] == ["inv-1"]
+
+
+def test_an_operation_waits_for_another_process_to_finish_its_write(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    with Store.open(path) as s:
+        s.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    proc = _foreign_holder(path)
+    threading.Timer(0.5, proc.stdin.close).start()  # the other process lets go after half a second
+    with Store.open(path, lock_timeout_s=20) as st:
+        st.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+        assert st.waits > 0
+    proc.wait(timeout=30)
+    with Store.open(path, read_only=True) as st:
+        assert st.history()[0]["verdict"] == "confirmed"
 
 
 @pytest.mark.parametrize(
@@ -323,7 +360,7 @@ def test_the_signature_can_come_from_the_report_alone(store: Store) -> None:
     assert r.adjust >= 1.0
 
 
-def test_opening_the_same_file_twice_in_a_process_shares_one_connection(tmp_path: Path) -> None:
+def test_a_reader_and_a_writer_in_one_process_share_the_file_and_release_it(tmp_path: Path) -> None:
     path = tmp_path / "m.duckdb"
     writer = Store.open(path)
     reader = Store.open(path, read_only=True)  # e.g. the history screen while the app records
@@ -331,11 +368,11 @@ def test_opening_the_same_file_twice_in_a_process_shares_one_connection(tmp_path
     assert [h["investigation_id"] for h in reader.history()] == ["inv-1"]
     with pytest.raises(StoreUnavailable, match="opened read-only"):
         reader.feedback("inv-1", "confirm", "bad_deploy", "checkout")
-    reader.close()
-    writer.feedback("inv-1", "confirm", "bad_deploy", "checkout")  # still open for the writer
-    writer.close()
     code = "import duckdb,sys; duckdb.connect(sys.argv[1]).close()"
-    assert subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 0  # released
+    assert subprocess.run([sys.executable, "-c", code, str(path)]).returncode == 0  # free while both are open
+    writer.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+    reader.close()
+    writer.close()
 
 
 def test_a_signature_without_a_service_still_recalls(store: Store) -> None:
@@ -346,3 +383,51 @@ def test_a_signature_without_a_service_still_recalls(store: Store) -> None:
     store.record_investigation(report, vague)
     store.feedback("inv-1", "actual", "memory_leak", "returns")
     assert [(p.fault, p.service) for p in store.advisor().proposals(vague)] == [("memory_leak", "returns")]
+
+
+def _old_memory(path: Path, with_estimate_as_2: bool) -> None:
+    """A memory as an older COMPASS left it: schema 1, or schema "2" of the build that
+    numbered the estimate column 2 (before source and alert groups), with one judged row."""
+    from compass_tui.store.schema import MIGRATIONS
+
+    con = duckdb.connect(str(path))
+    for stmt in MIGRATIONS[1]:
+        con.execute(stmt)
+    if with_estimate_as_2:
+        con.execute("ALTER TABLE feedback ADD COLUMN minutes_estimate DOUBLE")
+    con.execute("INSERT INTO meta VALUES ('schema_version', ?)", ["2" if with_estimate_as_2 else "1"])
+    con.execute(
+        "INSERT INTO investigations VALUES ('inv-old', 1000.0, 900.0, 'old', 'HighErrorRate', 'checkout', "
+        "'errors', ['checkout'], 'HighErrorRate|checkout|errors|checkout', 1.0, 60.0, ?)",
+        [make_report("inv-old", ENGINE_WRONG).model_dump_json()],
+    )
+    con.execute("INSERT INTO hypotheses VALUES ('inv-old', 1, 'bad_deploy', 'checkout', 't', 0.9, 'supported')")
+    if with_estimate_as_2:
+        con.execute("INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, minutes_estimate) "
+                    "VALUES ('inv-old', 1030.0, 'confirm', 'bad_deploy', 'checkout', 45)")
+    else:
+        con.execute("INSERT INTO feedback (investigation_id, given_at, verdict, fault, service) "
+                    "VALUES ('inv-old', 1030.0, 'confirm', 'bad_deploy', 'checkout')")
+    con.close()
+
+
+@pytest.mark.parametrize("with_estimate_as_2", [False, True], ids=["schema-1", "estimate-numbered-2"])
+def test_an_older_memory_is_migrated_forward_keeping_what_it_holds(tmp_path: Path, with_estimate_as_2: bool) -> None:
+    path = tmp_path / "m.duckdb"
+    _old_memory(path, with_estimate_as_2)
+    # `compass history` after an upgrade: read-only, migrated once on the way
+    with Store.open(path, read_only=True) as s:
+        [item] = s.history()
+        assert item["investigation_id"] == "inv-old" and item["verdict"] == "confirmed" and item["source"] is None
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    con.close()
+    with Store.open(path) as s:
+        # everything each later schema added works on the old file
+        assert s.alert_group_seen("g1", "firing", alertname="HighErrorRate", service="checkout", at=2000.0)["new"]
+        s.record_investigation(make_report("inv-new", ENGINE_WRONG), SIG, recorded_at=2000.0, source="watch")
+        s.feedback("inv-new", "confirm", "bad_deploy", "checkout", at=2010.0, minutes_estimate=30)
+        saved = s.stats(now=2100.0)["windows"]["30d"]["time_saved"]
+        # the old file's own estimate survives the migration; schema 1 had none to keep
+        assert saved["from_estimates"] == (2 if with_estimate_as_2 else 1)
+        assert [i["source"] for i in s.history()] == ["watch", None]

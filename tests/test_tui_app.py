@@ -466,3 +466,47 @@ def test_theme_from_flag_and_no_color(monkeypatch, tmp_path):
     assert build_app(parse("--no-store")).theme == "compass-dark"
     monkeypatch.setenv("NO_COLOR", "1")
     assert build_app(parse("--no-store")).theme == "compass-high-contrast"
+
+
+async def test_the_app_opens_on_the_inbox_of_what_watch_investigated(tmp_path, monkeypatch):
+    from compass_tui.models import Incident, InvestigationRequest, Report, Timings
+    from compass_tui.store import Store
+    from compass_tui.tui.screens.inbox import InboxScreen
+    from compass_tui.tui.screens.investigation import InvestigationScreen
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))  # nothing configured
+    db = tmp_path / "memory.duckdb"
+    events = scripted_events()
+    report = events[-1].report
+    req = InvestigationRequest(title="HighErrorRate on checkout", service="checkout", alertname="HighErrorRate",
+                               started_at=1.7e9, window_start=1.7e9 - 3600, window_end=1.7e9 + 600)
+    with Store.open(db) as s:
+        older = Report(investigation_id="inv-older", incident=Incident(title="older", service="cart"),
+                       hypotheses=[], timings=Timings(total_s=1.0), signature="HighErrorRate|cart|errors|")
+        s.record_investigation(older, request=req, source="watch", recorded_at=1.0e9)
+        s.record_investigation(report.model_copy(update={"signature": "HighErrorRate|checkout|errors|"}),
+                               request=req, source="watch")
+        s.record_investigation(older.model_copy(update={"investigation_id": "inv-bundle"}), request=req,
+                               source="bundle:x")
+
+    async def must_not_run(request, deps):
+        raise AssertionError("the recorded investigation was re-run")
+        yield  # pragma: no cover
+
+    app = build_app(parse("--store", str(db)), investigate=must_not_run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, InboxScreen)
+        text = screen_text(app)
+        assert "Inbox: 1 investigation" in text  # the bundle run and the week-old one do not wait
+        top = report.hypotheses[0]
+        assert f"{top.fault}@{top.service}" in text and "HighErrorRate" in text
+        await pilot.press("enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, InvestigationScreen)
+        assert screen.report is not None and screen.report.investigation_id == report.investigation_id
+        assert len(screen.query_one(HypothesisList).ranked) == len(report.hypotheses)
+        await pilot.press("c")  # the verdict goes to the recorded investigation
+        await pilot.pause()
+    assert feedback_rows(db)[0][:3] == ("confirm", top.fault, top.service)

@@ -13,8 +13,8 @@ from test_tui_support import write_bundle
 SCRIPT = """
 import sys
 from pathlib import Path
-import compass_tui.tui.session as session
-session.DEMO_BUNDLE = Path(sys.argv[1])
+import compass_tui.service as service
+service.DEMO_BUNDLE = Path(sys.argv[1])
 from compass_tui.cli import main
 code = main(sys.argv[2:])
 print("TUI_LOADED" if any(m.split(".")[0] in ("textual", "rich") for m in sys.modules) else "NO_TEXTUAL", file=sys.stderr)

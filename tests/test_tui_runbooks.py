@@ -31,6 +31,7 @@ async def test_export_writes_the_postmortem(tmp_path):
     assert "# Post-incident review" in text and "## Timeline (UTC)" in text and "## Action items to review" in text
     assert "**Engineer confirmed** `db_connection_pool_exhaustion@payments`" in text
     assert "hikaricp_connections_active" in text
+    assert "hypothesis raised: `db_connection_pool_exhaustion@payments`" in text  # the app kept its timeline
 
 
 async def test_correction_outside_the_catalog_offers_a_draft_runbook(tmp_path):

@@ -50,35 +50,32 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _demo_json(args: argparse.Namespace) -> int:
     """Run the demo investigation headless and print its compass-investigation/1 report."""
-    from compass_tui.engine import run_to_report  # noqa: PLC0415
-    from compass_tui.engine.deps import EngineDeps  # noqa: PLC0415
-    # The session module is plain Python: the headless demo never loads Textual.
-    from compass_tui.tui import session  # noqa: PLC0415
-    from compass_tui.tui.session import AppOptions, Source, SourceError, open_source, open_store, resolve_options  # noqa: PLC0415
+    # The service is plain Python: the headless demo never loads Textual.
+    from compass_tui import service  # noqa: PLC0415
 
-    options: AppOptions = resolve_options(args, demo=True)
-    options.source = Source("demo", str(session.DEMO_BUNDLE), "demo")
+    options = service.resolve_options(args, demo=True)
+    options.source = service.Source("demo", str(service.DEMO_BUNDLE), "demo")
 
     async def go() -> int:
         try:
-            opened = await open_source(options)
-        except SourceError as e:
+            opened = await service.open_source(options)
+        except service.SourceError as e:
             print(f"compass demo: {e}", file=sys.stderr)
             return 1
-        state = open_store(options)
-        memory = state.store.advisor() if state.store is not None else None
+        state = service.open_store(options)
         if state.store is None and not options.no_store:
             print(f"compass demo: {state.status}", file=sys.stderr)
-        deps = EngineDeps(backend=opened.backend, memory=memory, grafana_url=options.grafana_url)
-        if options.budget is not None:
-            deps.budget = options.budget
         try:
-            report = await run_to_report(opened.request, deps)
+            report, memory_error = await service.run_investigation(options, opened, state.store)
         finally:
-            try:
-                await opened.backend.aclose()
-            except Exception:
-                pass
+            await service.close_backend(opened.backend)
+            if state.store is not None:
+                state.store.close()
+        if memory_error:
+            print(f"compass demo: {memory_error}", file=sys.stderr)
+        if report is None:
+            print("compass demo: the investigation produced no report", file=sys.stderr)
+            return 1
         print(json.dumps(report.to_json_dict(), indent=2))
         return 0
 

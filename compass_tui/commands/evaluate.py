@@ -67,10 +67,7 @@ def _store_answers(store_path: str | None) -> list[dict]:
         print(f"compass eval: memory unavailable ({e}); using truth.json files only", file=sys.stderr)
         return []
     try:
-        if store._empty():
-            return []
-        rows = store._cur().execute("SELECT id, alertname, service, started_at FROM investigations").fetchall()
-        invs = store._with_outcomes([{"id": i, "alertname": a, "service": s, "started_at": t} for i, a, s, t in rows])
+        invs = store.outcomes()
     finally:
         store.close()
     out = []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 2
@@ -54,126 +53,58 @@ def summary_text(report) -> str:
     return "\n".join(lines)
 
 
-def open_store(args):
-    """The memory store, or None (with the reason on stderr) when off or unavailable."""
-    if getattr(args, "no_store", False):
-        return None
-    try:
-        from compass_tui.store import Store, StoreUnavailable
-    except ImportError:
-        return None
-    path = getattr(args, "store", None)
-    if path is None:
+def run(args) -> int:
+    """Investigate ``--bundle`` or ``--alert`` headless; print the report, summary or events."""
+    import time
+
+    t0 = time.perf_counter()
+    from compass_tui.service import SourceError, open_source, open_store, resolve_options
+
+    if not getattr(args, "bundle", None) and not getattr(args, "alert", None):
+        return _err("say what to investigate: --bundle PATH or --alert FILE ('-' for stdin)")
+    stdin_text = sys.stdin.read() if getattr(args, "alert", None) == "-" else None
+    options = resolve_options(args, stdin_text=stdin_text)
+    if options.source.kind == "alert" and options.config_error:
+        return _err(options.config_error)
+
+    async def go() -> int:
+        from compass_tui.service import close_backend
+
         try:
-            from compass_tui.config import load_config
+            opened = await open_source(options)
+        except SourceError as e:
+            return _err(str(e))
+        if opened.backend is None:
+            return _err(f"no data source reachable: {opened.notes[0] if opened.notes else 'none configured'}")
+        state = open_store(options)
+        if state.store is None and not options.no_store:
+            print(f"compass: {state.status}", file=sys.stderr)
+        try:
+            return await _run(options, opened, state.store, args, t0)
+        finally:
+            await close_backend(opened.backend)
+            if state.store is not None:
+                state.store.close()
 
-            cfg = load_config(getattr(args, "config", None))
-            path = getattr(cfg, "store_path", None)
-        except Exception:
-            path = None
-    try:
-        return Store.open(path)
-    except StoreUnavailable as e:
-        print(f"compass: memory unavailable: {e}", file=sys.stderr)
-        return None
-
-
-def _runbooks(args):
-    """The configured runbooks (shipped, personal, config folders); a bad config reads none."""
-    from compass_tui.config import ConfigError, load_config
-    from compass_tui.runbooks import load_configured
-
-    try:
-        cfg = load_config(getattr(args, "config", None))
-    except ConfigError:
-        cfg = None
-    return load_configured(cfg)
+    return asyncio.run(go())
 
 
-async def _run(request, backend, args, store, out=None) -> int:
+async def _run(options, opened, store, args, t0, out=None) -> int:
     out = out if out is not None else sys.stdout  # looked up now: stdout may have been replaced
-    from compass_tui.engine import Budget, EngineDeps, investigate, signature_of
-    from compass_tui.models import Finished
+    from compass_tui.service import run_investigation
 
-    budget = Budget()
-    if getattr(args, "deadline", None):
-        budget.deadline_s = float(args.deadline)
-    deps = EngineDeps(backend=backend, budget=budget, memory=store.advisor() if store is not None else None,
-                      grafana_url=getattr(args, "grafana_url", None), t0=getattr(args, "t0", None),
-                      runbooks=_runbooks(args))
-    from compass_tui.report.timeline import Timeline
-
-    report = None
-    timeline = Timeline()
-    async for ev in investigate(request, deps):
-        timeline.observe(ev)
+    def on_event(ev) -> None:
         if getattr(args, "events", False):
             out.write(ev.model_dump_json() + "\n")
             out.flush()
-        if isinstance(ev, Finished):
-            report = ev.report
-    await backend.aclose()
+
+    report, memory_error = await run_investigation(options, opened, store, on_event=on_event, t0=t0)
     if report is None:
         return _err("the investigation produced no report")
-    if store is not None:
-        try:
-            store.record_investigation(report, signature_of(report), request)
-        except Exception as e:
-            print(f"compass: could not record the investigation: {e}", file=sys.stderr)
+    if memory_error:
+        print(f"compass: {memory_error}", file=sys.stderr)
     if getattr(args, "json", False):
         out.write(json.dumps(report.to_json_dict(), indent=2) + "\n")
     elif not getattr(args, "events", False):
         out.write(summary_text(report) + "\n")
     return EXIT_OK
-
-
-def run(args) -> int:
-    import time
-
-    args.t0 = time.perf_counter()
-    from compass_tui.engine.request import RequestError, load_alert_file, request_from_alert, request_from_bundle_meta
-
-    if getattr(args, "bundle", None):
-        from compass_tui.telemetry.bundle import BundleError, open_bundle
-
-        try:
-            backend = open_bundle(args.bundle)
-        except BundleError as e:
-            return _err(str(e))
-        except OSError as e:
-            return _err(f"{args.bundle}: {e.strerror or e}")
-        try:
-            request = request_from_bundle_meta(backend.manifest, backend.incident)
-        except RequestError as e:
-            return _err(f"{Path(args.bundle).name}: incident.json: {e}")
-        if getattr(args, "baseline", None):
-            request.window_start = max(request.window_start, request.started_at - float(args.baseline))
-    elif getattr(args, "alert", None):
-        try:
-            payload = load_alert_file(args.alert, sys.stdin.read() if args.alert == "-" else None)
-            import time
-
-            from compass_tui.config import ConfigError, load_config
-
-            cfg = load_config(getattr(args, "config", None))
-            baseline = args.baseline or getattr(cfg, "baseline_s", None)
-            request = request_from_alert(payload, baseline_s=baseline, now=time.time())
-        except RequestError as e:
-            return _err(str(e))
-        except ConfigError as e:
-            return _err(str(e))
-        try:
-            from compass_tui.live_sources import open_live_backend
-
-            backend = open_live_backend(cfg, window=(request.window_start, request.window_end))
-        except Exception as e:
-            return _err(f"no data source reachable: {e}")
-        args.grafana_url = cfg.deep_link_base() if hasattr(cfg, "deep_link_base") else getattr(cfg, "grafana_url", None)
-    else:
-        return _err("say what to investigate: --bundle PATH or --alert FILE ('-' for stdin)")
-    store = open_store(args)
-    try:
-        return asyncio.run(_run(request, backend, args, store))
-    finally:
-        if store is not None:
-            store.close()

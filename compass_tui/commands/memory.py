@@ -110,7 +110,9 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    """List past investigations: id, when, incident, top hypothesis, verdict."""
+    """List past investigations, newest first: id, when, incident, top hypothesis, verdict,
+    source; ``--json``: each with ``investigation_id``, ``alert``, ``service``,
+    ``started_at``, ``top`` (``fault@service``), ``verdicts`` and ``source``."""
     store, code = _open_read_only("history", args)
     if code is not None:
         return code
@@ -125,7 +127,7 @@ def run_history(args: argparse.Namespace) -> int:
     if not items:
         print(f"no investigations recorded yet ({_store_path(args)})")
         return 0
-    rows = [["ID", "WHEN", "INCIDENT", "TOP HYPOTHESIS", "VERDICT"]]
+    rows = [["ID", "WHEN", "INCIDENT", "TOP HYPOTHESIS", "VERDICT", "SOURCE"]]
     for it in items:
         rows.append([
             it["investigation_id"],
@@ -133,6 +135,7 @@ def run_history(args: argparse.Namespace) -> int:
             it["incident"] if len(it["incident"]) <= 40 else it["incident"][:39] + "…",
             _fmt_cause(it["top_hypothesis"]),
             it["verdict"],
+            it["source"] or "-",
         ])
     print(_table(rows))
     return 0

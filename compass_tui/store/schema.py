@@ -3,7 +3,7 @@ a file written by a newer COMPASS (a higher ``schema_version``) is never touched
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version this COMPASS writes. Older files are migrated forward on open."""
 
 # MIGRATIONS[n] takes a store from version n-1 to n. Append; never edit a released step.
@@ -60,8 +60,29 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX feedback_investigation ON feedback (investigation_id)",
     ],
     2: [
+        # Where each investigation came from: bundle:NAME, alert, live, demo, watch.
+        "ALTER TABLE investigations ADD COLUMN source VARCHAR",
+        # The request it ran on (window, labels), so the app can reopen it without re-running.
+        "ALTER TABLE investigations ADD COLUMN request_json VARCHAR",
+        # Alert groups `compass watch` was notified of, so a repeat starts nothing new.
+        """
+        CREATE TABLE alert_groups (
+            group_key        VARCHAR PRIMARY KEY,  -- Alertmanager's groupKey
+            status           VARCHAR NOT NULL,     -- firing | resolved
+            alertname        VARCHAR,
+            service          VARCHAR,
+            first_seen       DOUBLE NOT NULL,      -- unix seconds, when this episode began firing
+            last_seen        DOUBLE NOT NULL,
+            resolved_at      DOUBLE,
+            investigation_id VARCHAR,              -- the investigation of this episode
+            notifications    INTEGER NOT NULL
+        )
+        """,
+    ],
+    3: [
         # the engineer's estimate, given once at confirmation, of how long finding the cause
         # would have taken without COMPASS (for the time-saved figure of `compass stats`)
-        "ALTER TABLE feedback ADD COLUMN minutes_estimate DOUBLE",
+        # IF NOT EXISTS: a file from the build that numbered this step 2 already has it
+        "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS minutes_estimate DOUBLE",
     ],
 }

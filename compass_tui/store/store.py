@@ -1,7 +1,8 @@
 """The memory file: every investigation, its hypotheses and the engineer's verdicts, in DuckDB.
 
-One connection per process (DuckDB allows one writing process per file); each thread gets its
-own cursor. A file this COMPASS cannot safely use (locked by another process, not a DuckDB
+Many processes share one file: each operation opens it, runs one short transaction and
+closes it, waiting its turn while another process is in its own (DuckDB lets one process at a
+time have a file open for writing). A file this COMPASS cannot safely use (locked by another process, not a DuckDB
 file, not a COMPASS memory, or written by a newer version) raises ``StoreUnavailable`` and is
 never modified.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import statistics
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +38,10 @@ DAY_S = 86400.0
 
 class StoreUnavailable(Exception):
     """The memory file cannot be used; the message is one line saying why and what to do."""
+
+
+class _NeedsMigration(Exception):
+    """An older memory was opened read-only; it must be migrated by a read-write open first."""
 
 
 class UnknownInvestigation(KeyError):
@@ -87,16 +94,17 @@ def _looks_like_duckdb(path: Path) -> bool:
     return head[8:12] == DUCKDB_MAGIC
 
 
-def _why_unavailable(path: Path, err: Exception) -> str:
+def _why_unavailable(path: Path, err: Exception, waited_s: float | None = None) -> str:
     """Turn a DuckDB open error into one line an engineer can act on."""
     msg = str(err).splitlines()[0] if str(err) else type(err).__name__
     low = msg.lower()
     if "lock" in low:
         m = re.search(r"PID (\d+)", msg)
         who = f"another process (pid {m.group(1)})" if m else "another process"
+        held = f" for over {waited_s:g} s" if waited_s else ""
         return (
-            f"{path}: in use by {who}, probably another compass; close it, "
-            "or use --store PATH or --no-store"
+            f"{path}: held{held} by {who}, which is not letting go (a compass keeps it only "
+            "for one write); close that process, or use --store PATH or --no-store"
         )
     if "not a valid duckdb database" in low:
         return f"{path}: not a DuckDB file (corrupt or something else); move it aside, it was left untouched"
@@ -111,46 +119,65 @@ def _why_unavailable(path: Path, err: Exception) -> str:
     return f"{path}: cannot open the memory: {msg}"
 
 
-@dataclass
-class _Shared:
-    """The process's one connection to a memory file, and how many ``Store``s use it."""
+LOCK_TIMEOUT_S = 60.0
+"""How long an operation waits for another process's turn on the file before saying who holds it."""
 
-    con: Any
-    read_only: bool
-    key: str
-    refs: int = 1
-    generation: int = 0  # bumped on every write, so readers may cache between writes
-    write_lock: threading.Lock = field(default_factory=threading.Lock)
+_PATH_LOCKS: dict[str, threading.RLock] = {}
+_PATH_LOCKS_LOCK = threading.Lock()
+_GENERATIONS: dict[str, int] = {}
 
 
-_OPEN: dict[str, _Shared] = {}
-_OPEN_LOCK = threading.Lock()
+def _path_lock(key: str) -> threading.RLock:
+    """One lock per file per process: DuckDB shares one instance per file within a process,
+    and a read-only and a read-write connection to it cannot coexist."""
+    with _PATH_LOCKS_LOCK:
+        lock = _PATH_LOCKS.get(key)
+        if lock is None:
+            lock = _PATH_LOCKS[key] = threading.RLock()
+        return lock
+
+
+def _is_lock_error(err: Exception) -> bool:
+    low = str(err).lower()
+    return "lock" in low and ("conflicting" in low or "could not set" in low)
 
 
 class Store:
-    """The memory. Open with ``Store.open()``; close when done."""
+    """The memory. Open with ``Store.open()``; close when done.
 
-    def __init__(self, con: "duckdb.DuckDBPyConnection", path: Path, read_only: bool, shared: "_Shared") -> None:
-        self._con = con
-        self._shared = shared
+    Many processes share one file (the app, ``watch``, ``feedback``, ``history``...): DuckDB
+    lets one process at a time have it open for writing, so each operation opens the file,
+    runs one short transaction and closes it again, waiting its turn (with backoff, up to
+    ``lock_timeout_s``) while another process holds it. Nothing holds the file between
+    operations, so no process blocks another for longer than one transaction.
+    """
+
+    def __init__(self, path: Path, read_only: bool, lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
         self.path = path
         self.read_only = read_only
-        self._local = threading.local()
-        # DuckDB transactions from cursors of one connection can conflict; writes are tiny.
-        self._write_lock = shared.write_lock
+        self.lock_timeout_s = lock_timeout_s
+        self._key = str(path.resolve())
+        self._lock = _path_lock(self._key)
         self._closed = False
+        self.waits = 0
+        """Times an operation of this Store found the file held by another process."""
 
     @property
     def generation(self) -> int:
         """Changes whenever anything in this process writes to the memory."""
-        return self._shared.generation
+        return _GENERATIONS.get(self._key, 0)
+
+    def _bump(self) -> None:
+        _GENERATIONS[self._key] = _GENERATIONS.get(self._key, 0) + 1
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, read_only: bool = False) -> "Store":
+    def open(cls, path: str | Path | None = None, *, read_only: bool = False,
+             lock_timeout_s: float = LOCK_TIMEOUT_S) -> "Store":
         """Open (creating it when absent and writable) the memory at ``path``, default
-        ``$XDG_DATA_HOME/compass/compass.duckdb``. Raises ``StoreUnavailable``."""
+        ``$XDG_DATA_HOME/compass/compass.duckdb``: check it is a memory this version can use,
+        migrate it when older. Raises ``StoreUnavailable``."""
         import duckdb
 
         p = Path(path).expanduser() if path is not None else default_path()
@@ -168,45 +195,60 @@ class Store:
                 raise StoreUnavailable(f"{p.parent}: not writable; use --store PATH or --no-store")
         elif not p.exists():
             raise StoreUnavailable(f"{p}: no memory there yet (nothing recorded)")
-        key = str(p.resolve())
-        with _OPEN_LOCK:
-            shared = _OPEN.get(key)
-            if shared is not None:
-                # One connection per process: a second open of the same file shares it.
-                if shared.read_only and not read_only:
-                    raise StoreUnavailable(f"{p}: already open read-only in this process; close it first")
-                shared.refs += 1
-                return cls(shared.con, p, read_only, shared)
         if p.exists() and not _looks_like_duckdb(p):
             raise StoreUnavailable(
                 f"{p}: not a DuckDB file (corrupt or something else); move it aside, it was left untouched"
             )
+        store = cls(p, read_only, lock_timeout_s)
         try:
-            # Never fetch or load extensions: a memory file needs none, and DuckDB would
-            # otherwise try the network to read a file that merely looks like SQLite.
-            con = duckdb.connect(str(p), read_only=read_only, config={
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-            })
-        except (duckdb.Error, OSError) as e:
-            raise StoreUnavailable(_why_unavailable(p, e)) from None
-        shared = _Shared(con, read_only, key)
-        store = cls(con, p, read_only, shared)
-        try:
-            store._prepare()
-        except StoreUnavailable:
-            con.close()
-            raise
+            try:
+                with store._connect() as con:
+                    store._prepare(con)
+            except _NeedsMigration:
+                # An older memory opened for reading (`compass history` after an upgrade):
+                # migrate it forward once, in its own short read-write turn, then read.
+                cls.open(p, lock_timeout_s=lock_timeout_s).close()
+                with store._connect() as con:
+                    store._prepare(con)
         except duckdb.Error as e:
-            con.close()
             raise StoreUnavailable(f"{p}: cannot read the memory: {str(e).splitlines()[0]}") from None
-        with _OPEN_LOCK:
-            _OPEN[key] = shared
         return store
 
-    def _prepare(self) -> None:
+    @contextmanager
+    def _connect(self) -> Iterator["duckdb.DuckDBPyConnection"]:
+        """The file, open for one short piece of work; waits while another process holds it."""
+        import duckdb
+
+        if self._closed:
+            raise StoreUnavailable(f"{self.path}: the memory was closed")
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.01
+        with self._lock:
+            while True:
+                try:
+                    # Never fetch or load extensions: a memory file needs none, and DuckDB would
+                    # otherwise try the network to read a file that merely looks like SQLite.
+                    con = duckdb.connect(str(self.path), read_only=self.read_only, config={
+                        "autoinstall_known_extensions": False,
+                        "autoload_known_extensions": False,
+                    })
+                    break
+                except (duckdb.Error, OSError) as e:
+                    if isinstance(e, duckdb.Error) and _is_lock_error(e) and time.monotonic() < deadline:
+                        # Another process is in its transaction: wait a little and try again.
+                        self.waits += 1
+                        time.sleep(delay * (0.5 + random.random()))
+                        delay = min(delay * 2, 0.25)
+                        continue
+                    raise StoreUnavailable(_why_unavailable(self.path, e, self.lock_timeout_s)) from None
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def _prepare(self, con: "duckdb.DuckDBPyConnection") -> None:
         """Check the file is a COMPASS memory this version understands; create or migrate it."""
-        cur = self._con.cursor()
+        cur = con
         tables = {r[0] for r in cur.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
         ).fetchall()}
@@ -224,6 +266,13 @@ class Store:
                 version = -1
             if version < 0:
                 raise StoreUnavailable(f"{self.path}: meta.schema_version is missing or not a number; left untouched")
+            if version == 2 and not cur.execute(
+                "SELECT count(*) FROM information_schema.columns "
+                "WHERE table_name = 'investigations' AND column_name = 'source'"
+            ).fetchone()[0]:
+                # An earlier build numbered the estimate column 2, before source and alert groups:
+                # such a file is at 1 plus that column, so it takes steps 2 and 3 from here.
+                version = 1
         if version > SCHEMA_VERSION:
             raise StoreUnavailable(
                 f"{self.path}: memory schema version {version} is newer than this compass "
@@ -234,9 +283,7 @@ class Store:
         if self.read_only:
             if version == 0:
                 return  # an empty file: nothing recorded, nothing to migrate
-            raise StoreUnavailable(
-                f"{self.path}: memory schema version {version} needs migrating; open it once read-write"
-            )
+            raise _NeedsMigration(version)
         cur.execute("BEGIN TRANSACTION")
         try:
             for step in range(version + 1, SCHEMA_VERSION + 1):
@@ -250,19 +297,10 @@ class Store:
             cur.execute("ROLLBACK")
             raise
 
-    def _cur(self) -> "duckdb.DuckDBPyConnection":
-        """This thread's cursor on the one connection."""
-        if self._closed:
-            raise StoreUnavailable(f"{self.path}: the memory was closed")
-        cur = getattr(self._local, "cur", None)
-        if cur is None:
-            cur = self._con.cursor()
-            self._local.cur = cur
-        return cur
-
-    def _empty(self) -> bool:
+    @staticmethod
+    def _empty(con: "duckdb.DuckDBPyConnection") -> bool:
         # An empty file opened read-only has no tables yet.
-        return not self._cur().execute(
+        return not con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'investigations'"
         ).fetchone()[0]
 
@@ -279,11 +317,14 @@ class Store:
         request: InvestigationRequest | None = None,
         *,
         recorded_at: float | None = None,
+        source: str | None = None,
     ) -> None:
         """Save a finished investigation and its ranked hypotheses. Recording the same
         ``investigation_id`` again replaces its hypotheses and keeps the engineer's verdicts.
 
         Without ``signature`` it is read back from ``report.signature`` (``Signature.key()``).
+        ``source`` says where it came from: ``bundle:NAME``, ``alert``, ``live``, ``demo``,
+        ``watch``.
         """
         self._require_writable()
         if signature is None:
@@ -298,19 +339,22 @@ class Store:
             (report.investigation_id, i + 1, h.fault, h.service, h.title, float(h.confidence), h.status)
             for i, h in enumerate(hyps)
         ]
-        with self._write_lock:
-            cur = self._cur()
+        with self._connect() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
                 prior = cur.execute(
-                    "SELECT recorded_at FROM investigations WHERE id = ?", [report.investigation_id]
+                    "SELECT recorded_at, source FROM investigations WHERE id = ?", [report.investigation_id]
                 ).fetchone()
                 if prior is not None and recorded_at is None:
                     when = prior[0]  # re-recording keeps the original time
+                if prior is not None and source is None:
+                    source = prior[1]
                 cur.execute("DELETE FROM hypotheses WHERE investigation_id = ?", [report.investigation_id])
                 cur.execute("DELETE FROM investigations WHERE id = ?", [report.investigation_id])
                 cur.execute(
-                    "INSERT INTO investigations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO investigations (id, recorded_at, started_at, title, alertname, service, shape, "
+                    "moved, signature, first_hypothesis_s, total_s, report_json, source, request_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         report.investigation_id,
                         when,
@@ -325,15 +369,17 @@ class Store:
                         report.timings.first_hypothesis_s,
                         report.timings.total_s,
                         json.dumps(report.to_json_dict(), separators=(",", ":")),
+                        source,
+                        request.model_dump_json() if request is not None else None,
                     ],
                 )
                 if rows:
                     cur.executemany("INSERT INTO hypotheses VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 cur.execute("COMMIT")
-                self._shared.generation += 1
             except Exception:
                 cur.execute("ROLLBACK")
                 raise
+        self._bump()
 
     def feedback(
         self,
@@ -359,22 +405,104 @@ class Store:
         if verdict not in VERDICTS:
             raise ValueError(f"unknown verdict {verdict!r}: expected one of {', '.join(VERDICTS)}")
         check_cause(fault, service)
-        with self._write_lock:
-            cur = self._cur()
+        if minutes_estimate is not None and not (0 < float(minutes_estimate) < 100000):
+            raise ValueError(f"the estimate must be a positive number of minutes, got {minutes_estimate!r}")
+        with self._connect() as cur:
             if cur.execute("SELECT 1 FROM investigations WHERE id = ?", [investigation_id]).fetchone() is None:
                 raise UnknownInvestigation(
                     f"no investigation {investigation_id!r} in {self.path} (see `compass history`)"
                 )
             # A single autocommitted statement: durable in the WAL once this returns.
-            if minutes_estimate is not None and not (0 < float(minutes_estimate) < 100000):
-                raise ValueError(f"the estimate must be a positive number of minutes, got {minutes_estimate!r}")
             cur.execute(
                 "INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, reason, note, minutes_estimate) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [investigation_id, time.time() if at is None else at, verdict, fault, service, reason, note,
                  None if minutes_estimate is None else float(minutes_estimate)],
             )
-            self._shared.generation += 1
+        self._bump()
+
+    # ------------------------------------------------------------------ alert groups (watch)
+
+    def alert_group_seen(
+        self,
+        group_key: str,
+        status: str,
+        *,
+        alertname: str | None = None,
+        service: str | None = None,
+        at: float | None = None,
+    ) -> dict[str, Any]:
+        """Note a webhook notification for an alert group and say what to do with it.
+
+        Returns the group's row after this notification with ``new``: True when this is a
+        new firing episode that should be investigated (first seen, or firing again after
+        it resolved); repeats of a firing group and resolved notifications are False."""
+        self._require_writable()
+        now = time.time() if at is None else at
+        with self._connect() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                row = cur.execute(
+                    "SELECT status, notifications FROM alert_groups WHERE group_key = ?", [group_key]
+                ).fetchone()
+                new = False
+                if row is None:
+                    new = status == "firing"
+                    cur.execute(
+                        "INSERT INTO alert_groups (group_key, status, alertname, service, first_seen, last_seen, "
+                        "resolved_at, investigation_id, notifications) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 1)",
+                        [group_key, status, alertname, service, now, now, now if status == "resolved" else None],
+                    )
+                else:
+                    was = row[0]
+                    if status == "firing" and was == "resolved":
+                        # Firing again after it resolved: a new episode, a new investigation.
+                        new = True
+                        cur.execute(
+                            "UPDATE alert_groups SET status = 'firing', first_seen = ?, last_seen = ?, "
+                            "resolved_at = NULL, investigation_id = NULL, notifications = notifications + 1 "
+                            "WHERE group_key = ?",
+                            [now, now, group_key],
+                        )
+                    else:
+                        cur.execute(
+                            "UPDATE alert_groups SET status = ?, last_seen = ?, notifications = notifications + 1, "
+                            "resolved_at = CASE WHEN ? = 'resolved' THEN ? ELSE resolved_at END WHERE group_key = ?",
+                            [status, now, status, now, group_key],
+                        )
+                out = cur.execute(
+                    "SELECT group_key, status, alertname, service, first_seen, last_seen, resolved_at, "
+                    "investigation_id, notifications FROM alert_groups WHERE group_key = ?",
+                    [group_key],
+                ).fetchone()
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+        self._bump()
+        keys = ("group_key", "status", "alertname", "service", "first_seen", "last_seen", "resolved_at",
+                "investigation_id", "notifications")
+        return {**dict(zip(keys, out)), "new": new}
+
+    def alert_group_investigated(self, group_key: str, investigation_id: str) -> None:
+        """Link an alert group's current episode to the investigation that ran for it."""
+        self._require_writable()
+        with self._connect() as cur:
+            cur.execute("UPDATE alert_groups SET investigation_id = ? WHERE group_key = ?", [investigation_id, group_key])
+        self._bump()
+
+    def alert_groups(self) -> list[dict[str, Any]]:
+        """Every alert group watch has seen, latest first."""
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            rows = cur.execute(
+                "SELECT group_key, status, alertname, service, first_seen, last_seen, resolved_at, "
+                "investigation_id, notifications FROM alert_groups ORDER BY last_seen DESC"
+            ).fetchall()
+        keys = ("group_key", "status", "alertname", "service", "first_seen", "last_seen", "resolved_at",
+                "investigation_id", "notifications")
+        return [dict(zip(keys, r)) for r in rows]
 
     # ------------------------------------------------------------------ reading
 
@@ -387,23 +515,23 @@ class Store:
     def _past(self, alertname: str | None, service: str | None) -> list[dict[str, Any]]:
         """Past investigations of this alert on this service, with their top hypotheses and
         verdicts, oldest first: what the memory matches a signature against."""
-        if self._empty():
-            return []
-        cur = self._cur()
-        invs = cur.execute(
-            "SELECT id, recorded_at, shape, moved FROM investigations "
-            "WHERE alertname IS NOT DISTINCT FROM ? AND service IS NOT DISTINCT FROM ? "
-            "ORDER BY recorded_at, id",
-            [alertname, service],
-        ).fetchall()
-        return self._with_outcomes(
-            [{"id": i, "recorded_at": t, "shape": s, "moved": list(m or [])} for i, t, s, m in invs]
-        )
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            invs = cur.execute(
+                "SELECT id, recorded_at, shape, moved FROM investigations "
+                "WHERE alertname IS NOT DISTINCT FROM ? AND service IS NOT DISTINCT FROM ? "
+                "ORDER BY recorded_at, id",
+                [alertname, service],
+            ).fetchall()
+            return self._with_outcomes(
+                cur, [{"id": i, "recorded_at": t, "shape": s, "moved": list(m or [])} for i, t, s, m in invs]
+            )
 
-    def _with_outcomes(self, invs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _with_outcomes(cur: "duckdb.DuckDBPyConnection", invs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not invs:
             return invs
-        cur = self._cur()
         ids = [i["id"] for i in invs]
         by_id = {i["id"]: i for i in invs}
         for i in invs:
@@ -427,34 +555,61 @@ class Store:
             )
         return invs
 
-    def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest investigations, newest first: id, when, incident, top hypothesis, verdict."""
-        if self._empty():
-            return []
-        rows = self._cur().execute(
-            "SELECT id, recorded_at, started_at, title, alertname, service, signature, "
-            "first_hypothesis_s, total_s FROM investigations ORDER BY recorded_at DESC, id DESC LIMIT ?",
-            [max(0, int(limit))],
-        ).fetchall()
-        invs = [
-            {
-                "id": r[0], "recorded_at": r[1], "started_at": r[2], "title": r[3], "alertname": r[4],
-                "service": r[5], "signature": r[6], "first_hypothesis_s": r[7], "total_s": r[8],
-            }
-            for r in rows
-        ]
-        self._with_outcomes(invs)
+    def history(self, limit: int = 20, *, source: str | None = None, unjudged: bool = False,
+                since: float | None = None) -> list[dict[str, Any]]:
+        """The latest investigations, newest first: id, when, the alert and service, the top
+        hypothesis (``top``: ``fault@service``), every verdict, and where it came from.
+        ``source`` keeps only one source (e.g. ``watch``); ``unjudged`` only those without a
+        verdict yet; ``since`` only those recorded after that unix time."""
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            where, params = [], []
+            if source is not None:
+                where.append("i.source = ?")
+                params.append(source)
+            if unjudged:
+                where.append("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.investigation_id = i.id)")
+            if since is not None:
+                where.append("i.recorded_at > ?")
+                params.append(since)
+            rows = cur.execute(
+                "SELECT i.id, i.recorded_at, i.started_at, i.title, i.alertname, i.service, i.signature, "
+                "i.first_hypothesis_s, i.total_s, i.source, g.status FROM investigations i "
+                "LEFT JOIN alert_groups g ON g.investigation_id = i.id"
+                + (" WHERE " + " AND ".join(where) if where else "")
+                + " ORDER BY i.recorded_at DESC, i.id DESC LIMIT ?",
+                [*params, max(0, int(limit))],
+            ).fetchall()
+            invs = [
+                {
+                    "id": r[0], "recorded_at": r[1], "started_at": r[2], "title": r[3], "alertname": r[4],
+                    "service": r[5], "signature": r[6], "first_hypothesis_s": r[7], "total_s": r[8],
+                    "source": r[9], "alert_status": r[10],
+                }
+                for r in rows
+            ]
+            self._with_outcomes(cur, invs)
         out = []
         for inv in invs:
             top = inv["hypotheses"][0] if inv["hypotheses"] else None
             out.append(
                 {
                     "investigation_id": inv["id"],
-                    "recorded_at": _rfc3339(inv["recorded_at"]),
+                    "alert": inv["alertname"],
+                    "service": inv["service"],
                     "started_at": _rfc3339(inv["started_at"]),
+                    "top": f"{top['fault']}@{top['service']}" if top else None,
+                    "verdicts": [
+                        {"verdict": v["verdict"], "cause": f"{v['fault']}@{v['service']}", "at": _rfc3339(v["at"]),
+                         "reason": v["reason"], "note": v["note"]}
+                        for v in inv["verdicts"]
+                    ],
+                    "source": inv["source"],
+                    "recorded_at": _rfc3339(inv["recorded_at"]),
+                    "recorded_at_unix": inv["recorded_at"],
                     "incident": inv["title"],
                     "alertname": inv["alertname"],
-                    "service": inv["service"],
                     "signature": inv["signature"],
                     "top_hypothesis": (
                         {"fault": top["fault"], "service": top["service"], "confidence": top["confidence"],
@@ -463,9 +618,24 @@ class Store:
                     ),
                     "verdict": verdict_summary(inv),
                     "first_hypothesis_s": inv["first_hypothesis_s"],
+                    "total_s": inv["total_s"],
+                    "alert_status": inv["alert_status"],
                 }
             )
         return out
+
+    def recorded(self, investigation_id: str) -> tuple[Report, InvestigationRequest | None]:
+        """The recorded ``compass-investigation/1`` report of a past investigation, as it was
+        when it finished, and the request it ran on (None when not recorded); raises
+        ``UnknownInvestigation``."""
+        with self._connect() as cur:
+            row = None if self._empty(cur) else cur.execute(
+                "SELECT report_json, request_json FROM investigations WHERE id = ?", [investigation_id]
+            ).fetchone()
+        if row is None:
+            raise UnknownInvestigation(f"no investigation {investigation_id!r} in {self.path} (see `compass history`)")
+        request = InvestigationRequest.model_validate_json(row[1]) if row[1] else None
+        return Report.model_validate_json(row[0]), request
 
     def stats(self, now: float | None = None, baseline_minutes: float | None = None) -> dict[str, Any]:
         """Accuracy as judged by the engineer, and time to first hypothesis, over the last
@@ -473,48 +643,52 @@ class Store:
         now = time.time() if now is None else now
         out: dict[str, Any] = {"now": _rfc3339(now), "windows": {}}
         invs: list[dict[str, Any]] = []
-        if not self._empty():
-            rows = self._cur().execute(
-                "SELECT id, recorded_at, first_hypothesis_s, total_s FROM investigations "
-                "WHERE recorded_at > ? AND recorded_at <= ?",
-                [now - 30 * DAY_S, now],
-            ).fetchall()
-            invs = self._with_outcomes([{"id": i, "recorded_at": t, "first_s": f, "total_s": tt}
-                                        for i, t, f, tt in rows])
+        with self._connect() as cur:
+            if not self._empty(cur):
+                rows = cur.execute(
+                    "SELECT id, recorded_at, first_hypothesis_s, total_s FROM investigations "
+                    "WHERE recorded_at > ? AND recorded_at <= ?",
+                    [now - 30 * DAY_S, now],
+                ).fetchall()
+                invs = self._with_outcomes(cur, [{"id": i, "recorded_at": t, "first_s": f, "total_s": tt}
+                                                 for i, t, f, tt in rows])
         for days in (7, 30):
             window = [i for i in invs if i["recorded_at"] > now - days * DAY_S]
             out["windows"][f"{days}d"] = window_stats(window)
             out["windows"][f"{days}d"]["time_saved"] = time_saved(window, baseline_minutes)
         return out
 
+    def outcomes(self) -> list[dict[str, Any]]:
+        """Every recorded investigation (id, alertname, service, started_at) with its ranked
+        hypotheses and verdicts, read in one short transaction: what ``compass eval`` scores against."""
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            rows = cur.execute("SELECT id, alertname, service, started_at FROM investigations").fetchall()
+            return self._with_outcomes(
+                cur, [{"id": i, "alertname": a, "service": s, "started_at": t} for i, a, s, t in rows]
+            )
+
     def investigation(self, investigation_id: str) -> dict[str, Any]:
         """One recorded investigation: its report, when it ran, and the engineer's verdicts.
         Raises ``UnknownInvestigation``."""
-        row = None if self._empty() else self._cur().execute(
-            "SELECT id, recorded_at, started_at, report_json FROM investigations WHERE id = ?", [investigation_id]
-        ).fetchone()
-        if row is None:
-            raise UnknownInvestigation(f"no investigation {investigation_id!r} in {self.path} (see `compass history`)")
-        inv = {"id": row[0], "recorded_at": row[1], "started_at": row[2], "report": Report.model_validate_json(row[3])}
-        self._with_outcomes([inv])
+        with self._connect() as cur:
+            row = None if self._empty(cur) else cur.execute(
+                "SELECT id, recorded_at, started_at, report_json FROM investigations WHERE id = ?", [investigation_id]
+            ).fetchone()
+            if row is None:
+                raise UnknownInvestigation(
+                    f"no investigation {investigation_id!r} in {self.path} (see `compass history`)"
+                )
+            inv = {"id": row[0], "recorded_at": row[1], "started_at": row[2],
+                   "report": Report.model_validate_json(row[3])}
+            self._with_outcomes(cur, [inv])
         return inv
 
     def close(self) -> None:
-        """Close (idempotent); when the last user in this process closes, the connection
-        closes and the file is free for another process."""
-        if self._closed:
-            return
+        """Close (idempotent). Nothing is held open between operations, so this only stops
+        this Store from being used again."""
         self._closed = True
-        with _OPEN_LOCK:
-            self._shared.refs -= 1
-            if self._shared.refs > 0:
-                return
-            if _OPEN.get(self._shared.key) is self._shared:
-                del _OPEN[self._shared.key]
-        try:
-            self._con.close()
-        except Exception:
-            pass
 
     def __enter__(self) -> "Store":
         return self

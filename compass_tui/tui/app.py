@@ -13,7 +13,7 @@ from textual.theme import Theme
 
 from compass_tui.tui.render import set_palette
 from compass_tui.tui.screens.investigation import InvestigationScreen
-from compass_tui.tui.session import THEMES, AppOptions, Investigate, resolve_options
+from compass_tui.service import THEMES, AppOptions, Investigate, resolve_options
 
 THEME_DIRS = (
     Path(sys.prefix) / "share" / "compass" / "themes",  # installed from a wheel
@@ -64,6 +64,16 @@ class CompassApp(App[int]):
         set_palette(self.current_theme)
 
     def on_mount(self) -> None:
+        if not self.options.named:
+            # Nothing named on the command line: what `compass watch` found comes first.
+            from compass_tui.service import waiting_investigations  # noqa: PLC0415
+
+            items = waiting_investigations(self.options)
+            if items:
+                from compass_tui.tui.screens.inbox import InboxScreen  # noqa: PLC0415
+
+                self.push_screen(InboxScreen(self.options, items))
+                return
         self.push_screen(InvestigationScreen(self.options))
 
     @property

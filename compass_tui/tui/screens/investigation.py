@@ -46,8 +46,17 @@ from compass_tui.tui.messages import (
 )
 from compass_tui.tui.screens.help import HelpScreen
 from compass_tui.tui.screens.verdict import ActualScreen, Correction, RejectScreen
-from compass_tui.tui.session import AppOptions, SourceError, StoreState, integration_health, open_source, open_store
-from compass_tui.tui.verdicts import catalog_faults, signature_for
+from compass_tui.service import (
+    AppOptions,
+    SourceError,
+    StoreState,
+    integration_health,
+    investigation_events,
+    open_source,
+    open_store,
+    record,
+)
+from compass_tui.tui.verdicts import catalog_faults
 from compass_tui.tui.widgets.cost import CostPane
 from compass_tui.tui.widgets.evidence import EvidencePane
 from compass_tui.tui.widgets.header import IncidentHeader
@@ -199,8 +208,6 @@ class InvestigationScreen(Screen):
     @work(exclusive=True, group="investigation", exit_on_error=False)
     async def investigate(self, run: int) -> None:
         """Open the incident and the memory, then stream the engine's events to the screen."""
-        from compass_tui.engine.deps import Budget, EngineDeps  # noqa: PLC0415
-
         opened = self.opened
         if opened is None:
             try:
@@ -210,7 +217,7 @@ class InvestigationScreen(Screen):
                 return
         # A rerun investigates the same incident through the same, already open, backend.
         self.post_message(SourceOpened(opened, run))
-        if opened.backend is None:
+        if opened.backend is None and self.options.source.kind != "recorded":
             why = opened.notes[0] if opened.notes else "no source to query"
             self.post_message(InvestigationFailed(f"{why}; or open a bundle with --bundle", run))
             return
@@ -221,29 +228,8 @@ class InvestigationScreen(Screen):
             # DuckDB opens in a thread so the first paint and the header do not wait on it.
             state = await asyncio.to_thread(open_store, self.options)
             self.post_message(MemoryOpened(state))
-        memory = None
-        if state.store is not None:
-            try:
-                memory = state.store.advisor()
-            except Exception:
-                memory = None
-        from compass_tui.runbooks import load_configured  # noqa: PLC0415
-
-        deps = EngineDeps(
-            backend=opened.backend,
-            budget=self.options.budget or Budget(),
-            memory=memory,
-            grafana_url=self.options.grafana_url,
-            runbooks=load_configured(getattr(self.options, "config", None)),
-        )
-        investigate = self.options.investigate
-        if investigate is None:
-            from compass_tui.engine import investigate  # noqa: PLC0415
-        from compass_tui.report.timeline import Timeline  # noqa: PLC0415
-
-        timeline = Timeline()  # the post-mortem's timeline, kept on the report
-        async for event in investigate(opened.request, deps):
-            timeline.observe(event)
+        # The service adds the configured runbooks and puts the timeline on the report.
+        async for event in investigation_events(self.options, opened, state.store):
             self.post_message(EngineEvent(event, run))
 
     @work(thread=True, group="health", exit_on_error=False)
@@ -399,8 +385,7 @@ class InvestigationScreen(Screen):
         if store is None or self.recorded:
             return
         try:
-            signature = signature_for(report, event, self.request)
-            store.record_investigation(report, signature, self.request)
+            record(store, report, self.request, self.options.source)
             self.recorded = True
         except Exception as e:
             self._memory_failed(e)
