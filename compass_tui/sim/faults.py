@@ -241,9 +241,9 @@ def _cpu_stress_pod(m: Model, c: str, o: int, k: float, rng: random.Random) -> d
         m.no_limit.add(c)
     m.pod_cpu_extra[pod.name] = workers * r * m._noise(0.05)
     # Runnable threads wait behind the stress workers (and the CFS quota, when there is one).
-    slow = {0.45: rng.uniform(2.0, 3.5), 1.0: rng.uniform(3.5, 8.0), 2.0: rng.uniform(8.0, 20.0)}[k]
+    slow = {0.45: rng.uniform(1.8, 3.0), 1.0: rng.uniform(3.0, 6.0), 2.0: rng.uniform(6.0, 12.0)}[k]
     if limited:
-        slow *= 1.5
+        slow *= 1.3
     _pod_latency(m, c, pod, pods, 1 + (slow - 1) * r * m._noise(0.08))
     base = float(np.median(m.cpu_demand[c][: max(2, o - 2)])) / max(1, m.topo.services[c].replicas)
     return {"variant": "stress-process", "pod": pod.name, "stress_cores": round(workers, 3),

@@ -165,12 +165,16 @@ class MetricsRenderer:
     # ------------------------------------------------------------------ helpers
     def pods(self, svc: str) -> list[Pod]:
         pods = self.m.pods.get(svc, [])
-        if len(pods) <= self.max_pods:
+        bad = set(self.m.pod_lat_factor) | set(self.m.pod_cpu_extra) | set(self.m.pod_bug.values())
+        # A service with one bad pod keeps a healthy sibling in view to compare with.
+        most = max(2, self.max_pods) if bad and any(p.name in bad for p in pods) else self.max_pods
+        if len(pods) <= most:
             return pods
         # Large fleets: keep the first instances, plus every pod that changed (deploys, restarts).
-        keep = [p for p in pods if p.restarts or p.start > 0][: self.max_pods]
+        keep = [p for p in pods if p.name in bad] + [p for p in pods if (p.restarts or p.start > 0) and p.name not in bad]
+        keep = keep[:most]
         for p in pods:
-            if len(keep) >= self.max_pods:
+            if len(keep) >= most:
                 break
             if p not in keep:
                 keep.append(p)

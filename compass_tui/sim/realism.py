@@ -180,7 +180,8 @@ def apply_overlays(m, kn: Realism, fault: str, culprit: str, onset: int) -> dict
             info = {"svc": svc, "start": iso(t0), "end": iso(t0 + width), "kind": kind}
             if kind in ("latency", "both"):
                 mult = r.uniform(3, 25)
-                m.lat_mult[svc] = m.lat_mult[svc] * (1 + (mult - 1) * shape)
+                # The service's whole response time (own work and calls) grows that much.
+                m.lat_add[svc] = m.lat_add[svc] + float(np.median(m.lat[svc])) * (mult - 1) * shape
                 info["lat_mult"] = round(mult, 2)
             if kind in ("errors", "both"):
                 ratio = r.uniform(0.05, 0.5)
@@ -200,7 +201,9 @@ def apply_overlays(m, kn: Realism, fault: str, culprit: str, onset: int) -> dict
             for _ in range(r.randint(2, 6)):
                 at = r.randrange(n)
                 spikes[at:at + r.randint(1, 2)] = r.uniform(2, 6)
-            m.lat_mult[e] = m.lat_mult[e] * jitter * (1 + spikes)
+            # Whole response times swing (a noisy mix of endpoints and clients), not just own work.
+            med = float(np.median(m.lat[e]))
+            m.lat_add[e] = m.lat_add[e] + med * np.maximum(jitter * (1 + spikes) - 1, -0.5)
             errs = np.abs(nrng.normal(0, r.uniform(0.002, 0.01), n))
             for _ in range(r.randint(1, 5)):
                 at = r.randrange(n)
