@@ -34,6 +34,15 @@ CALLER_VIEW = "network_degradation[caller-view]"
 
 
 def one(args: tuple[str, int, int | None, int | None, str]) -> dict:
+    """One incident, investigated; an engine failure is a result (unanswered), not a crash."""
+    try:
+        return _one(args)
+    except Exception as exc:  # noqa: BLE001 - the benchmark reports every bundle
+        return {"fault": args[0], "seed": args[1], "knobs": [], "truth": args[0], "rank": None, "top": [],
+                "wall_s": 0.0, "first_s": None, "status": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _one(args: tuple[str, int, int | None, int | None, str]) -> dict:
     row, seed, services, step, realism = args
     from compass_tui.engine import EngineDeps, run_to_report
     from compass_tui.engine.request import request_from_bundle_meta
@@ -102,6 +111,11 @@ def main() -> int:
             k3 = sum(1 for r in rs if r["rank"] and r["rank"] <= 3) / len(rs)
             print(f"{k:34} {len(rs):>3} {k1:6.2f} {k3:6.2f}")
     print(f"investigation wall (load + engine): median {statistics.median(walls):.2f} s, max {max(walls):.2f} s; benchmark {total:.0f} s")
+    errors = [r for r in results if r.get("error")]
+    if errors:
+        print(f"unanswered: {len(errors)}")
+        for r in errors:
+            print(f"  error {r['fault']} seed {r['seed']}: {r['error']}")
     misses = [r for r in results if r["rank"] != 1]
     for r in misses:
         print(f"  miss {r['truth']:50} seed {r['seed']}: rank {r['rank']}, top {r['top']} knobs {','.join(r['knobs'])}")

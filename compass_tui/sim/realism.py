@@ -150,7 +150,7 @@ def low_traffic_targets(kn: Realism, topo) -> tuple[float | None, dict[str, floa
 
 def apply_overlays(m, kn: Realism, fault: str, culprit: str, onset: int) -> dict:
     """Edit the model's drivers for the knobs that act on the system; returns what was done."""
-    from compass_tui.sim.faults import bug_template, ramp, window_mask
+    from compass_tui.sim.faults import bug_template, ramp
     from compass_tui.sim.signals import Event
     from compass_tui.sim.topology import APP
 
@@ -200,7 +200,7 @@ def apply_overlays(m, kn: Realism, fault: str, culprit: str, onset: int) -> dict
             spikes = np.zeros(n)
             for _ in range(r.randint(2, 6)):
                 at = r.randrange(n)
-                spikes[at:at + r.randint(1, 2)] = r.uniform(2, 6)
+                spikes[at:at + r.randint(1, 4)] = r.uniform(2, 6)
             # Whole response times swing (a noisy mix of endpoints and clients), not just own work.
             med = float(np.median(m.lat[e]))
             m.lat_add[e] = m.lat_add[e] + med * np.maximum(jitter * (1 + spikes) - 1, -0.5)
@@ -255,7 +255,7 @@ def apply_overlays(m, kn: Realism, fault: str, culprit: str, onset: int) -> dict
             a = quiet[0]
             at = max(1, onset - r.randint(0, max(1, int(300 / step))))
             add = r.uniform(0.05, 0.2)
-            m.ext_rps[a] = m.ext_rps[a] + add * ramp(n, at, 1) * window_mask(n, 0, n)
+            m.ext_rps[a] = m.ext_rps[a] + add * ramp(n, at, 1)
             moves.append({"kind": "tiny_surge", "svc": a, "t": iso(at), "rps": round(add, 3)})
             b = r.choice(quiet)
             at = max(1, onset - r.randint(0, max(1, int(300 / step))))
