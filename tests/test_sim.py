@@ -630,7 +630,8 @@ def test_pod_network_counters_exist_per_pod():
     inc = generate("network_degradation", 4, SimOptions(services=8, step=60, realism="off", force=("pod_network",)))
     series = parse_om(render_files(inc)["metrics.om"].decode())
     pods = {labels_of(k)["pod"] for k in series if k.startswith("container_network_receive_bytes_total")}
-    assert pods and all(p.name in pods for p in inc.model.pods[inc.topo.entries[0]])
+    cpu = {labels_of(k)["pod"] for k in series if k.startswith("container_cpu_usage_seconds_total")}
+    assert inc.style.kube and pods == cpu and len(pods) > len(inc.topo.apps())
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
