@@ -268,6 +268,9 @@ def test_cli_writes_a_bundle_and_rejects_bad_input(tmp_path, capsys):
     assert sim_main(["--fault", "disk_full", "--seed", "3", "--services", "8", "--step", "60",
                      "--out", str(tmp_path / "x.tar.gz")]) == 0
     assert (tmp_path / "x.tar.gz").is_file()
+    assert sim_main(["--fault", "code_defect", "--seed", "3", "--services", "8", "--realism", "off",
+                     "--force", "mem_step", "--out", str(tmp_path / "cd")]) == 0
+    assert set(json.loads((tmp_path / "cd" / "truth.json").read_text())["meta"]["realism"]) == {"mem_step"}
     assert sim_main(["--seed", "3", "--out", str(tmp_path / "y")]) == 2
     assert "--fault is required" in capsys.readouterr().err
     assert sim_main(["--fault", "disk_full", "--services", "3", "--out", str(tmp_path / "z")]) == 1
