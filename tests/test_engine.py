@@ -29,7 +29,8 @@ def _truth(path):
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_finds_culprit_in_top_three(sim_bundle_factory, fault):
-    path = sim_bundle_factory(fault, 11, services=12)
+    # The clean scenario: how the engine copes with the realism knobs is measured in benchmarks/accuracy.py.
+    path = sim_bundle_factory(fault, 11, services=12, realism="off")
     backend, req = _run(path)
     report = asyncio.run(run_to_report(req, EngineDeps(backend=backend)))
     truth = _truth(path)

@@ -123,7 +123,7 @@ async def test_investigation_through_prometheus_mcp_finds_the_culprit(sim_bundle
     from compass_tui.engine.orchestrator import run_to_report
     from compass_tui.engine.request import request_from_bundle_meta
 
-    path = Path(sim_bundle_factory(fault, seed))
+    path = Path(sim_bundle_factory(fault, seed, realism="off"))  # the clean scenarios these seeds were picked on
     truth = json.loads((path / "truth.json").read_text())["culprit"]
     # the same telemetry offline: only what this stack has (metrics), nothing else
     metrics_only = tmp_path / "metrics-only"

@@ -16,14 +16,21 @@ Conventions an investigation can rely on (they follow the fault catalog's wordin
 * ``db_slow_queries`` and ``cache_failure`` blame the database / cache service (its
   exporter's service label), ``db_connection_pool_exhaustion`` the client whose pool ran
   out, ``traffic_surge`` the most upstream service whose request rate rose;
+* ``code_defect`` (catalog version 2) blames the application service whose own code fails or
+  slows; it has no deploy or config change in the window;
+* realism knobs (earlier incidents in the baseline, quiet services, per-call client metrics,
+  noisy entries, missing server-side metrics, coarse steps, per-pod culprits, memory steps,
+  a real-like flavour) are drawn per scenario: see ``compass_tui.sim.realism``;
 * ``truth.json`` carries ``meta`` describing how the incident was made (seed, flavour,
   label schemes, step, onset, alerted service, fault parameters, decoys, missing signals).
 """
 
 from __future__ import annotations
 
-from compass_tui.sim.faults import FAULTS
+from compass_tui.sim.faults import ALL_FAULTS, FAULTS, V2_FAULTS
+from compass_tui.sim.realism import KNOB_RATES, KNOBS
 from compass_tui.sim.scenario import SimIncident, SimOptions, generate
 from compass_tui.sim.writer import write_bundle
 
-__all__ = ["FAULTS", "SimIncident", "SimOptions", "generate", "write_bundle"]
+__all__ = ["ALL_FAULTS", "FAULTS", "KNOBS", "KNOB_RATES", "V2_FAULTS", "SimIncident", "SimOptions", "generate",
+           "write_bundle"]

@@ -14,7 +14,8 @@ from compass_tui.sim.writer import write_bundle
 
 DEMO_FAULT = "db_connection_pool_exhaustion"
 DEMO_SEED = 79
-DEMO_OPTIONS = SimOptions(services=10, step=15)
+# The demo is the clean scenario (no realism knobs), so the app and its snapshots stay stable.
+DEMO_OPTIONS = SimOptions(services=10, step=15, realism="off")
 DEMO_PATH = Path(__file__).resolve().parent.parent / "data" / "demo.tar.gz"
 
 

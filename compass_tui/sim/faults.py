@@ -16,6 +16,8 @@ Culprit naming conventions (recorded in ``truth.json``):
   service label, e.g. ``pg-orders``, ``catalog-redis``).
 * ``db_connection_pool_exhaustion``: the client service whose pool is exhausted.
 * ``traffic_surge``: the most upstream service whose request rate rose.
+* ``code_defect``: the application service whose own code fails or slows (no deploy or
+  config change of it in the window).
 * every other fault: the application service that owns the fault.
 """
 
@@ -44,6 +46,10 @@ FAULTS: list[str] = [
     "traffic_surge",
     "cache_failure",
 ]
+# Catalog version 2 added a fault the simulator injects (``unexplained`` is a ranking outcome,
+# not a fault to inject). ``FAULTS`` stays the version-1 set the engine's tests cover.
+V2_FAULTS: list[str] = ["code_defect"]
+ALL_FAULTS: list[str] = FAULTS + V2_FAULTS
 
 SEVERITY_SCALE = {"subtle": 0.45, "moderate": 1.0, "severe": 2.0}
 
@@ -194,6 +200,8 @@ def inject(m: Model, fault: str, culprit: str, onset: int, severity: str, rng: r
 
 
 def _cpu_saturation(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
+    if "pod_culprit" in m.knobs:
+        return _cpu_stress_pod(m, c, o, k, rng)
     variant = rng.choice(["hot-loop", "expensive-requests", "background-job", "gc-thrash"])
     lead = rng.randint(0, max(1, int(240 / m.step)))
     target = {0.45: rng.uniform(0.97, 1.08), 1.0: rng.uniform(1.1, 1.5), 2.0: rng.uniform(1.6, 2.6)}[k]
@@ -206,6 +214,41 @@ def _cpu_saturation(m: Model, c: str, o: int, k: float, rng: random.Random) -> d
         extra = extra * m.rps[c] / max(1e-6, float(np.median(m.rps[c])))
     m.cpu_extra[c] = m.cpu_extra[c] + extra
     return {"variant": variant, "target_util": round(target, 3), "lead_s": lead * m.step}
+
+
+def _bad_pod(m: Model, c: str, o: int, rng: random.Random) -> tuple[Pod, int]:
+    """One live pod of ``c`` at ``o`` and how many pods share its traffic."""
+    live = [p for p in m.pods[c] if p.start <= o < p.end]
+    return rng.choice(live), len(live)
+
+
+def _pod_latency(m: Model, c: str, pod: Pod, pods: int, factor: np.ndarray) -> None:
+    """One pod's own latency scaled by ``factor``: the service's mean moves by its share."""
+    m.pod_lat_factor[pod.name] = factor
+    mean = (pods - 1 + factor) / pods
+    m.pod_lat_mean[c] = mean
+    m.lat_mult[c] = m.lat_mult[c] * mean
+
+
+def _cpu_stress_pod(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
+    """CPU contention on one pod from a stress process: its CPU rises a lot, its latency with it."""
+    pod, pods = _bad_pod(m, c, o, rng)
+    lead = rng.randint(0, max(1, int(120 / m.step)))
+    r = ramp(m.n, o - lead, rng.randint(1, max(2, int(120 / m.step))))
+    workers = {0.45: rng.uniform(0.8, 1.5), 1.0: rng.uniform(1.5, 3.0), 2.0: rng.uniform(3.0, 6.0)}[k]
+    limited = bool(m.knobs.params.get("pod_culprit", {}).get("limit_metric", True))
+    if not limited:
+        m.no_limit.add(c)
+    m.pod_cpu_extra[pod.name] = workers * r * m._noise(0.05)
+    # Runnable threads wait behind the stress workers (and the CFS quota, when there is one).
+    slow = {0.45: rng.uniform(1.8, 3.0), 1.0: rng.uniform(3.0, 6.0), 2.0: rng.uniform(6.0, 12.0)}[k]
+    if limited:
+        slow *= 1.3
+    _pod_latency(m, c, pod, pods, 1 + (slow - 1) * r * m._noise(0.08))
+    base = float(np.median(m.cpu_demand[c][: max(2, o - 2)])) / max(1, m.topo.services[c].replicas)
+    return {"variant": "stress-process", "pod": pod.name, "stress_cores": round(workers, 3),
+            "baseline_cores": round(base, 4), "pod_latency_mult": round(slow, 2), "cpu_limit": limited,
+            "lead_s": lead * m.step}
 
 
 def _memory_leak(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
@@ -341,6 +384,57 @@ def _bad_deploy(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
             "lat_mult": round(lat, 3) if variant != "errors" else 1, "template": tpl, "annotated": annotate}
 
 
+_SLOW_TEMPLATES = {
+    "java": ["Thread pool '{pool}' exhausted: active={n}, queued tasks={q}, rejecting={field}",
+             "Slow operation in {cls}Service.process: took {ms} ms (threshold 500 ms)"],
+    "go": ["worker queue full: waited {ms}ms for a free worker (pool={pool})",
+           "lock contention on {cls} cache: waited {ms}ms"],
+    "python": ["ThreadPoolExecutor saturated: {q} tasks queued for {pool}",
+               "slow handler {cls}: {ms} ms spent in {field} normalisation"],
+    "node": ["event loop blocked for {ms}ms in {cls} handler",
+             "request queue for {pool} is full ({q} waiting)"],
+}
+
+
+def _code_defect(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
+    """A latent bug, bad input or an exhausted internal resource in the culprit's own code."""
+    variant = rng.choice(["errors", "errors", "latency", "both"])
+    cause = {"errors": rng.choice(["latent-bug", "bad-input"]), "latency": "internal-resource",
+             "both": rng.choice(["latent-bug", "internal-resource"])}[variant]
+    width = rng.randint(1, max(2, int(180 / m.step)))
+    r = ramp(m.n, o, width)
+    err = {0.45: rng.uniform(0.02, 0.06), 1.0: rng.uniform(0.06, 0.3), 2.0: rng.uniform(0.35, 0.85)}[k]
+    lat = {0.45: rng.uniform(2.0, 3.0), 1.0: rng.uniform(3, 8), 2.0: rng.uniform(8, 25)}[k]
+    lang = m.topo.services[c].lang or "go"
+    params: dict = {"variant": variant, "cause": cause}
+    pod, pods = None, 1
+    if "pod_culprit" in m.knobs:
+        pod, pods = _bad_pod(m, c, o, rng)
+        params["pod"] = pod.name
+    if variant in ("errors", "both"):
+        tpl = bug_template(rng, lang)
+        if pod is not None:
+            # One pod in a bad state: its share of the service's requests fails.
+            m.pod_bug[c] = pod.name
+            m.add_err(c, "bug", np.clip(err * r * m._noise(0.1), 0, 1) / pods)
+        else:
+            m.add_err(c, "bug", err * r * m._noise(0.1))
+        m.bug_template = getattr(m, "bug_template", {})
+        m.bug_template[c] = tpl
+        params.update(err=round(err, 4), template=tpl)
+    if variant in ("latency", "both"):
+        factor = 1 + (lat - 1) * r * m._noise(0.05)
+        if pod is not None:
+            _pod_latency(m, c, pod, pods, factor)
+        else:
+            m.lat_mult[c] = m.lat_mult[c] * factor
+        slow = rng.choice(_SLOW_TEMPLATES.get(lang, _SLOW_TEMPLATES["go"]))
+        m.warn_template[c] = slow.format(pool=rng.choice(["worker", "io", "render", "pricing"]), n=rng.choice([16, 32, 64, 200]),
+                                         q="{q}", field=rng.choice(_FIELDS), cls=rng.choice(_CLASSES), ms="{ms}")
+        params.update(lat_mult=round(lat, 3), warning=m.warn_template[c])
+    return params
+
+
 _CONFIG_TEXTS = [
     ("feature-flag", "Feature flag '{flag}' enabled on {svc}"),
     ("feature-flag", "LaunchDarkly: flag {flag} rolled out to 100% ({svc})"),
@@ -407,6 +501,8 @@ def _external(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
 
 
 def _network(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
+    if "net_caller_view" in m.knobs:
+        return _network_caller_view(m, c, o, k, rng)
     variant = rng.choice(["packet-loss", "latency", "nic-drops"])
     width = rng.randint(1, max(2, int(120 / m.step)))
     r = ramp(m.n, o, width)
@@ -420,6 +516,29 @@ def _network(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
         m.edge_lat_add[i] = m.edge_lat_add[i] + extra * r * m._noise(0.2)
         m.add_edge_err(e, "reset", loss * 0.5 * r)
     return {"variant": variant, "retrans_ratio": round(loss, 4), "extra_latency_s": round(extra, 3)}
+
+
+def _network_caller_view(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
+    """Delay (and maybe loss) on the path to ``c``: its callers' client latency to it rises
+    20-200x while its own server-side latency stays flat."""
+    opts = m.knobs.params.get("net_caller_view", {})
+    variant = rng.choice(["netem-delay", "netem-delay", "packet-loss"])
+    r = ramp(m.n, o, rng.randint(1, max(2, int(120 / m.step))))
+    own = float(np.median(m.lat[c][: max(2, o - 2)]))
+    mult = {0.45: rng.uniform(20, 40), 1.0: rng.uniform(40, 100), 2.0: rng.uniform(100, 200)}[k]
+    extra = own * (mult - 1)
+    loss = {0.45: rng.uniform(0.01, 0.03), 1.0: rng.uniform(0.03, 0.08), 2.0: rng.uniform(0.08, 0.2)}[k]
+    for e in m.topo.in_edges(c):
+        i = m.eid(e)
+        m.edge_lat_add[i] = m.edge_lat_add[i] + extra * r * m._noise(0.15)
+        if variant == "packet-loss":
+            m.add_edge_err(e, "reset", loss * 0.5 * r)
+    if opts.get("retransmits"):
+        m.retrans[c] = m.retrans[c] + loss * r * m._noise(0.15)
+    m.force_client.add(c)
+    return {"variant": variant, "view": "caller", "client_over_server": round(mult, 1),
+            "extra_latency_s": round(extra, 4), "retransmits": bool(opts.get("retransmits")),
+            "traces": bool(opts.get("traces"))}
 
 
 def _disk_full(m: Model, c: str, o: int, k: float, rng: random.Random) -> dict:
@@ -510,6 +629,7 @@ _INJECTORS = {
     "dns_failure": _dns,
     "traffic_surge": _surge,
     "cache_failure": _cache,
+    "code_defect": _code_defect,
 }
 
 
@@ -537,8 +657,10 @@ def add_decoys(m: Model, fault: str, culprit: str, onset: int, rng: random.Rando
             v = deploy(m, svc, t, annotate=rng.random() < 0.8)
             out.append({"kind": kind, "svc": svc, "t": iso(t), "version": v})
         elif kind == "early_deploys":
+            # A code defect has no change of its own behind it, early or late.
+            pool = bystanders if fault == "code_defect" else apps
             for _ in range(rng.randint(1, 3)):
-                s2 = rng.choice(apps)
+                s2 = rng.choice(pool)
                 t = rng.randint(1, max(2, onset - int(900 / m.step)))
                 deploy(m, s2, t, annotate=rng.random() < 0.8)
             out.append({"kind": kind})

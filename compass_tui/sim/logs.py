@@ -54,6 +54,7 @@ class LogRenderer:
         self.info_rate = float(np.clip(4000.0 / (n_apps * self.m.n), 0.01, 1.5))
         self.err_share = {nm: self.rng.uniform(0.002, 0.02) for nm in self.topo.apps()}
         self.err_cap = 1.0 + self.m.step / 20
+        self.krng = random.Random(inc.realism.seed ^ 0x1095)  # lines only the realism knobs add
 
     # ------------------------------------------------------------------ formatting
     def emit(self, svc: str, t: float, level: str, msg: str, fields: dict | None = None, pod: str | None = None,
@@ -128,7 +129,9 @@ class LogRenderer:
         pk = self.topo.services[peer].kind if peer else None
         if cause in ("bug", "config") and svc in getattr(m, "bug_template", {}):
             return m.bug_template[svc], {}
-        if cause in ("chronic", "baseline", "transient", "bug", "config"):
+        if cause == "prior" and svc in m.prior_template:
+            return m.prior_template[svc], {}
+        if cause in ("chronic", "baseline", "transient", "bug", "config", "prior", "noise"):
             return self.chronic[svc], {}
         if cause == "ratelimit":
             return rng.choice(["rate limit exceeded, rejecting request with 429", "too many requests: quota exhausted for client"]), {"client": rng.choice(["mobile", "partner-x", "web"])}
@@ -259,7 +262,11 @@ class LogRenderer:
             for _ in range(int(warn_n[i])):
                 t = t0 + rng.random() * step
                 dur = int(slow_thr * 1000 * (1 + rng.expovariate(1.0)))
-                if rng.random() < 0.25 and self.topo.out_edges(svc):
+                if svc in m.warn_template and i >= self.inc.onset and self.krng.random() < 0.7:
+                    # The slow path names itself: a new warning template of the culprit's own code.
+                    text = m.warn_template[svc].replace("{ms}", str(dur)).replace("{q}", str(self.krng.randint(20, 900)))
+                    self.emit(svc, t, "warn", text, pod=self.bug_pod(svc, live))
+                elif rng.random() < 0.25 and self.topo.out_edges(svc):
                     e = rng.choice(self.topo.out_edges(svc))
                     self.emit(svc, t, "warn", "retrying request", {"attempt": 2, "peer": e.callee}, pod=rng.choice(live).name)
                 else:
@@ -273,9 +280,18 @@ class LogRenderer:
                 for c in choice:
                     cause, peer = keys[c]
                     msg, f = self.error_text(svc, cause, peer, t0)
-                    self.emit(svc, t0 + rng.random() * step, "error", msg, f, pod=rng.choice(live).name)
+                    t = t0 + rng.random() * step
+                    pod = rng.choice(live).name
+                    if cause == "bug" and svc in m.pod_bug:
+                        pod = m.pod_bug[svc]  # only one pod's code fails
+                    self.emit(svc, t, "error", msg, f, pod=pod)
         self.lifecycle_logs(svc)
         self.side_logs(svc)
+
+    def bug_pod(self, svc: str, live: list) -> str:
+        """The pod a culprit's own new lines come from (its one bad pod, when only one is bad)."""
+        return self.m.pod_bug.get(svc) or next((n for n in self.m.pod_lat_factor if any(p.name == n for p in live)), None) \
+            or self.krng.choice(live).name
 
     def lifecycle_logs(self, svc: str) -> None:
         """Start-up lines with versions, config reloads, OOM deaths, GC chatter."""

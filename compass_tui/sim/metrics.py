@@ -122,6 +122,13 @@ class MetricsRenderer:
                              [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0],
                              [0.025, 0.1, 0.5, 2.5, 10.0], [0.1, 1.0, 10.0]][level]
         self.buckets_micrometer = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0] if level < 2 else [0.1, 0.5, 2.0]
+        # Realism knobs draw from their own streams so a clean scenario renders as before.
+        self.kn = inc.realism
+        self.krng = random.Random(self.kn.seed ^ 0x3E7)
+        self.knp = np.random.default_rng(self.kn.seed & 0xFFFFFFFF)
+        self.poisson = "low_traffic" in self.kn  # few requests per step: counts are samples
+        self.svc_level = "real_like" in self.kn  # request metrics per service, resources per pod
+        self.peer_label = self.kn.params["client_view"]["peer_label"] if "client_view" in self.kn else None
 
     # ------------------------------------------------------------------ labels
     def svc_labels(self, svc: str) -> dict:
@@ -158,12 +165,16 @@ class MetricsRenderer:
     # ------------------------------------------------------------------ helpers
     def pods(self, svc: str) -> list[Pod]:
         pods = self.m.pods.get(svc, [])
-        if len(pods) <= self.max_pods:
+        bad = set(self.m.pod_lat_factor) | set(self.m.pod_cpu_extra) | set(self.m.pod_bug.values())
+        # A service with one bad pod keeps a healthy sibling in view to compare with.
+        most = max(2, self.max_pods) if bad and any(p.name in bad for p in pods) else self.max_pods
+        if len(pods) <= most:
             return pods
         # Large fleets: keep the first instances, plus every pod that changed (deploys, restarts).
-        keep = [p for p in pods if p.restarts or p.start > 0][: self.max_pods]
+        keep = [p for p in pods if p.name in bad] + [p for p in pods if (p.restarts or p.start > 0) and p.name not in bad]
+        keep = keep[:most]
         for p in pods:
-            if len(keep) >= self.max_pods:
+            if len(keep) >= most:
                 break
             if p not in keep:
                 keep.append(p)
@@ -224,27 +235,37 @@ class MetricsRenderer:
     def render(self) -> str:
         """All metric families of the incident."""
         apps = self.topo.apps()
+        m = self.m
         for svc in apps:
-            self.server_metrics(svc)
+            if svc not in m.no_server:
+                self.server_metrics(svc)
         for svc in apps:
             self.process_metrics(svc)
-        if "client_metrics" not in self.st.missing:
+        if self.svc_level:
+            self.infra_container_metrics()
+        if "pod_network" in self.kn:
+            self.pod_network_metrics()
+        forced = m.client_all or m.force_client or m.no_server
+        if "client_metrics" not in self.st.missing or forced:
             for svc in apps:
-                self.client_metrics(svc)
+                self.client_metrics(svc, only_forced="client_metrics" in self.st.missing)
         if "pools" not in self.st.missing:
             for svc in apps:
                 self.pool_metrics(svc)
         if "db_exporter" not in self.st.missing:
             for db in self.topo.of_kind(*DATABASES):
                 self.db_metrics(db)
-        for c in self.topo.of_kind(REDIS):
-            self.redis_metrics(c)
+        if "redis_exporter" not in self.st.missing:
+            for c in self.topo.of_kind(REDIS):
+                self.redis_metrics(c)
         if "node" not in self.st.missing:
             self.node_metrics()
-        self.volume_metrics()
+        if "volumes" not in self.st.missing:
+            self.volume_metrics()
         if "blackbox" not in self.st.missing:
             self.cert_metrics()
-        self.dns_metrics()
+        if "dns_exporter" not in self.st.missing:
+            self.dns_metrics()
         if "kube_state" not in self.st.missing:
             self.kube_state_metrics()
         self.up_metrics()
@@ -280,21 +301,32 @@ class MetricsRenderer:
         method = self.rng.choice(["Get", "List", "Create", "Process", "Check"]) + self.rng.choice(["Order", "Item", "Quote", "Status", "Profile"])
         summary = self.summary_family.get(flavor, False)
         http_method = self.rng.choice(["GET", "POST"])
-        for p in self.pods(svc):
+        pods = self.pods(svc)
+        if self.svc_level:
+            # One series per service, as a mesh or an APM exporter reports it.
+            pods = [Pod(svc, svc, 0, self.n, "", "", "")]
+            shares = {svc: np.ones(self.n)}
+        bug = error_parts(m, svc).get(("bug", None)) if svc in m.pod_bug else None
+        for p in pods:
             sh = shares[p.name]
             req = m.rps[svc] * sh * self.step
-            base = self.pod_labels(p)
-            codes = ["200"] + sorted(c for c in mix if c != "200")
+            base = self.pod_labels(p) if not self.svc_level else self.svc_labels(svc)
+            lat = self.pod_latency(svc, p, m.lat[svc])
+            pmix = self.pod_mix(svc, p, mix, bug) if bug is not None else mix
+            codes = ["200"] + sorted(c for c in pmix if c != "200")
+            counts = {code: req * pmix[code] for code in codes}
+            if self.poisson:
+                counts, req, lat = self.sampled(counts, lat, sig)
             if flavor == "classic":
                 for code in codes:
-                    self.counter("http_requests", {**base, self.st.status_label: code}, req * mix[code], p, off,
+                    self.counter("http_requests", {**base, self.st.status_label: code}, counts[code], p, off,
                                  ints=True, first_nonzero=code != "200")
                 self.latency("http_request_duration_seconds", base, req, lat, sig, p, off, summary, self.buckets_classic)
             elif flavor == "micrometer":
                 for code in codes:
                     outcome = "SUCCESS" if code == "200" else "CLIENT_ERROR" if code.startswith("4") else "SERVER_ERROR"
                     lab = {**base, "method": http_method, "outcome": outcome, "status": code, "uri": route}
-                    self.latency("http_server_requests_seconds", lab, req * mix[code], lat, sig, p, off,
+                    self.latency("http_server_requests_seconds", lab, counts[code], lat, sig, p, off,
                                  summary, self.buckets_micrometer if code == "200" else [],
                                  quantiles=code == "200", first_nonzero=code != "200")
                     if code == "200" and not self.lean:
@@ -303,7 +335,7 @@ class MetricsRenderer:
             elif flavor == "otel":
                 for code in codes:
                     lab = {**base, "http_request_method": "GET", "http_response_status_code": code, "http_route": route}
-                    self.latency("http_server_request_duration_seconds", lab, req * mix[code], lat, sig, p, off,
+                    self.latency("http_server_request_duration_seconds", lab, counts[code], lat, sig, p, off,
                                  False, self.buckets_otel if code == "200" else [],
                                  first_nonzero=code != "200")
             else:
@@ -312,11 +344,42 @@ class MetricsRenderer:
                 gcodes: dict[str, np.ndarray] = {}
                 for code in codes:
                     g = _GRPC_CODE.get(code, "Unknown")
-                    gcodes[g] = gcodes.get(g, 0) + mix[code]
+                    gcodes[g] = gcodes.get(g, 0) + (pmix[code] if not self.poisson else counts[code])
                 for g, arr in gcodes.items():
-                    self.counter("grpc_server_handled", {**gl, "grpc_code": g}, req * arr, p, off, ints=True,
-                                 first_nonzero=g != "OK")
+                    self.counter("grpc_server_handled", {**gl, "grpc_code": g}, req * arr if not self.poisson else arr,
+                                 p, off, ints=True, first_nonzero=g != "OK")
                 self.latency("grpc_server_handling_seconds", gl, req, lat, sig, p, off, False, self.buckets_classic)
+
+    def pod_latency(self, svc: str, p: Pod, lat: np.ndarray) -> np.ndarray:
+        """A pod's latency when one pod of the service is slower than the rest (else ``lat``)."""
+        m = self.m
+        mean = m.pod_lat_mean.get(svc)
+        if mean is None or self.svc_level:
+            return lat
+        own = m.own_lat[svc]
+        healthy = lat - own + own / mean
+        f = m.pod_lat_factor.get(p.name)
+        return np.maximum(healthy if f is None else healthy + own / mean * (f - 1), 1e-6)
+
+    def pod_mix(self, svc: str, p: Pod, mix: dict[str, np.ndarray], bug: np.ndarray) -> dict[str, np.ndarray]:
+        """Status shares of one pod when only one pod's code fails."""
+        if self.svc_level:
+            return mix
+        m = self.m
+        k = max(1, len([q for q in m.pods[svc] if q.start <= self.inc.onset < q.end]))
+        out = dict(mix)
+        own = bug * k if p.name == self.m.pod_bug[svc] else np.zeros(self.n)
+        out["500"] = np.clip(mix.get("500", 0) - bug + own, 0, 1)
+        out["200"] = np.clip(1 - sum((v for c, v in out.items() if c != "200"), np.zeros(self.n)), 0, 1)
+        return out
+
+    def sampled(self, counts: dict[str, np.ndarray], lat: np.ndarray, sig: float
+                ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """Counts of a quiet service drawn as Poisson samples; its latency as the mean of few requests."""
+        out = {code: self.knp.poisson(np.maximum(v, 0)).astype(float) for code, v in counts.items()}
+        total = sum(out.values(), np.zeros(self.n))
+        lat = lat * np.exp(sig * self.knp.normal(0, 1, self.n) / np.sqrt(np.maximum(total, 1)))
+        return out, total, lat
 
     def latency(self, family: str, labels: dict, req: np.ndarray, median: np.ndarray, sigma: float, p: Pod,
                 off: int, summary: bool, buckets: list[float], quantiles: bool = True,
@@ -365,13 +428,20 @@ class MetricsRenderer:
             i = self.idx(p)
             sh = shares[p.name] * (m.topo.services[svc].replicas)
             demand = m.cpu_demand[svc] / s.replicas * sh
+            stress = m.pod_cpu_extra.get(p.name)
+            if stress is not None:
+                demand = demand + stress
             # A process cannot use more CPU than its limit (kube) or its VM's cores.
-            used = np.minimum(demand, cpu_lim_pod * 0.995) * (1 + self.nrng.normal(0, 0.01, self.n))
+            cap = cpu_lim_pod * 0.995 if svc not in m.no_limit else 8.0
+            used = np.minimum(demand, cap) * (1 + self.nrng.normal(0, 0.01, self.n))
             mem = self.pod_memory(svc, p)
             if st.kube:
                 cl = self.cadvisor_labels(p)
                 self.counter("container_cpu_usage_seconds", cl, used * self.step, p, off)
-                if not self.lean:
+                if self.svc_level:
+                    self.gauge("container_memory_working_set_bytes", cl, np.round(mem), i, off, 0)
+                    continue  # the real-like flavour: per-pod resources only
+                if not self.lean and svc not in m.no_limit:
                     periods = np.full(self.n, self.step / 0.1)
                     thr = np.clip((demand / cpu_lim_pod - 0.75) / 0.4, 0, 0.98) + np.abs(self.nrng.normal(0, 0.004, self.n))
                     self.counter("container_cpu_cfs_periods", cl, periods, p, off, ints=True)
@@ -429,6 +499,9 @@ class MetricsRenderer:
         leak = getattr(m, "leak", {}).get(p.name)
         if leak is not None:
             base = base + leak
+        step = m.mem_step.get(p.name)
+        if step is not None:
+            base = base + step
         return np.minimum(base, m.mem_limit_pod[svc] * 0.999)
 
     def jvm_metrics(self, svc: str, p: Pod, base: dict, mem: np.ndarray, i: np.ndarray, off: int) -> None:
@@ -462,7 +535,7 @@ class MetricsRenderer:
                 self.counter("jvm_gc_collection_seconds", lab, rate * self.step * 0.1 * pause, p, off, sample="jvm_gc_collection_seconds_sum", mtype="summary")
 
     # ------------------------------------------------------------------ client side
-    def client_metrics(self, svc: str) -> None:
+    def client_metrics(self, svc: str, only_forced: bool = False) -> None:
         m = self.m
         off = self.offsets[svc]
         flav = self.svc_flavor[svc]
@@ -470,7 +543,12 @@ class MetricsRenderer:
         for e in self.topo.out_edges(svc):
             if e.kind not in ("rpc", "external"):
                 continue
-            if e.kind == "rpc" and (self.lean or self.rng.random() < 0.4):
+            # Some calls always have a client-side view: every call (per-call client metrics),
+            # calls to a service whose own metrics are absent, calls over a degraded path.
+            forced = m.client_all or e.callee in m.force_client or e.callee in m.no_server
+            if only_forced and not forced:
+                continue
+            if e.kind == "rpc" and (self.lean or self.rng.random() < 0.4) and not forced:
                 continue
             i = m.eid(e)
             calls = m.edge_rps[i] * self.step
@@ -493,7 +571,11 @@ class MetricsRenderer:
             lat = m.edge_lat[i]
             sig = m.sigma.get(e.callee, 0.5)
             p = Pod(svc, svc, 0, self.n, "", "", "")
-            if flav == "grpc" and self.topo.services[e.callee].protocol == "grpc" and self.grpc_clients:
+            plabel = self.peer_label or self.client_label
+            cm = {key: calls * arr for key, arr in mix.items()}
+            if self.poisson:
+                cm, calls, lat = self.sampled(cm, lat, sig)
+            if flav == "grpc" and self.topo.services[e.callee].protocol == "grpc" and self.grpc_clients and not forced:
                 # go-grpc-prometheus client side: the peer is only named through its gRPC service.
                 gsvc = f"{e.callee.replace('-', '')}.v1.{''.join(w.title() for w in e.callee.split('-'))}Service"
                 gl = {**base, "grpc_service": gsvc, "grpc_method": "Handle", "grpc_type": "unary"}
@@ -512,28 +594,81 @@ class MetricsRenderer:
                 if flav in ("otel", "grpc") or (flav == "classic" and e.kind == "external" and self.rng.random() < 0.5):
                     lab = {**base, "server_address": e.callee, "http_request_method": "POST"}
                     lab.update({"error_type": key} if is_conn else {"http_response_status_code": key})
-                    self.latency("http_client_request_duration_seconds", lab, calls * mix[key],
+                    self.latency("http_client_request_duration_seconds", lab, cm[key],
                                  lat if key != "timeout" else np.full(self.n, e.timeout), sig, p, off, False,
                                  self.buckets_otel if key == "200" and not self.lean else [], first_nonzero=key != "200")
                 elif flav == "micrometer":
                     lab = {**base, "client_name": e.callee, "method": "POST",
                            "outcome": "SUCCESS" if key == "200" else "UNKNOWN" if is_conn else "SERVER_ERROR",
                            "status": "IO_ERROR" if is_conn else key, "uri": "/" + self.rng.choice(["v1/charges", "api/v1/items", "rpc", "v2/check"])}
-                    self.latency("http_client_requests_seconds", lab, calls * mix[key], lat, sig, p, off, True, [],
+                    self.latency("http_client_requests_seconds", lab, cm[key], lat, sig, p, off, True, [],
                                  quantiles=False, first_nonzero=key != "200")
                 else:
                     if is_conn:
                         continue  # folded into code="0" below
-                    lab = {**base, self.client_label: e.callee, "code": key}
-                    self.counter("http_client_requests", lab, calls * mix[key], None, off, ints=True,
+                    lab = {**base, plabel: e.callee, "code": key}
+                    self.counter("http_client_requests", lab, cm[key], None, off, ints=True,
                                  first_nonzero=key != "200")
-                    conn = sum((v for k, v in mix.items() if not k.isdigit()), np.zeros(self.n))
+                    conn = sum((v for k, v in (cm if self.poisson else mix).items() if not k.isdigit()), np.zeros(self.n))
                     if key == "200" and conn.max() > 0:
-                        self.counter("http_client_requests", {**base, self.client_label: e.callee, "code": "0"},
-                                     calls * conn, None, off, ints=True, first_nonzero=True)
+                        self.counter("http_client_requests", {**base, plabel: e.callee, "code": "0"},
+                                     conn if self.poisson else calls * conn, None, off, ints=True, first_nonzero=True)
                     if key == "200":
-                        self.latency("http_client_request_duration_seconds", {**base, self.client_label: e.callee},
+                        self.latency("http_client_request_duration_seconds", {**base, plabel: e.callee},
                                      calls, lat, sig, p, off, False, self.buckets_classic)
+
+    def pod_network_metrics(self) -> None:
+        """cAdvisor's per-pod network counters: bytes and packets each way, drops."""
+        m = self.m
+        r = self.krng
+        for nm in self.topo.order:
+            s = self.topo.services[nm]
+            if s.kind in (EXTERNAL,) or nm not in m.pods:
+                continue
+            pods = m.pods[nm] if s.kind != APP else self.pods(nm)
+            if s.kind != APP and not self.svc_level:
+                continue  # infrastructure pods appear with their resources in the real-like flavour
+            req_b, resp_b = r.uniform(400, 3000), r.uniform(800, 20000)
+            shares = self.share(nm) if s.kind == APP else {p.name: np.ones(self.n) for p in pods}
+            out_calls = sum((m.edge_rps[m.eid(e)] for e in self.topo.out_edges(nm)), np.zeros(self.n))
+            rx = (m.rps[nm] * req_b + out_calls * resp_b * 0.5) + r.uniform(200, 2000)
+            tx = (m.rps[nm] * resp_b + out_calls * req_b) + r.uniform(200, 2000)
+            loss = np.clip(m.retrans.get(nm, np.zeros(self.n)) * 0.3, 0, 1)
+            off = self.offsets[nm]
+            for p in pods:
+                sh = shares[p.name]
+                lab = {"namespace": self.topo.namespace, "pod": p.name, "interface": "eth0"}
+                if self.st.cadvisor_job:
+                    lab = {"job": "kubelet", "metrics_path": "/metrics/cadvisor", **lab}
+                jit = 1 + self.knp.normal(0, 0.03, self.n)
+                rxp, txp = rx * sh * jit, tx * sh * jit
+                self.counter("container_network_receive_bytes", lab, rxp * self.step, p, off)
+                self.counter("container_network_transmit_bytes", lab, txp * self.step, p, off)
+                self.counter("container_network_receive_packets", lab, rxp / 900 * self.step, p, off, ints=True)
+                self.counter("container_network_transmit_packets", lab, txp / 900 * self.step, p, off, ints=True)
+                drops = (txp / 900 * loss + m.drops.get(nm, np.zeros(self.n)) * sh) * self.step
+                self.counter("container_network_transmit_packets_dropped", lab, drops, p, off, ints=True,
+                             start_value=float(r.randint(0, 20)))
+
+    def infra_container_metrics(self) -> None:
+        """CPU and memory of database, cache and DNS pods (the real-like flavour has no exporters)."""
+        m = self.m
+        r = self.krng
+        for nm in self.topo.order:
+            s = self.topo.services[nm]
+            if s.kind in (APP, EXTERNAL) or nm not in m.pods:
+                continue
+            load = m.rps.get(nm, np.zeros(self.n))
+            lat = m.lat.get(nm, np.zeros(self.n))
+            busy = r.uniform(0.02, 0.1) + load * lat * 0.8 + load * r.uniform(1e-5, 1e-4)
+            mem = r.uniform(200, 2000) * 2**20
+            for p in m.pods[nm]:
+                cl = self.cadvisor_labels(p)
+                i = self.idx(p)
+                self.counter("container_cpu_usage_seconds", cl, busy * (1 + self.knp.normal(0, 0.03, self.n)) * self.step,
+                             p, self.offsets[nm])
+                self.gauge("container_memory_working_set_bytes", cl,
+                           np.round(mem * (1 + self.knp.normal(0, 0.005, self.n))), i, self.offsets[nm], 0)
 
     def pool_metrics(self, svc: str) -> None:
         m = self.m
@@ -791,8 +926,9 @@ class MetricsRenderer:
                     rs[r:] += 1
                 self.om.add("kube_pod_container_status_restarts", "counter", "kube_pod_container_status_restarts_total",
                             lab, rs[i], i, 0, 0)
-                self.om.add("kube_pod_container_resource_limits", "gauge", "kube_pod_container_resource_limits",
-                            {**lab, "resource": "cpu", "unit": "core"}, np.full(len(i), m.cpu_limit_pod[nm]), i, 0, 3)
+                if nm not in m.no_limit:
+                    self.om.add("kube_pod_container_resource_limits", "gauge", "kube_pod_container_resource_limits",
+                                {**lab, "resource": "cpu", "unit": "core"}, np.full(len(i), m.cpu_limit_pod[nm]), i, 0, 3)
                 self.om.add("kube_pod_container_resource_limits", "gauge", "kube_pod_container_resource_limits",
                             {**lab, "resource": "memory", "unit": "byte"}, np.full(len(i), m.mem_limit_pod[nm]), i, 0, 0)
                 if not self.st.node_labelled:

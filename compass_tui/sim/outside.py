@@ -112,6 +112,8 @@ def generate_outside(cause: str, seed: int, options: SimOptions | None = None) -
     # the catalog fault whose culprit choice fits: a called application, or one with an external
     base = "external_dependency_failure" if cause == "external_api_rate_limited" else "bad_deploy"
     state: dict = {}
+    # Clean scenarios unless asked otherwise: the cause's own series are what these incidents test.
+    options = options or SimOptions(realism="off")
     with _patched(cause, state):
         inc = generate(base, seed + 7919 * (CAUSES.index(cause) + 1), options)
     m = inc.model

@@ -11,8 +11,9 @@ import numpy as np
 
 from compass_tui.sim import faults as F
 from compass_tui.sim import names
+from compass_tui.sim import realism as R
 from compass_tui.sim.signals import Model
-from compass_tui.sim.topology import Topology, build_topology
+from compass_tui.sim.topology import APP, Topology, build_topology
 
 SCHEMES = ["service", "service_name", "job", "app", "container"]
 FLAVORS = ["classic", "micrometer", "otel", "grpc", "mixed"]
@@ -36,7 +37,11 @@ _EVIDENCE = {
     "dns_failure": [],
     "traffic_surge": [],
     "cache_failure": [],
+    "code_defect": [],
 }
+# What the real-like flavour drops beyond the optional groups: exporters of infrastructure.
+_REAL_LIKE_DROP = ["dns_exporter", "redis_exporter", "volumes"]
+_REAL_LIKE_EVIDENCE = {"dns_failure": ["dns_exporter"], "cache_failure": ["redis_exporter"], "disk_full": ["volumes"]}
 
 
 @dataclass
@@ -46,6 +51,9 @@ class SimOptions:
     services: int | None = None
     step: int | None = None
     scheme: str | None = None
+    # Realism knobs (see compass_tui.sim.realism): "random", "off" or "real"; ``force`` turns knobs on.
+    realism: str = "random"
+    force: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,6 +97,8 @@ class SimIncident:
     title: str
     rng_seed: int
     extra: dict = field(default_factory=dict)
+    realism: R.Realism = field(default_factory=R.Realism)
+    realism_done: dict = field(default_factory=dict)
 
     @property
     def start(self) -> int:
@@ -113,8 +123,8 @@ def _seed_for(fault: str, seed: int, options: SimOptions) -> int:
 
 def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimIncident:
     """Simulate one incident of catalog fault ``fault``; deterministic per (fault, seed, options)."""
-    if fault not in F.FAULTS:
-        raise ValueError(f"unknown fault {fault!r}; expected one of: {', '.join(F.FAULTS)}")
+    if fault not in F.ALL_FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; expected one of: {', '.join(F.ALL_FAULTS)}")
     options = options or SimOptions()
     if options.scheme is not None and options.scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {options.scheme!r}; expected one of: {', '.join(SCHEMES)}")
@@ -124,10 +134,18 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
         raise ValueError(f"step must be between 5 and 300 seconds, got {options.step}")
     rs = _seed_for(fault, seed, options)
     rng = random.Random(rs)
+    # The knobs come from their own stream: with every knob off the scenario is the clean one.
+    kn = R.draw_realism(fault, f"{fault}|{seed}|{options.services}|{options.step}|{options.scheme}",
+                        options.realism, tuple(options.force))
+    krng = random.Random(kn.seed ^ 0x5CE)  # knob parameters drawn while the scenario is built
 
     n_services = options.services or _draw_size(rng)
     vocab = rng.choice(names.vocabulary_names())
     topo = build_topology(rng, n_services, vocab, require=("redis",) if fault == "cache_failure" else ())
+    if "per_pod" in kn:
+        for nm in topo.apps():
+            if topo.services[nm].replicas < 2:
+                topo.services[nm].replicas = krng.choice([2, 2, 3, 4])
     detail = "full" if len(topo.services) <= 20 else "medium" if len(topo.services) <= 80 else "lean"
 
     # Window and step: 45-180 minutes, with the sample count bounded by the fleet size so a
@@ -148,6 +166,11 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
         step = rng.choice(fitting or [60])
     if window_min is None:
         window_min = rng.uniform(45, max(45.0, min(longest, max_samples * step / 60)))
+    coarse = kn.params["real_like"]["step"] if "real_like" in kn else kn.params.get("coarse_step")
+    if coarse and not options.step:
+        # 1-minute and 5-minute scrapes; a 5-minute grid needs hours of look-back.
+        step = coarse
+        window_min = krng.uniform(180, 360) if step >= 300 else max(window_min, krng.uniform(60, 150))
     n = max(20, int(window_min * 60 / step))
     onset = int(n * rng.uniform(0.55, 0.85))
     # Past dates across two years, aligned to the step like a real scrape grid.
@@ -170,9 +193,33 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
                                                                 "blackbox": 0.2, "db_exporter": 0.08,
                                                                 "build_info": 0.2, "config_metric": 0.5,
                                                                 "kube_state": 0.15}[g]}
+    if "per_pod" in kn or "pod_network" in kn:
+        kube = True  # per-pod series come from Kubernetes (cAdvisor, kube-state-metrics)
     if not kube:
         missing.add("kube_state")
     keep = _EVIDENCE[fault]
+    if "real_like" in kn:
+        # Only per-pod resources and per-service request metrics, as real RCA data sets have.
+        missing |= set(OPTIONAL_SIGNALS) | set(_REAL_LIKE_DROP)
+        if kn.params["real_like"]["limits"]:
+            missing.discard("kube_state")
+        if kn.params["real_like"]["client_metrics"]:
+            missing.discard("client_metrics")
+        keep = [] if fault in R.REAL_LIKE_FAULTS else _REAL_LIKE_EVIDENCE.get(fault, keep)
+    if "client_view" in kn:
+        missing.discard("client_metrics")
+        if not kn.params["client_view"]["traces"]:
+            missing.add("traces")
+    if "net_caller_view" in kn:
+        missing.discard("client_metrics")
+        keep = []
+        opts = kn.params["net_caller_view"]
+        if not opts["traces"]:
+            missing.add("traces")
+        if opts["retransmits"]:
+            missing.discard("node")
+        elif krng.random() < 0.5:
+            missing.add("node")
     if keep and all(g in missing for g in keep):
         missing.discard(rng.choice(keep))
     status_label = {"classic": rng.choice(["code", "code", "status_code", "status"]), "micrometer": "status",
@@ -193,19 +240,34 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
     levels = ["subtle", "moderate", "severe"]
     base_topo = copy.deepcopy(topo)
     sub_seed = rng.getrandbits(63)
+    entry_rps, low_rps = R.low_traffic_targets(kn, base_topo)
     for attempt in range(3):
         topo = copy.deepcopy(base_topo)
         srng = random.Random(sub_seed)
-        model = Model(topo, srng, start, step, n)
+        model = Model(topo, srng, start, step, n, entry_rps=entry_rps, low_rps=low_rps)
+        model.knobs = kn
         F.init_pods(model, kube, vscheme, style.node_style, date)
         culprit = F.pick_culprit(model, fault, srng)
+        if "net_caller_view" in kn and (topo.services[culprit].kind != APP or not topo.in_edges(culprit)):
+            # The callers' view needs callers: the path to a called application service.
+            called = [a for a in topo.apps() if topo.in_edges(a)]
+            culprit = random.Random(kn.seed ^ 0xC0).choice(called) if called else culprit
         decoys = F.add_decoys(model, fault, culprit, onset, srng)
         # Operators tuned timeouts around chronically slow services long ago.
         model.recalibrate_timeouts()
+        # Earlier incidents, noise and restarts come after: timeouts were tuned long before them.
+        done = R.apply_overlays(model, kn, fault, culprit, onset)
         model.propagate()  # a first pass so faults can size themselves against the baseline
         fault_params = F.inject(model, fault, culprit, onset, severity, srng)
         model.propagate()
         found = _alert(model, topo, culprit, onset, srng)
+        if found is None and "real_like" in kn:
+            # Recorded fault-injection data sets page a synthetic alert on the entry service a
+            # few minutes into the injection, whether or not the entry moved much.
+            ar = random.Random(kn.seed ^ 0xA1)
+            entry = ar.choice(topo.entries or topo.apps()[:1])
+            found = (entry, ar.choice(["HighLatency", "HighErrorRate"]),
+                     min(float(model.ts[-1]), float(model.ts[onset]) + ar.uniform(120, 600)))
         if found is not None or severity == "severe":
             break
         severity = levels[levels.index(severity) + 1]
@@ -216,7 +278,7 @@ def generate(fault: str, seed: int, options: SimOptions | None = None) -> SimInc
     return SimIncident(fault=fault, seed=seed, options=options, topo=topo, model=model, style=style,
                        culprit=culprit, onset=onset, severity=severity, fault_params=fault_params,
                        decoys=decoys, alerted=alerted, alert_name=alert_name, alert_at=alert_at,
-                       title=title, rng_seed=rs)
+                       title=title, rng_seed=rs, realism=kn, realism_done=done)
 
 
 def _draw_size(rng: random.Random) -> int:
@@ -232,7 +294,7 @@ def _draw_size(rng: random.Random) -> int:
 
 def _fallback_alert(m: Model, topo: Topology, onset: int, rng: random.Random) -> tuple[str, str, float]:
     """A page for the most changed service when no threshold was crossed."""
-    nm = max(topo.apps(), key=lambda a: float(np.mean(m.lat[a][onset:]) / max(1e-9, np.mean(m.lat[a][:onset]))))
+    nm = max([a for a in topo.apps() if a not in m.no_server] or topo.apps(), key=lambda a: float(np.mean(m.lat[a][onset:]) / max(1e-9, np.mean(m.lat[a][:onset]))))
     return nm, "HighLatency", min(float(m.ts[-1]), float(m.ts[onset]) + rng.uniform(180, 600))
 
 
@@ -240,7 +302,11 @@ def _alert(m: Model, topo: Topology, culprit: str, onset: int, rng: random.Rando
     """Pick the service an alert rule fires on and when (``for:`` after the condition holds)."""
     pre = slice(max(0, onset - int(1800 / m.step)), max(1, onset - 1))
     cands: list[tuple[float, str, str, int]] = []
-    for nm in topo.apps():
+    # Alert rules live on the metrics a service exports; real-like data sets page on the entry.
+    pageable = [a for a in topo.apps() if a not in m.no_server]
+    if "real_like" in m.knobs:
+        pageable = [a for a in pageable if topo.services[a].role == "entry"] or pageable
+    for nm in pageable:
         err, lat = m.err[nm], m.lat[nm]
         e0 = float(np.mean(err[pre]))
         l0 = float(np.median(lat[pre]))

@@ -69,8 +69,25 @@ class Event:
 class Model:
     """All drivers and derived signals of one simulated incident."""
 
-    def __init__(self, topo: Topology, rng: random.Random, start: int, step: int, n: int):
+    def __init__(self, topo: Topology, rng: random.Random, start: int, step: int, n: int,
+                 entry_rps: float | None = None, low_rps: dict[str, float] | None = None):
         self.topo = topo
+        # Low-traffic systems: the entries' mean rate, and services pinned to a small rate.
+        self.entry_rps = entry_rps
+        self.low_rps = low_rps or {}
+        # Realism knobs and what they leave for the renderers (all empty on a clean scenario).
+        self.knobs: object = frozenset()
+        self.no_server: set[str] = set()  # services without server-side request metrics
+        self.force_client: set[str] = set()  # callees whose callers always export client metrics
+        self.client_all = False  # every call has a client metric
+        self.pod_cpu_extra: dict[str, np.ndarray] = {}  # pod name -> extra cores (a stress process)
+        self.pod_lat_factor: dict[str, np.ndarray] = {}  # pod name -> own-latency factor of that pod
+        self.pod_lat_mean: dict[str, np.ndarray] = {}  # service -> mean of its pods' factors
+        self.pod_bug: dict[str, str] = {}  # service -> the one pod whose code fails
+        self.mem_step: dict[str, np.ndarray] = {}  # pod name -> memory offset after a restart
+        self.prior_template: dict[str, str] = {}  # service -> error text of an earlier incident
+        self.warn_template: dict[str, str] = {}  # service -> a new warning its own code logs
+        self.no_limit: set[str] = set()  # services whose pods run without a CPU limit
         self.rng = rng
         self.nrng = np.random.default_rng(rng.getrandbits(63))
         self.start = start
@@ -150,6 +167,8 @@ class Model:
                 self.mem_base_pod[nm] = self.mem_limit_pod[nm] * rng.uniform(0.25, 0.6)
                 if svc.role == "entry":
                     self.ext_rps[nm] = rng.uniform(40, 400) * diurnal * drift * self._noise(0.03)
+                    if self.entry_rps:
+                        self.ext_rps[nm] *= self.entry_rps / float(np.mean(self.ext_rps[nm]))
                     # Short bursts (crawlers, retries, a push notification) are part of normal life.
                     for _ in range(rng.choice([0, 0, 1, 2, 3])):
                         at = rng.randrange(self.n)
@@ -177,6 +196,14 @@ class Model:
                                      "db": rng.uniform(0.05, 0.3), "cache": rng.uniform(0.05, 0.4)}[e.kind]
         # CPU limits sized so baseline use sits at 15-60 % of the limit.
         self._rates_only()
+        if self.low_rps:
+            # Rarely called services: their callers call them on a small share of requests.
+            for nm, want in self.low_rps.items():
+                have = float(np.mean(self.rps[nm]))
+                if have > want:
+                    for e in topo.in_edges(nm):
+                        e.fanout *= want / have
+            self._rates_only()
         for nm in topo.apps():
             svc = topo.services[nm]
             demand = self.cpu_idle[nm] + float(np.mean(self.rps[nm])) * self.cpu_per_req[nm]
@@ -404,7 +431,7 @@ CAUSE_STATUS = {
     "bug": "500", "config": "500", "chronic": "500", "baseline": "500", "transient": "500", "disk": "500",
     "oom": "500", "ratelimit": "429", "shed": "503", "timeout": "504", "config_timeout": "504",
     "refused": "503", "upstream": "502", "tls": "502", "dns": "502", "pool": "500", "cache_down": "500",
-    "reset": "502", "db": "500",
+    "reset": "502", "db": "500", "prior": "500", "noise": "500",
 }
 
 

@@ -96,7 +96,8 @@ def truth(inc: SimIncident, files: list[str]) -> dict:
                      "services": len(inc.topo.services), "vocabulary": inc.topo.vocab, "kube": inc.style.kube,
                      "missing": sorted(inc.style.missing), "dns_service": inc.topo.dns,
                      "databases": inc.topo.of_kind("postgres", "mysql"), "caches": inc.topo.of_kind("redis"),
-                     "externals": inc.topo.of_kind("external")}}
+                     "externals": inc.topo.of_kind("external"),
+                     **({"realism": _jsonable({**inc.realism.summary(), **inc.realism_done})} if inc.realism.on else {})}}
 
 
 def _jsonable(x):
