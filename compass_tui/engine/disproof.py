@@ -109,7 +109,7 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
     tol = max(ctx.tol, 240.0) if c.from_lines else ctx.tol
     if lead >= -tol:
         c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
-        if lead < -ctx.grid.step * 0.5 and not c.from_lines:
+        if lead < -ctx.grid.step * 0.5 and not c.from_lines and c.agent != "origin":  # origin: timing is in its ranking
             c.factor *= 0.85  # within tolerance, but after: a cause that precedes explains more
         if c.fault in ACUTE and lead > 900:
             # an acute cause shows within minutes; one that sat there for long explains less
