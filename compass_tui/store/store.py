@@ -575,7 +575,7 @@ class Store:
                 params.append(since)
             rows = cur.execute(
                 "SELECT i.id, i.recorded_at, i.started_at, i.title, i.alertname, i.service, i.signature, "
-                "i.first_hypothesis_s, i.total_s, i.source, g.status FROM investigations i "
+                "i.first_hypothesis_s, i.total_s, i.source, g.status, i.request_json FROM investigations i "
                 "LEFT JOIN alert_groups g ON g.investigation_id = i.id"
                 + (" WHERE " + " AND ".join(where) if where else "")
                 + " ORDER BY i.recorded_at DESC, i.id DESC LIMIT ?",
@@ -584,8 +584,9 @@ class Store:
             invs = [
                 {
                     "id": r[0], "recorded_at": r[1], "started_at": r[2], "title": r[3], "alertname": r[4],
-                    "service": r[5], "signature": r[6], "first_hypothesis_s": r[7], "total_s": r[8],
-                    "source": r[9], "alert_status": r[10],
+                    # the service the alert named, even when its own signals showed nothing
+                    "service": r[5] or _request_service(r[11]), "signature": r[6], "first_hypothesis_s": r[7],
+                    "total_s": r[8], "source": r[9], "alert_status": r[10],
                 }
                 for r in rows
             ]
@@ -827,3 +828,13 @@ def time_saved(invs: list[dict[str, Any]], baseline_minutes: float | None = None
         "method": "your estimate at confirmation (else the configured baseline_minutes) minus COMPASS's time "
                   "to the confirmed cause (to your confirmation when given within 30 min, else its run time)",
     }
+
+
+def _request_service(request_json: str | None) -> str | None:
+    """The alerting service recorded with an investigation's request."""
+    if not request_json:
+        return None
+    try:
+        return json.loads(request_json).get("service")
+    except (ValueError, AttributeError):
+        return None
