@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compass_tui.engine.discovery import SigSeries, Stack
+from compass_tui.engine.faults.base import Facts
 from compass_tui.engine.graph import ServiceGraph
 from compass_tui.engine.logfacts import LogFacts
 from compass_tui.engine.timeseries import Change, Grid, change
@@ -45,9 +46,10 @@ class Candidate:
     """The onset was read from log lines or failed spans: sampled, so it can lag the truth."""
     factor: float = 1.0
     """Multiplier from competing explanations (1 = none)."""
-    facts: dict = field(default_factory=dict)
-    """What the agent measured that the disproof checks reuse (a pool's name, a database's
-    clients, a surge's upstream services...)."""
+    facts: Facts | None = None
+    """What the detector measured that the disproof rules reuse, typed per fault (a pool's
+    name, a database's clients, a surge's upstream services...); None for candidates from
+    the memory or runbooks."""
     why_not: str | None = None
 
     @property
@@ -61,6 +63,11 @@ class Candidate:
             self.factor *= factor
             if self.why_not is None:
                 self.why_not = detail
+
+
+def confidence(c: Candidate) -> float:
+    """A candidate's confidence: its strength times what the checks left of it."""
+    return max(0.01, min(0.99, c.strength * c.factor))
 
 
 @dataclass

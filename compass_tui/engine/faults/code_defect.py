@@ -1,0 +1,147 @@
+"""code_defect: the culprit's own code fails or slows on some requests, with no deploy or
+config change behind it (origin agent).
+
+Supports: errors, exceptions or latency begin in a leading suspect whose trouble is not
+inherited: new error templates of its own, or dependencies that stayed healthy. Disproves:
+no change in its own errors or latency; its trouble mostly echoes a dependency's (and no new
+exceptions of its own); it is a database or cache (their own faults), or short of a resource
+with only latency; it received more requests as the trouble began (load, not its code); a
+deploy or config change of it shortly before explains it (then it is that fault). A specific
+cause that survived on the same service ranks above it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from compass_tui.engine.context import Candidate, Ctx, confidence
+from compass_tui.engine.faults import get
+from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag
+from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects
+from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.graph import median
+from compass_tui.engine.logfacts import INHERITED
+from compass_tui.engine.timeseries import fmt_time
+
+
+@dataclass
+class CodeDefectFacts(Facts):
+    own: float = 1.0
+    """Its trouble is its own (not inherited from a dependency)."""
+    own_templates: int = 0
+    """New error templates of its own."""
+    deps_healthy: bool = False
+    """What it calls stayed healthy (the graph knows its callees)."""
+
+
+def detect(ctx: Ctx) -> list[Candidate]:
+    """Leading suspects whose own code began to fail or slow, with no change behind it."""
+    changes = change_events(ctx)
+    return [c for c in (code_defect(ctx, s, strength, changes) for s, strength in origin_suspects(ctx)) if c]
+
+
+def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
+    """A code defect of one suspect, or None."""
+    own = s.kinds("own")
+    trouble = [own[k] for k in ("errors", "success") if k in own]
+    lat = own.get("latency")
+    if not trouble and lat is None:
+        return None
+    if is_datastore(ctx, s.service):
+        return None  # a slow or failing database or cache is its own catalog fault
+    resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0]
+    if not trouble and resources:
+        return None  # slow and short of a resource: that resource's fault, not its code
+    own_lines = own_new_templates(ctx, s.service)
+    graph = ctx.graph
+    deps_known = graph.known and s.service in graph.nodes()
+    sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
+    deps_healthy = deps_known and not (graph.callees(s.service) & sick) and \
+        not any(_calls_failing(ctx, s.service, d) for d in graph.callees(s.service))
+    if s.inherited_share >= 0.5 and not own_lines:
+        return None  # its trouble echoes a dependency's
+    unknown_graph = not deps_known
+    calm = not any(k in own and own[k].sev >= 1.0 for k in ("cpu", "memory", "disk", "saturation"))
+    if not own_lines and not deps_healthy and not (unknown_graph and trouble and calm):
+        # nothing says the trouble is its own rather than passed on: where, not what (without
+        # a graph, errors of its own with calm resources and no change are the best reading)
+        return None
+    lead = (trouble or [lat])[0]
+    t0 = lead.onset
+    near = [e for e in changes.get(s.service, []) if t0 is not None and t0 - 3600 <= e[0] <= t0 + ctx.tol]
+    c = Candidate("code_defect", s.service, "origin", strength + (0.05 if trouble else 0.02),
+                  f"{s.service}'s own code fails or slows ({'errors' if trouble else 'latency'} begin there, no change behind them)", t0)
+    for m in (trouble + ([lat] if lat else []))[:3]:
+        c.evidence.append(moved_evidence(ctx, m))
+    if own_lines:
+        new = own_lines
+        c.strength = min(0.95, c.strength + 0.15)
+        c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{s.service}"}} |= "{frag(new[0].example)}"',
+                                           f'new error template of its own in {s.service}: "{new[0].example[:120]}" ({new[0].post} lines)'))
+    if unknown_graph and not own_lines:
+        c.strength -= 0.03
+        c.check("competing_explanation", None, f"no service graph places {s.service}: whether a dependency explains it could not be checked")
+    if deps_healthy:
+        callees = sorted(graph.callees(s.service))
+        c.check("competing_explanation", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
+    load = own.get("traffic")
+    rr = ctx.chg("request_rate", s.service, 1, rel_floor=0.15, k=3.0, must_hold=False)
+    if (rr is not None and rr.rose and rr.ratio >= 1.5) or (load is not None and load.peak > load.baseline and load.sev >= 1.0):
+        c.check("competing_explanation", False, f"{s.service} received more requests as its trouble began: load, not its code", 0.5)
+    if near:
+        t, kind, how, _ = near[-1]
+        c.check("competing_explanation", False, f"a {kind} of {s.service} ({how}) at {fmt_time(t)} explains it better", 0.5)
+    c.facts = CodeDefectFacts(own=1.0, own_templates=len(own_lines), deps_healthy=bool(deps_healthy))
+    return c
+
+
+def below_specific(ctx: Ctx, cands: list[Candidate]) -> None:
+    """"No deploy, config change or other cause behind it": a specific cause of the same
+    service that survived explains it better, so a code defect ranks below it."""
+    for c in cands:
+        if c.fault != "code_defect":
+            continue
+        others = [x for x in cands if x.service == c.service and not _where_reading(x)
+                  and not any(d.result == "failed" for d in x.checks)]
+        if others:
+            cap = 0.95 * max(confidence(x) for x in others)
+            if c.strength * c.factor > cap:
+                c.factor = cap / max(c.strength, 1e-9)
+
+
+def _where_reading(c: Candidate) -> bool:
+    f = get(c.fault)
+    return f is not None and f.where_reading
+
+
+def own_new_templates(ctx: Ctx, svc: str):
+    """New error templates that are the service's own: not inherited, naming no peer, no timeout
+    or refusal (those are a dependency's trouble seen from here)."""
+    if not ctx.logs:
+        return []
+    callees = ctx.graph.callees(svc)
+    return [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
+            and not INHERITED.search(tp.example) and not (tp.named & callees)
+            and not any(re.search(rf"\b(to|from|calling|call|upstream|service|host|at)\s+\W?{re.escape(c)}\b", tp.example, re.I)
+                        for c in callees)]
+
+
+def _calls_failing(ctx: Ctx, svc: str, callee: str) -> bool:
+    """Do the traced calls from svc to callee fail or slow down after the onset?"""
+    st = ctx.graph.edge_stats.get((svc, callee))
+    if st is None or st.post_n < 5:
+        return False
+    err_b = st.base_err / st.base_n if st.base_n else 0.0
+    err_p = st.post_err / st.post_n
+    if err_p >= 0.05 and err_p > 3 * err_b:
+        return True
+    if st.base_client and st.post_client:
+        return median(st.post_client) > 2 * median(st.base_client)
+    return False
+
+
+FAULT = Fault(
+    id="code_defect", title="the culprit's own code fails or slows on some requests, with no deploy or config change behind it",
+    order=14, detectors={"origin": detect}, facts=CodeDefectFacts, final=below_specific,
+    where_reading=True, since=2,
+)

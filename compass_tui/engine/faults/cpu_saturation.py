@@ -1,0 +1,97 @@
+"""cpu_saturation: CPU at or near its limit, or throttled (infrastructure agent).
+
+Supports: CPU usage or throttling rises at or before the symptom, and matters in cores or
+against the limit; the culprit's own latency rises. Disproves: CPU flat, or a rise that
+follows the traffic (CPU per request unchanged); latency that did not move with it. Load and
+earlier failures downstream are weighed by the traffic_surge and generic rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.faults._common import rel
+from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.timeseries import fmt_ratio, fmt_time
+
+SIGNALS = ("cpu_util", "cpu_throttle", "cpu_cores")
+
+
+@dataclass
+class CpuFacts(Facts):
+    signal: str = ""
+    """Which CPU signal carried the rise (cpu_util, cpu_throttle or cpu_cores)."""
+
+
+def detect(ctx: Ctx) -> list[Candidate]:
+    """One candidate per service whose CPU rose enough to matter."""
+    services = {s.service for sig in SIGNALS for s in ctx.stack.signals.get(sig, {}).values()}
+    return [c for c in (cpu(ctx, svc) for svc in sorted(services)) if c]
+
+
+def cpu(ctx: Ctx, svc: str) -> Candidate | None:
+    """The CPU saturation of one service, or None."""
+    best = None
+    for sig, level_ok in (("cpu_util", 0.8), ("cpu_throttle", 0.2), ("cpu_cores", None)):
+        ch = ctx.chg(sig, svc, 1)
+        if ch is None or not np.isfinite(ch.baseline):
+            continue
+        # without a limit, saturation can only be read from a large rise
+        # it must matter in cores or against the limit: 20x of almost nothing is nothing
+        small = (sig == "cpu_cores" and ch.after - ch.baseline < 0.05) or \
+            (sig == "cpu_util" and ch.after < 0.3) or (sig == "cpu_throttle" and ch.after < 0.05)
+        if ch.rose and not small and ch.ratio >= (1.3 if level_ok is not None else 1.6):
+            level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
+            score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
+            if best is None or score > best[0]:
+                best = (score, sig, ch)
+    util = ctx.chg("cpu_util", svc, 1, rel_floor=0.02, abs_floor=0.01, k=3.0)
+    if best is None and util is not None and np.isfinite(util.baseline) and util.onset is not None \
+            and util.after >= 0.95 and util.baseline <= 0.9:
+        # pinned at its limit: the rise may be small when it was already running hot
+        best = (0.6 + min(0.3, (util.after - util.baseline) * 2), "cpu_util", util)
+    if best is None:
+        return None
+    score, sig, ch = best
+    s = ctx.series(sig, svc)
+    what = {"cpu_util": "CPU usage against its limit", "cpu_throttle": "CPU throttling", "cpu_cores": "CPU usage"}[sig]
+    c = Candidate("cpu_saturation", svc, "infrastructure", score,
+                  f"{svc} is CPU-saturated ({what} {ch.baseline:.2f} -> {ch.after:.2f})", ch.onset)
+    c.facts = CpuFacts(signal=sig)
+    c.evidence.append(ctx.metric_evidence(s, f"{what} on {svc} rose from {ch.baseline:.2f} to {ch.after:.2f} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
+    load = None
+    for lsig in ("ok_rate", "request_rate"):
+        lc = ctx.chg(lsig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
+        if lc is not None and lc.rose and np.isfinite(lc.ratio):
+            load = lc if load is None or lc.ratio > load.ratio else load
+    load_series = ctx.series("request_rate", svc)
+    if load is None and load_series is None:
+        # a database or cache counts no requests of its own: its callers count them
+        for key, cs in ctx.stack.signals.get("client_rate", {}).items():
+            if key.endswith("|" + svc):
+                lc = ctx.chg("client_rate", key, 1, rel_floor=0.15, k=3.0, must_hold=False)
+                if lc is not None and lc.rose and np.isfinite(lc.ratio) and (load is None or lc.ratio > load.ratio):
+                    load, load_series = lc, cs
+    if load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0):
+        # CPU per request did not change: the CPU follows the traffic, it does not lead
+        c.strength *= 0.6
+        c.evidence.append(ctx.metric_evidence(load_series or s, f"{svc}'s traffic rose {fmt_ratio(load.ratio)} with its CPU: the CPU follows the load", supports=False))
+    lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
+    err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
+    if (lat is not None and lat.rose) or svc in ctx.affected:
+        c.strength = min(1.0, c.strength + 0.1)
+    elif lat is not None or err is not None:
+        # a saturated CPU shows in the service's own latency; this one's did not move
+        c.strength *= 0.6
+        c.evidence.append(ctx.metric_evidence(ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc) or s,
+                                              f"latency of {svc} did not rise with its CPU", supports=False))
+    return c
+
+
+FAULT = Fault(
+    id="cpu_saturation", title="CPU at or near its limit, or throttled", order=1,
+    detectors={"infrastructure": detect}, facts=CpuFacts,
+    load_driven=lambda c: True, acute=True, explained_by_downstream=True,
+)

@@ -1,0 +1,154 @@
+"""memory_leak: memory grows until the limit (infrastructure agent).
+
+Supports: steady growth of the memory envelope before the symptom (garbage-collection saws
+ride on it), near the limit; restarts (OOM kills); out-of-memory log lines. Disproves: memory
+flat, or one step (a restart to a higher level, a cache warming) rather than growth all
+along; growth only after the onset (temporal precedence)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.faults._common import rel
+from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.timeseries import fmt_time, slope_per_s
+
+SIGNALS = ("mem_util", "heap_util", "mem_bytes", "heap_bytes")
+
+
+@dataclass
+class MemoryFacts(Facts):
+    signal: str = ""
+    """The memory signal that grew."""
+    growth: float = 0.0
+    """Relative growth of the envelope over the leak's longest stretch."""
+    restarted_at: float | None = None
+    """When the service restarted near the onset, if it did."""
+
+
+def detect(ctx: Ctx) -> list[Candidate]:
+    """One candidate per service whose memory grew steadily before the symptom."""
+    services = {s.service for sig in SIGNALS for s in ctx.stack.signals.get(sig, {}).values()}
+    return [c for c in (memory(ctx, svc) for svc in sorted(services)) if c]
+
+
+def _mem_signal(ctx: Ctx, svc: str):
+    for sig in SIGNALS:
+        s = ctx.series(sig, svc)
+        if s is not None and np.isfinite(s.values).sum() > 5:
+            return sig, s
+    return None, None
+
+
+def memory(ctx: Ctx, svc: str) -> Candidate | None:
+    """The memory leak of one service, or None."""
+    sig, s = _mem_signal(ctx, svc)
+    if s is None:
+        return None
+    g = ctx.grid
+    lead = max(1800.0, 0.6 * (ctx.onset - g.start))
+    t, v = g.times, s.values
+    # up to the alert: a slow leak shows in latency long before the restarts that page
+    win = (t >= ctx.onset - lead) & (t <= max(ctx.onset + 3 * ctx.tol, g.alert_at + ctx.tol)) & np.isfinite(v)
+    if win.sum() < 4:
+        return None
+    idx = np.nonzero(win)[0]
+    # Garbage collection saws memory up and down every few minutes; a leak lifts the whole
+    # saw. Follow the envelope (the rolling max over ~5 min) and split only at restarts
+    # (the envelope falls by a quarter or more).
+    w = max(3, int(round(300.0 / g.step)))
+    env = np.full_like(v, np.nan)
+    for j in idx:
+        lo = max(idx[0], j - w + 1)
+        seg_vals = v[lo:j + 1]
+        seg_vals = seg_vals[np.isfinite(seg_vals)]
+        env[j] = seg_vals.max() if len(seg_vals) else np.nan
+    segments, seg_start = [], idx[0]
+    for a, b in zip(idx[:-1], idx[1:]):
+        if v[b] < 0.75 * env[a]:
+            segments.append((seg_start, a))
+            seg_start = b
+    segments.append((seg_start, idx[-1]))
+    start_i, peak_i = max(segments, key=lambda ab: ab[1] - ab[0])
+    # skip the envelope's warm-up at the segment start (it only sees part of a saw tooth)
+    start_i = min(peak_i, start_i + w - 1)
+    t_start, t_peak = float(t[start_i]), float(t[peak_i])
+    span = t_peak - t_start
+    if span < max(6 * g.step, 600.0):
+        return None
+    v_env = env
+    slope, r2 = slope_per_s(g, v_env, t_start, t_peak)
+    lvl0 = float(v_env[start_i])
+    growth = slope * span / max(abs(lvl0), 1e-9)
+    restarts = _restarts_near(ctx, svc)
+    oom_lines = ctx.logs.hits(svc, "oom", ctx.onset - lead, ctx.onset + 600) if ctx.logs else []
+    util = sig.endswith("_util")
+    peak = float(np.nanmax(v[start_i:peak_i + 1]))
+    score = 0.0
+    rise = slope * span
+    # near a limit a leak has little room left: a few points of the limit is growth enough
+    near_limit = util and peak >= 0.9 and rise >= 0.06
+    # a leak grows all along; one step (a restart to a higher level, a cache warming) is not one
+    jumps = np.diff(v_env[start_i:peak_i + 1])
+    jumps = jumps[np.isfinite(jumps)]
+    one_step = rise > 0 and len(jumps) and float(jumps.max()) >= 0.5 * rise
+    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step:
+        score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
+        if util and peak >= 0.85:
+            score += 0.15
+    if restarts is not None and score > 0:
+        score += 0.1
+    if oom_lines and score > 0:
+        score += 0.1
+    if score <= 0:
+        return None
+    # the leak began with the first stretch that grew too (restarts only reset it)
+    leak_start = t_start
+    for a, b in segments:
+        if b - a >= 3 and (a, b) != (start_i, peak_i):
+            sl, rr = slope_per_s(g, v_env, float(t[a]), float(t[b]))
+            if sl > 0 and rr >= 0.5 and float(t[a]) < leak_start:
+                leak_start = float(t[a])
+    c = Candidate("memory_leak", svc, "infrastructure", min(score, 1.0),
+                  f"{svc} is leaking memory ({growth * 100:.0f}% growth before the symptom)", leak_start)
+    c.facts = MemoryFacts(signal=sig, growth=float(growth), restarted_at=restarts[1] if restarts is not None else None)
+    level = f"peak {peak * 100:.0f}% of its limit" if util else f"peak {_bytes(peak)}" if "bytes" in sig else f"peak {peak:.2f}"
+    c.evidence.append(ctx.metric_evidence(s, f"memory of {svc} grew steadily {growth * 100:.0f}% over {span / 60:.0f} min up to {fmt_time(t_peak)} (R² {r2:.2f}), {level}", onset=t_start))
+    if restarts is not None:
+        rs, rt = restarts
+        c.evidence.append(ctx.metric_evidence(rs, f"{svc} restarted at {fmt_time(rt)} (OOM kill or crash)", onset=rt))
+    if oom_lines and ctx.logs:
+        c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)out ?of ?memory|oom|heap space|gc overhead"',
+                                           f"{len(oom_lines)} out-of-memory lines from {svc}"))
+    return c
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.0f} PiB"
+
+
+def _restarts_near(ctx: Ctx, svc: str):
+    for sig in ("restarts", "process_restarts"):
+        s = ctx.series(sig, svc)
+        if s is None:
+            continue
+        g = ctx.grid
+        m = (g.times >= ctx.onset - 1800) & (g.times <= ctx.onset + 3 * ctx.tol) & np.isfinite(s.values)
+        base = s.values[(g.times < ctx.onset - 1800) & np.isfinite(s.values)]
+        if m.any() and np.nanmax(s.values[m]) > 0.5 and (len(base) == 0 or np.nanmax(base) < 0.5):
+            t = float(g.times[m][np.argmax(s.values[m] > 0.5)])
+            return s, t
+    return None
+
+
+FAULT = Fault(
+    id="memory_leak", title="memory grows until the limit", order=2,
+    detectors={"infrastructure": detect}, facts=MemoryFacts, explained_by_downstream=True,
+)

@@ -1,0 +1,130 @@
+"""network_degradation: loss or delay on the path to the culprit.
+
+Two detectors. The network agent's reads TCP retransmits or drops on the culprit, and the
+traces' client-side durations against the server-side ones. The origin agent's reads the
+callers' view: the callers' client-side latency to a leading suspect far above its baseline
+while the suspect's own server-side latency stayed flat. Disproves: retransmits flat; client
+and server durations agree (the service's own view moved as much: it is slow itself)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.faults._common import rel, trace_evidence
+from compass_tui.engine.faults._origin import moved_evidence, origin_suspects, own_latency_query
+from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.graph import median
+from compass_tui.engine.timeseries import fmt_ratio, fmt_time
+from compass_tui.models import Evidence
+
+
+@dataclass
+class NetworkFacts(Facts):
+    callers_z: float | None = None
+    """How far (robust sd) the callers' view of the culprit moved (callers'-view detector)."""
+    gap: float | None = None
+    """Client-side minus server-side time of calls to the culprit, after vs before (traces)."""
+
+
+# ------------------------------------------------------------------ network agent
+
+
+def detect(ctx: Ctx) -> list[Candidate]:
+    """Retransmits or drops on a service, or a client/server duration gap in traces."""
+    out: list[Candidate] = []
+    for svc in {s.service for s in ctx.stack.signals.get("retrans_ratio", {}).values()} | \
+               {s.service for s in ctx.stack.signals.get("net_drops", {}).values()}:
+        c = net(ctx, svc)
+        if c:
+            out.append(c)
+    return out
+
+
+def net(ctx: Ctx, svc: str) -> Candidate | None:
+    """The network degradation to one service seen in its own network metrics, or None."""
+    best = None
+    for sig in ("retrans_ratio", "net_drops"):
+        ch = ctx.chg(sig, svc, 1, rel_floor=0.3, abs_floor=1e-4)
+        if ch is not None and ch.rose and ch.ratio >= 2.0:
+            if best is None or ch.z > best[1].z:
+                best = (sig, ch)
+    gap = client_server_gap(ctx, svc)
+    if best is None and (gap is None or gap < 3.0):
+        return None
+    score = 0.0
+    c = Candidate("network_degradation", svc, "network", 0.0, f"packet loss or delay on the path to {svc}", None)
+    c.facts = NetworkFacts(gap=gap)
+    if best is not None:
+        sig, ch = best
+        score += 0.55 + min(0.2, 0.03 * ch.z)
+        c.cause_onset = ch.onset
+        what = "TCP retransmits" if sig == "retrans_ratio" else "dropped packets"
+        c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
+    if gap is not None and gap >= 3.0:
+        score += 0.25
+        c.evidence.append(trace_evidence(ctx, svc, f"client-side durations of calls to {svc} are {gap:.1f}x its server-side durations (after the onset vs before)"))
+    c.strength = min(score, 1.0)
+    return c
+
+
+def client_server_gap(ctx: Ctx, svc: str) -> float | None:
+    """How much more the client-side minus server-side time of calls to svc grew after the
+    onset, relative to before (traces)."""
+    gaps_b, gaps_p = [], []
+    for (a, b), st in ctx.graph.edge_stats.items():
+        if b != svc or not st.post_client or not st.post_server:
+            continue
+        gaps_p.append(median(st.post_client) - median(st.post_server))
+        if st.base_client and st.base_server:
+            gaps_b.append(median(st.base_client) - median(st.base_server))
+    if not gaps_p:
+        return None
+    gp = float(np.median(gaps_p))
+    gb = float(np.median(gaps_b)) if gaps_b else 0.0
+    return gp / max(gb, 0.005)
+
+
+# ------------------------------------------------------------------ origin agent
+
+
+def detect_callers_view(ctx: Ctx) -> list[Candidate]:
+    """Leading suspects whose callers waited far longer while their own view stayed flat."""
+    return [c for c in (callers_view(ctx, s, strength) for s, strength in origin_suspects(ctx)) if c]
+
+
+def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
+    """Network degradation to one suspect read from its callers' view, or None."""
+    callers = s.kinds("callers")
+    own = s.kinds("own")
+    seen = callers.get("latency")
+    if seen is None:
+        return None
+    if not (seen.baseline > 0 and seen.peak >= 2.0 * seen.baseline and seen.peak - seen.baseline >= 0.005):
+        return None  # far slower, not a few percent: delay on the path is large or nothing
+    own_lat = own.get("latency")
+    measured_own = own_latency_query(ctx, s.service) != "(none)"
+    if own_lat is not None and own_lat.z >= 0.5 * seen.z:
+        return None  # the service's own view moved as much: it is slow itself
+    c = Candidate("network_degradation", s.service, "origin", 0.0, f"calls to {s.service} are slow on the way (callers' view)",
+                  seen.onset)
+    c.evidence.append(moved_evidence(ctx, seen))
+    if measured_own:
+        c.strength = min(0.9, strength + 0.15)
+        c.evidence.append(Evidence(kind="metric", summary=f"{s.service}'s own server-side latency stayed "
+                                   f"{'flat' if own_lat is None else f'within {own_lat.z:.0f} sd'} while its callers waited",
+                                   supports=True, source=ctx.source, query=own_latency_query(ctx, s.service)))
+    else:
+        c.strength = strength + 0.02
+        c.evidence.append(Evidence(kind="metric", summary=f"{s.service} has no server-side latency of its own to compare with",
+                                   supports=False, source=ctx.source, query="(none)"))
+    c.facts = NetworkFacts(callers_z=seen.z)
+    return c
+
+
+FAULT = Fault(
+    id="network_degradation", title="loss or delay on the path to the culprit", order=8,
+    detectors={"network": detect, "origin": detect_callers_view}, facts=NetworkFacts, acute=True,
+)

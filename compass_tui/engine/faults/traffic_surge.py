@@ -1,0 +1,173 @@
+"""traffic_surge: the culprit receives far more load than usual (application agent).
+
+Supports: the request rate (successful throughput, or the raw rate when callers were not
+failing first) well above its baseline at onset, in requests per second over a real base, on
+the most upstream service whose rate rose. Disproves: the rate within its baseline range; a
+service upstream of it rose first (the surge enters there); a failure below it that came
+first (the extra requests are retries). Its rule on others: a strong surge that came first
+explains the saturation of CPUs, pools and databases on or below the surging service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.faults import get, load_driven
+from compass_tui.engine.faults._common import rel
+from compass_tui.engine.faults.base import Facts, Fault, Rule
+from compass_tui.engine.timeseries import fmt_ratio, fmt_time
+
+
+@dataclass
+class SurgeFacts(Facts):
+    ups: list[str] = field(default_factory=list)
+    """Services upstream of it whose rate rose first or together."""
+    signal: str = ""
+    """ok_rate (successful throughput) or request_rate (the raw rate)."""
+
+
+def detect(ctx: Ctx) -> list[Candidate]:
+    """One candidate per service whose request rate rose far above its usual load."""
+    rising: dict[str, object] = {}
+    sig_of: dict[str, str] = {}
+    for svc in ctx.stack.signals.get("request_rate", {}):
+        # Successful throughput, and the raw rate unless only errors grew (an error or retry
+        # storm inflates the raw rate without more useful load). A ramp need not hold at the
+        # symptom's onset; the earliest credible start wins.
+        kw = dict(rel_floor=0.15, k=3.0, must_hold=False)
+        ok = ctx.chg("ok_rate", svc, 1, **kw) if ctx.series("ok_rate", svc) is not None else None
+        tot = ctx.chg("request_rate", svc, 1, **kw)
+        options = []
+        if ok is not None and ok.rose and ok.ratio >= 1.5:
+            options.append(("ok_rate", ok))
+        entry = ctx.graph.known and not ctx.graph.callers(svc)
+        # at an entry the offered load is what arrives, failing or not; elsewhere the raw
+        # rate counts when no caller was failing (and retrying) before it rose
+        callers_failing_first = tot is not None and tot.onset is not None and any(
+            u in ctx.affected and ctx.affected[u] <= tot.onset + ctx.grid.step * 0.5 for u in ctx.graph.callers(svc))
+        if tot is not None and tot.rose and tot.ratio >= 1.5 and (
+                entry or ok is None or (np.isfinite(ok.ratio) and ok.ratio >= 1.3) or
+                (ctx.graph.known and not callers_failing_first)):
+            options.append(("request_rate", tot))
+        # more load must matter against the service's usual load, in requests per second
+        options = [o for o in options if o[1].onset <= ctx.onset + 600
+                   and o[1].after - o[1].baseline >= 0.3 and o[1].baseline >= 0.05]
+        if options:
+            sig, ch = min(options, key=lambda o: o[1].onset)
+            rising[svc] = ch
+            sig_of[svc] = sig
+    out = []
+    for svc, ch in rising.items():
+        sig = sig_of[svc]
+        # retries: callers that were failing and whose own traffic did not grow resend
+        # their failed calls; that is amplification, not new load
+        retriers = [u for u in ctx.graph.callers(svc) if u in ctx.affected and u not in rising
+                    and ctx.affected[u] < (ch.onset or 0) - ctx.grid.step * 0.5]
+        ups = [u for u in ctx.graph.upstream(svc) if u in rising and (rising[u].onset or 0) <= (ch.onset or 0) + ctx.tol]
+        score = 0.45 + min(0.3, 0.15 * (ch.ratio - 1.5)) + min(0.1, 0.01 * ch.z)
+        if not ctx.graph.callers(svc):
+            score += 0.05
+        c = Candidate("traffic_surge", svc, "application", min(score, 1.0),
+                      f"{svc} receives {fmt_ratio(ch.ratio)} its usual traffic", ch.onset)
+        c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{'successful ' if sig == 'ok_rate' else ''}request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
+        if retriers:
+            c.strength *= 0.45
+            c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or ctx.series(sig, svc),
+                                                  f"its callers {', '.join(sorted(retriers))} were already failing and their own traffic did not grow: retries, not new load",
+                                                  supports=False))
+        c.facts = SurgeFacts(ups=ups, signal=sig)
+        out.append(c)
+    return out
+
+
+def scope(ctx: Ctx, c: Candidate) -> bool:
+    """Load enters upstream: the alerting service must be the surging one or below it."""
+    s = ctx.symptom_service
+    if not s or not ctx.graph.known or s not in ctx.graph.nodes():
+        c.check("scope", None, "the service graph cannot place this service relative to the alert")
+    elif not ctx.graph_complete and not (s == c.service or s in ctx.graph.downstream(c.service) or c.service in ctx.graph.downstream(s)):
+        c.check("scope", None, "the service graph is partial (no traces): scope cannot rule it out")
+    elif s == c.service or s in ctx.graph.downstream(c.service):
+        c.check("scope", True, f"the alerting service {s} is {'this service' if s == c.service else 'downstream of it'}")
+    elif c.service in ctx.graph.downstream(s):
+        c.check("scope", True, f"{c.service} is downstream of the alerting service {s}")
+    else:
+        c.check("scope", False, f"{c.service} and the alerting service {s} are not on one call path", 0.45)
+    return True
+
+
+def _failed(c: Candidate) -> bool:
+    return any(d.result == "failed" for d in c.checks)
+
+
+def upstream_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
+    """A service upstream of it rose first or together: the surge enters there."""
+    for s in by_fault.get("traffic_surge", []):
+        ups = getattr(s.facts, "ups", [])
+        if ups:
+            s.check("competing_explanation", False, f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
+        else:
+            s.check("competing_explanation", True, "no service upstream of it rose first")
+
+
+def retries(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
+    """A rate rise that follows a failure below it is retries, not load."""
+    for s in by_fault.get("traffic_surge", []):
+        if s.cause_onset is None:
+            continue
+        below = ctx.graph.downstream(s.service) | {s.service} if ctx.graph.known else None
+        for c in cands:
+            if c.fault == "traffic_surge" or c.cause_onset is None or c.strength < 0.6:
+                continue
+            if _failed(c):
+                continue  # already ruled out: it explains nothing
+            # load saturates CPUs, pools and databases within a step: only clearly earlier
+            # saturation came first
+            margin = max(2 * ctx.grid.step, 60.0) if load_driven(c) else ctx.grid.step * 0.5
+            began = min(c.cause_onset, getattr(c.facts, "ramp_onset", None) or c.cause_onset)
+            if (below is None or c.service in below) and began < s.cause_onset - margin:
+                s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
+                break
+
+
+def explains_load(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
+    """A strong surge that came first explains what load can cause (CPU, pools, databases)
+    on the surging service, or below it when that service's own load rose."""
+    strong_surges = [s for s in by_fault.get("traffic_surge", []) if not getattr(s.facts, "ups", []) and s.strength >= 0.55
+                     and not _failed(s)]
+    for c in cands:
+        if c.fault in ("traffic_surge",) or c.cause_onset is None:
+            continue
+        # only what load can cause: saturation of CPU, pools, databases
+        f = get(c.fault)
+        if f is None or f.load_driven is None:
+            continue
+        # a database that got slow on its own (long transactions, locks) needs the surge first
+        slack = ctx.tol if load_driven(c) else -ctx.grid.step * 0.5
+        for s in strong_surges:
+            if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + slack and \
+                    (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and load_rose(ctx, c.service))):
+                c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
+                break
+
+
+def load_rose(ctx: Ctx, svc: str) -> bool:
+    """Did the service itself receive more requests (so extra load can explain it)? A
+    database or cache without request metrics is judged by its callers, so: yes."""
+    if ctx.series("request_rate", svc) is None:
+        return True
+    for sig in ("request_rate", "ok_rate"):
+        ch = ctx.chg(sig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
+        if ch is not None and ch.rose and ch.ratio >= 1.3:
+            return True
+    return False
+
+
+FAULT = Fault(
+    id="traffic_surge", title="the culprit receives far more load than usual", order=12,
+    detectors={"application": detect}, facts=SurgeFacts, scope=scope,
+    rules=(Rule(30, upstream_first), Rule(40, retries), Rule(50, explains_load)),
+    acute=True, seen_by_others=True,
+)
