@@ -27,28 +27,17 @@ import random
 
 import numpy as np
 
+from compass_tui.engine.faults import REGISTRY
 from compass_tui.sim import names
 from compass_tui.sim.signals import Event, Model, Pod
 from compass_tui.sim.topology import APP, DATABASES, EXTERNAL, REDIS
 
-FAULTS: list[str] = [
-    "cpu_saturation",
-    "memory_leak",
-    "db_connection_pool_exhaustion",
-    "db_slow_queries",
-    "bad_deploy",
-    "config_change",
-    "external_dependency_failure",
-    "network_degradation",
-    "disk_full",
-    "certificate_expired",
-    "dns_failure",
-    "traffic_surge",
-    "cache_failure",
-]
-# Catalog version 2 added a fault the simulator injects (``unexplained`` is a ranking outcome,
-# not a fault to inject). ``FAULTS`` stays the version-1 set the engine's tests cover.
-V2_FAULTS: list[str] = ["code_defect"]
+# From the engine's fault registry, in catalog order: the faults the simulator injects (one
+# injector each in ``_INJECTORS``; ``unexplained`` is a ranking outcome, not a fault to inject).
+FAULTS: list[str] = [f.id for f in REGISTRY.values() if f.simulated and f.since == 1]
+"""Catalog version 1: the set the engine's tests cover."""
+V2_FAULTS: list[str] = [f.id for f in REGISTRY.values() if f.simulated and f.since == 2]
+"""Added by catalog version 2 (code_defect)."""
 ALL_FAULTS: list[str] = FAULTS + V2_FAULTS
 
 SEVERITY_SCALE = {"subtle": 0.45, "moderate": 1.0, "severe": 2.0}

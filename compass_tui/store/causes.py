@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import re
 
-CATALOG_FAULTS: tuple[str, ...] = (
-    "cpu_saturation",
-    "memory_leak",
-    "db_connection_pool_exhaustion",
-    "db_slow_queries",
-    "bad_deploy",
-    "config_change",
-    "external_dependency_failure",
-    "network_degradation",
-    "disk_full",
-    "certificate_expired",
-    "dns_failure",
-    "traffic_surge",
-    "cache_failure",
-)
-"""The thirteen fault ids of the fault catalog, version 1."""
+
+def catalog_faults() -> tuple[str, ...]:
+    """The catalog's fault ids, in catalog order, from the engine's fault registry (loaded on
+    first use: importing the store stays light)."""
+    from compass_tui.engine.faults import fault_ids  # noqa: PLC0415
+
+    return fault_ids()
+
+
+def __getattr__(name: str):
+    # CATALOG_FAULTS is read from the registry when first asked for
+    if name == "CATALOG_FAULTS":
+        return catalog_faults()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _SLUG = re.compile(r"[a-z0-9-]+")
 # Service names are as the telemetry spells them; only reject what cannot be one.
@@ -29,11 +28,9 @@ _SERVICE = re.compile(r"[^\s@]+")
 
 def valid_fault(fault: str) -> bool:
     """True for a catalog id or ``other:<slug>`` (slug of ``[a-z0-9-]``)."""
-    if fault in CATALOG_FAULTS:
-        return True
     if fault.startswith("other:"):
         return bool(_SLUG.fullmatch(fault[len("other:"):]))
-    return False
+    return fault in catalog_faults()
 
 
 def check_cause(fault: str, service: str) -> None:
@@ -44,7 +41,7 @@ def check_cause(fault: str, service: str) -> None:
                 f"{fault!r}: the slug after 'other:' must be lowercase letters, digits and dashes"
             )
         raise ValueError(
-            f"unknown fault {fault!r}: use a catalog id ({', '.join(CATALOG_FAULTS)}) or other:<slug>"
+            f"unknown fault {fault!r}: use a catalog id ({', '.join(catalog_faults())}) or other:<slug>"
         )
     if not _SERVICE.fullmatch(service or ""):
         raise ValueError(f"bad service {service!r}: expected the service as named in its telemetry")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from compass_tui.models import ProposedCause, Recall, Signature
-from compass_tui.store.causes import CATALOG_FAULTS
+from compass_tui.store.causes import catalog_faults
 
 if TYPE_CHECKING:
     from compass_tui.store.store import Store
@@ -194,7 +194,7 @@ class StoreAdvisor:
         for c, t in rec.causes.items():
             if not t.resolved_n:
                 continue
-            if c[0] in CATALOG_FAULTS and not t.taught_n:
+            if c[0] in catalog_faults() and not t.taught_n:
                 continue  # confirmed where COMPASS already ranked it first: the agents find it
             if adjust_for(rec, t) <= 0:
                 continue  # taught once, ruled out since

@@ -9,33 +9,12 @@ from typing import Any
 
 from compass_tui.models import Report, Signature
 
-_FALLBACK_FAULTS = (
-    "cpu_saturation",
-    "memory_leak",
-    "db_connection_pool_exhaustion",
-    "db_slow_queries",
-    "bad_deploy",
-    "config_change",
-    "external_dependency_failure",
-    "network_degradation",
-    "disk_full",
-    "certificate_expired",
-    "dns_failure",
-    "traffic_surge",
-    "cache_failure",
-)
-
-
 def catalog_faults() -> list[str]:
-    """The catalog's fault ids, as the store knows them."""
-    try:
-        from compass_tui.store import CATALOG_FAULTS  # noqa: PLC0415
-    except Exception:
-        try:
-            from compass_tui.store.causes import CATALOG_FAULTS  # noqa: PLC0415
-        except Exception:
-            CATALOG_FAULTS = _FALLBACK_FAULTS
-    return list(CATALOG_FAULTS)
+    """The catalog's fault ids, in catalog order, from the engine's fault registry (the same
+    registry the store validates against and the simulator injects from)."""
+    from compass_tui.engine.faults import fault_ids  # noqa: PLC0415
+
+    return list(fault_ids())
 
 
 def parse_cause(text: str) -> tuple[str, str]:
@@ -52,7 +31,7 @@ def parse_cause(text: str) -> tuple[str, str]:
     fault, sep, service = (text or "").strip().rpartition("@")
     if not sep or not fault or not service:
         raise ValueError(f"{text!r} is not FAULT@SERVICE (e.g. db_slow_queries@payments-db)")
-    if fault not in _FALLBACK_FAULTS and not fault.startswith("other:"):
+    if fault not in catalog_faults() and not fault.startswith("other:"):
         raise ValueError(f"unknown fault {fault!r}: use a catalog id or other:<slug>")
     return fault, service
 

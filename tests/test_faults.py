@@ -1,0 +1,404 @@
+"""Each catalog fault's own module, rule by rule, on small hand-built contexts: what supports
+it (its detector proposes it, its checks let it stand) and what disproves it (its detector
+declines, or a rule fails it). Series are minute steps with a little noise; the symptom
+starts at minute 90 and the alert fires at minute 100."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compass_tui.engine import agents
+from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.discovery import SigSeries, Stack
+from compass_tui.engine.disproof import run_checks, status_of
+from compass_tui.engine.faults import REGISTRY, fault_ids, get
+from compass_tui.engine.graph import ServiceGraph
+from compass_tui.engine.localise import Moved, Suspect
+from compass_tui.engine.origin import origin
+from compass_tui.engine.timeseries import Grid
+from compass_tui.models import InvestigationRequest
+from compass_tui.telemetry.backend import Annotation
+
+STEP = 60.0
+N = 121
+T0 = 1_700_000_000.0
+ONSET_I, ALERT_I = 90, 100
+ONSET = T0 + ONSET_I * STEP
+
+
+def at(i: int) -> float:
+    return T0 + i * STEP
+
+
+def level(base: float, after: float | None = None, from_i: int = ONSET_I, noise: float = 0.02, seed: int = 1) -> np.ndarray:
+    """``base`` with a little noise, stepping to ``after`` from index ``from_i``."""
+    rng = np.random.default_rng(seed)
+    v = base * (1 + noise * rng.standard_normal(N))
+    if after is not None:
+        v[from_i:] = after * (1 + noise * rng.standard_normal(N - from_i))
+    return v
+
+
+def make_ctx(series: dict[tuple[str, str], np.ndarray], edges=(), symptom="api", affected=None,
+             annotations=(), suspects=(), services=None) -> Ctx:
+    """A context as the orchestrator would hand the agents: series keyed (signal, key), where
+    key is the service, or ``service|sub`` with the sub after the bar."""
+    grid = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=at(ALERT_I), baseline_end=at(50))
+    stack = Stack()
+    for (sig, key), vals in series.items():
+        svc, _, sub = key.partition("|")
+        stack.signals.setdefault(sig, {})[key] = SigSeries(sig, svc, np.asarray(vals, float), f"{sig}{{service=\"{svc}\"}}", sub or None)
+        stack.services.add(svc)
+    if services:
+        stack.services |= set(services)
+    graph = ServiceGraph()
+    for a, b in edges:
+        graph.add(a, b, "traces")
+    req = InvestigationRequest(title="test", service=symptom, started_at=at(ALERT_I), window_start=grid.start, window_end=grid.end)
+    return Ctx(request=req, grid=grid, stack=stack, graph=graph, logs=None, annotations=list(annotations),
+               source="test", log_source="test", onset=ONSET, symptom_service=symptom,
+               affected=dict(affected or {}), suspects=list(suspects))
+
+
+def found(cands: list[Candidate], fault: str, service: str | None = None) -> Candidate | None:
+    return next((c for c in cands if c.fault == fault and (service is None or c.service == service)), None)
+
+
+def checks(c: Candidate, strategy: str) -> list[str]:
+    return [d.result for d in c.checks if d.strategy == strategy]
+
+
+def all_candidates(ctx: Ctx) -> list[Candidate]:
+    out = [c for fn in agents.AGENTS.values() for c in fn(ctx)] + origin(ctx)
+    run_checks(ctx, out)
+    return out
+
+
+# ------------------------------------------------------------------ the registry
+
+
+def test_the_registry_holds_the_fifteen_catalog_faults_in_catalog_order():
+    assert fault_ids() == (
+        "cpu_saturation", "memory_leak", "db_connection_pool_exhaustion", "db_slow_queries", "bad_deploy",
+        "config_change", "external_dependency_failure", "network_degradation", "disk_full", "certificate_expired",
+        "dns_failure", "traffic_surge", "cache_failure", "code_defect", "unexplained")
+    for f in REGISTRY.values():
+        assert f.title and f.detectors, f.id
+        assert set(f.detectors) <= set(agents.AGENTS) | {"origin"}, f.id
+
+
+def test_store_app_and_simulator_read_the_registry():
+    from compass_tui.sim import FAULTS
+    from compass_tui.sim.faults import _INJECTORS
+    from compass_tui.store import CATALOG_FAULTS, parse_cause
+    from compass_tui.tui.verdicts import catalog_faults
+
+    assert tuple(CATALOG_FAULTS) == fault_ids() == tuple(catalog_faults())
+    assert FAULTS == [f for f in fault_ids() if REGISTRY[f].simulated] and set(_INJECTORS) == set(FAULTS)
+    assert parse_cause("code_defect@cart") == ("code_defect", "cart")
+    with pytest.raises(ValueError, match="unknown fault"):
+        parse_cause("cpu_saturaton@cart")
+
+
+def test_the_store_imports_without_the_engine():
+    import subprocess
+    import sys
+
+    code = "import sys, compass_tui.store, compass_tui.tui.verdicts\nprint('numpy' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------ infrastructure
+
+
+def test_cpu_saturation_supported_when_cpu_rises_before_latency():
+    ctx = make_ctx({("cpu_util", "api"): level(0.3, 0.97, 86), ("latency_p99", "api"): level(0.2, 1.5)},
+                   affected={"api": ONSET})
+    c = found(all_candidates(ctx), "cpu_saturation", "api")
+    assert c is not None and status_of(c) == "supported"
+    assert checks(c, "temporal_precedence") == ["survived"]
+
+
+def test_cpu_saturation_disproven_when_cpu_rises_after_the_symptom():
+    ctx = make_ctx({("cpu_util", "api"): level(0.3, 0.97, 105), ("latency_p99", "api"): level(0.2, 1.5)},
+                   affected={"api": ONSET})
+    c = found(all_candidates(ctx), "cpu_saturation", "api")
+    assert c is None or status_of(c) == "disproven"
+
+
+def test_cpu_saturation_ignores_a_rise_of_almost_nothing():
+    ctx = make_ctx({("cpu_cores", "api"): level(0.001, 0.02, 86)}, affected={"api": ONSET})
+    assert found(all_candidates(ctx), "cpu_saturation") is None
+
+
+def test_memory_leak_supported_by_steady_growth():
+    mem = np.clip(np.linspace(0.4, 0.98, N), 0, 1) + 0.005 * np.random.default_rng(3).standard_normal(N)
+    ctx = make_ctx({("mem_util", "api"): mem, ("latency_p99", "api"): level(0.2, 1.0)}, affected={"api": ONSET})
+    c = found(all_candidates(ctx), "memory_leak", "api")
+    assert c is not None and c.strength >= 0.5 and c.facts.growth > 0.15
+
+
+def test_memory_leak_declines_a_single_step():
+    ctx = make_ctx({("mem_util", "api"): level(0.4, 0.8, 60, noise=0.005)}, affected={"api": ONSET})
+    assert found(all_candidates(ctx), "memory_leak") is None
+
+
+def test_disk_full_supported_when_free_space_runs_out():
+    ctx = make_ctx({("disk_free", "api"): np.clip(np.linspace(0.4, -0.1, N), 0.001, 1)}, affected={"api": ONSET})
+    c = found(all_candidates(ctx), "disk_full", "api")
+    assert c is not None and c.facts.free is not None and c.facts.free < 0.02 and status_of(c) == "supported"
+
+
+def test_disk_full_declines_plenty_of_space():
+    ctx = make_ctx({("disk_free", "api"): level(0.5)}, affected={"api": ONSET})
+    assert found(all_candidates(ctx), "disk_full") is None
+
+
+# ------------------------------------------------------------------ database
+
+
+def _db_ctx(db_from: int, pool_from: int = 88, clients=("api",)):
+    series = {("pool_util", "api|orders-db"): level(0.3, 1.0, pool_from, noise=0.01),
+              ("db_tx_duration", "orders-db"): level(0.05, 5.0, db_from)}
+    for cl in clients:
+        series[("latency_p99", cl)] = level(0.2, 2.0)
+    edges = [(cl, "orders-db") for cl in clients]
+    return make_ctx(series, edges=edges, affected={cl: ONSET for cl in clients})
+
+
+def test_pool_exhaustion_supported_when_the_database_is_not_slow():
+    ctx = make_ctx({("pool_util", "api|orders-db"): level(0.3, 1.0, 88, noise=0.01), ("latency_p99", "api"): level(0.2, 2.0)},
+                   edges=[("api", "orders-db")], affected={"api": ONSET})
+    c = found(all_candidates(ctx), "db_connection_pool_exhaustion", "api")
+    assert c is not None and c.facts.pool == "orders-db" and c.facts.ramp_onset is not None
+    assert checks(c, "competing_explanation") == ["survived"] and status_of(c) == "supported"
+
+
+def test_pool_exhaustion_disproven_when_the_database_slowed_first():
+    c = found(all_candidates(_db_ctx(db_from=80)), "db_connection_pool_exhaustion", "api")
+    assert c is not None and "failed" in checks(c, "competing_explanation")
+    assert "db_slow_queries on orders-db" in c.why_not
+
+
+def test_db_slow_queries_supported_when_its_clients_slow_together():
+    cands = all_candidates(_db_ctx(db_from=80, clients=("api", "billing")))
+    c = found(cands, "db_slow_queries", "orders-db")
+    assert c is not None and c.facts.clients == {"api", "billing"} and sorted(c.facts.slowed) == ["api", "billing"]
+    assert checks(c, "competing_explanation") == ["survived"]
+
+
+def test_db_slow_queries_disproven_when_one_client_suffers_and_its_pool_filled_first():
+    ctx = _db_ctx(db_from=92, pool_from=85, clients=("api",))
+    ctx.graph.add("billing", "orders-db", "traces")  # a second client, healthy
+    c = found(all_candidates(ctx), "db_slow_queries", "orders-db")
+    assert c is not None and "failed" in checks(c, "competing_explanation")
+
+
+# ------------------------------------------------------------------ application
+
+
+def _change_ctx(kind: str, change_i: int, err_from: int = ONSET_I, extra=()):
+    ann = [Annotation(time=at(change_i), time_end=None, tags=[kind, "service:api"], text=f"{kind} of api")]
+    ann += list(extra)
+    return make_ctx({("error_ratio", "api"): level(0.001, 0.2, err_from, noise=0.1)}, annotations=ann,
+                    affected={"api": at(err_from)})
+
+
+@pytest.mark.parametrize("fault,kind", [("bad_deploy", "deploy"), ("config_change", "config")])
+def test_a_change_supported_when_its_own_errors_follow_it(fault, kind):
+    c = found(all_candidates(_change_ctx(kind, 86)), fault, "api")
+    assert c is not None and c.facts.own >= 0.3
+    assert checks(c, "magnitude") == ["survived"] and status_of(c) == "supported"
+
+
+@pytest.mark.parametrize("fault,kind", [("bad_deploy", "deploy"), ("config_change", "config")])
+def test_a_change_disproven_when_its_errors_were_there_before_it(fault, kind):
+    c = found(all_candidates(_change_ctx(kind, 86, err_from=60)), fault, "api")
+    assert c is not None and status_of(c) == "disproven"
+
+
+def test_config_change_disproven_by_a_deploy_at_the_same_time():
+    deploy = Annotation(time=at(86), time_end=None, tags=["deploy", "service:api"], text="deploy of api")
+    cands = all_candidates(_change_ctx("config", 87, extra=[deploy]))
+    c = found(cands, "config_change", "api")
+    assert c is not None and "the deploy, not the config" in (c.why_not or "")
+    assert status_of(found(cands, "bad_deploy", "api")) == "supported"
+
+
+def test_traffic_surge_supported_at_the_entry():
+    ctx = make_ctx({("request_rate", "web"): level(10, 40, 88), ("request_rate", "api"): level(10, 12),
+                    ("latency_p99", "api"): level(0.2, 2.0)}, edges=[("web", "api")], symptom="web",
+                   affected={"api": ONSET})
+    c = found(all_candidates(ctx), "traffic_surge", "web")
+    assert c is not None and c.facts.ups == [] and checks(c, "competing_explanation") == ["survived"]
+
+
+def test_traffic_surge_disproven_when_a_service_upstream_rose_first():
+    ctx = make_ctx({("request_rate", "web"): level(10, 40, 86), ("request_rate", "api"): level(10, 40, 88)},
+                   edges=[("web", "api")], symptom="web", affected={"api": ONSET})
+    c = found(all_candidates(ctx), "traffic_surge", "api")
+    assert c is not None and c.facts.ups == ["web"] and status_of(c) == "disproven"
+
+
+def test_traffic_surge_explains_the_cpu_it_saturates():
+    ctx = make_ctx({("request_rate", "api"): level(10, 40, 86), ("cpu_util", "api"): level(0.3, 0.97, 87),
+                    ("latency_p99", "api"): level(0.2, 2.0)}, edges=[("web", "api")], symptom="api",
+                   affected={"api": ONSET})
+    cpu = found(all_candidates(ctx), "cpu_saturation", "api")
+    assert cpu is not None and any("traffic surge into api came first" in d.detail for d in cpu.checks)
+
+
+# ------------------------------------------------------------------ network and dependencies
+
+
+def test_network_degradation_supported_by_retransmits():
+    ctx = make_ctx({("retrans_ratio", "api"): level(0.001, 0.05, 87)}, affected={"api": ONSET})
+    c = found(all_candidates(ctx), "network_degradation", "api")
+    assert c is not None and c.agent == "network" and checks(c, "temporal_precedence") == ["survived"]
+
+
+def test_network_degradation_declines_flat_retransmits():
+    ctx = make_ctx({("retrans_ratio", "api"): level(0.001)}, affected={"api": ONSET})
+    assert found(all_candidates(ctx), "network_degradation") is None
+
+
+def _suspect(ctx: Ctx, svc: str, moved: list[Moved], norm: float = 1.0) -> Suspect:
+    return Suspect(service=svc, score=norm, raw=norm, onset=ONSET, moved=moved, norm=norm)
+
+
+def _moved(ctx: Ctx, signal: str, kind: str, view: str, key: str, z: float, base: float, peak: float) -> Moved:
+    return Moved(signal=signal, kind=kind, view=view, z=z, onset=ONSET, series=ctx.series(signal, key), sev=z / 3,
+                 baseline=base, peak=peak)
+
+
+def test_network_degradation_from_the_callers_view_when_the_own_view_stays_flat():
+    ctx = make_ctx({("client_latency", "web|api"): level(0.02, 0.8), ("latency_p99", "api"): level(0.02)},
+                   edges=[("web", "api")], symptom="web")
+    ctx.suspects = [_suspect(ctx, "api", [_moved(ctx, "client_latency", "latency", "callers", "web|api", 40, 0.02, 0.8)])]
+    c = found(origin(ctx), "network_degradation", "api")
+    assert c is not None and c.facts.callers_z == 40 and c.evidence[-1].supports
+
+
+def test_network_degradation_not_from_the_callers_view_when_the_service_is_slow_itself():
+    ctx = make_ctx({("client_latency", "web|api"): level(0.02, 0.8), ("latency_p99", "api"): level(0.02, 0.8)},
+                   edges=[("web", "api")], symptom="web")
+    ctx.suspects = [_suspect(ctx, "api", [_moved(ctx, "client_latency", "latency", "callers", "web|api", 40, 0.02, 0.8),
+                                          _moved(ctx, "latency_p99", "latency", "own", "api", 40, 0.02, 0.8)])]
+    assert found(origin(ctx), "network_degradation") is None
+
+
+def test_external_dependency_supported_by_failing_client_calls():
+    ctx = make_ctx({("client_error_ratio", "api|stripe-api"): level(0.001, 0.3, 88, noise=0.1),
+                    ("request_rate", "api"): level(10)}, symptom="api", affected={"api": ONSET})
+    c = found(all_candidates(ctx), "external_dependency_failure", "stripe-api")
+    assert c is not None and c.facts.callers == {"api"} and c.facts.kind == "err" and status_of(c) == "supported"
+
+
+def test_external_dependency_disproven_when_it_reports_its_own_telemetry():
+    ctx = make_ctx({("request_rate", "stripe-api"): level(10)})
+    c = Candidate("external_dependency_failure", "stripe-api", "runbook", 0.8, "runbook says so", ONSET)
+    run_checks(ctx, [c])
+    assert "not an external dependency" in (c.why_not or "")
+
+
+def test_certificate_expired_supported_when_it_expires_at_the_onset():
+    ttl = np.maximum(0.0, (at(ONSET_I - 1) - (T0 + STEP * np.arange(N))))
+    ctx = make_ctx({("cert_ttl", "api"): ttl}, affected={"api": ONSET})
+    c = found(all_candidates(ctx), "certificate_expired", "api")
+    assert c is not None and c.facts.expired_at is not None and status_of(c) == "supported"
+
+
+def test_certificate_expired_disproven_when_name_resolution_failed_first():
+    ttl = np.maximum(0.0, (at(ONSET_I - 1) - (T0 + STEP * np.arange(N))))
+    ctx = make_ctx({("cert_ttl", "api"): ttl, ("dns_servfail_ratio", "coredns"): level(0.001, 0.5, 85, noise=0.1)},
+                   affected={"api": ONSET})
+    c = found(all_candidates(ctx), "certificate_expired", "api")
+    assert c is not None and "name resolution through coredns failed first" in (c.why_not or "")
+
+
+def test_dns_failure_supported_by_servfails_and_never_pruned_by_scope():
+    ctx = make_ctx({("dns_servfail_ratio", "coredns"): level(0.001, 0.5, 87, noise=0.1), ("latency_p99", "api"): level(0.2, 1.0)},
+                   edges=[("web", "api")], symptom="web", affected={"api": ONSET})
+    c = found(all_candidates(ctx), "dns_failure", "coredns")
+    assert c is not None and checks(c, "scope") == ["skipped"] and status_of(c) == "supported"
+
+
+def test_dns_failure_declines_normal_responses():
+    ctx = make_ctx({("dns_servfail_ratio", "coredns"): level(0.001, noise=0.1)}, affected={"api": ONSET})
+    assert found(all_candidates(ctx), "dns_failure") is None
+
+
+def test_cache_failure_supported_when_the_cache_goes_down():
+    up = np.ones(N)
+    up[88:] = 0.0
+    ctx = make_ctx({("cache_up", "redis"): up}, edges=[("api", "redis")], symptom="api", affected={"api": ONSET})
+    c = found(all_candidates(ctx), "cache_failure", "redis")
+    assert c is not None and c.facts.down_at == at(88) and status_of(c) == "supported"
+
+
+def test_cache_failure_takes_the_database_behind_it_down_with_it():
+    up = np.ones(N)
+    up[88:] = 0.0
+    ctx = make_ctx({("cache_up", "redis"): up, ("db_tx_duration", "orders-db"): level(0.05, 5.0, 88),
+                    ("latency_p99", "api"): level(0.2, 2.0)},
+                   edges=[("api", "redis"), ("api", "orders-db")], symptom="api", affected={"api": ONSET})
+    db = found(all_candidates(ctx), "db_slow_queries", "orders-db")
+    assert db is not None and "the cache redis failed first" in (db.why_not or "")
+
+
+def test_cache_failure_declines_a_healthy_cache():
+    ctx = make_ctx({("cache_up", "redis"): np.ones(N), ("cache_miss_ratio", "redis"): level(0.1)})
+    assert found(all_candidates(ctx), "cache_failure") is None
+
+
+# ------------------------------------------------------------------ origin: code_defect, unexplained
+
+
+def _errors_suspect_ctx(annotations=()):
+    ctx = make_ctx({("error_ratio", "cart"): level(0.001, 0.2, noise=0.1), ("request_rate", "cart"): level(10)},
+                   edges=[("web", "cart"), ("cart", "currency")], symptom="web", annotations=annotations,
+                   affected={"cart": ONSET, "web": ONSET})
+    ctx.suspects = [_suspect(ctx, "cart", [_moved(ctx, "error_ratio", "errors", "own", "cart", 30, 0.001, 0.2)])]
+    return ctx
+
+
+def test_code_defect_supported_when_errors_begin_in_its_own_code():
+    cands = origin(ctx := _errors_suspect_ctx())
+    run_checks(ctx, cands)
+    c = found(cands, "code_defect", "cart")
+    assert c is not None and c.facts.deps_healthy and checks(c, "competing_explanation") == []
+    assert status_of(c) == "supported"
+
+
+def test_code_defect_disproven_by_a_deploy_just_before():
+    ann = [Annotation(time=at(85), time_end=None, tags=["deploy", "service:cart"], text="deploy of cart")]
+    cands = origin(ctx := _errors_suspect_ctx(ann))
+    run_checks(ctx, cands)
+    c = found(cands, "code_defect", "cart")
+    assert c is not None and status_of(c) == "disproven" and "explains it better" in c.why_not
+
+
+def test_unexplained_says_where_and_is_never_supported():
+    cands = origin(ctx := _errors_suspect_ctx())
+    c = found(cands, "unexplained", "cart")
+    assert c is not None and c.facts.where_only and "error_ratio" in c.title
+    run_checks(ctx, cands)
+    assert status_of(c) == "inconclusive"
+
+
+def test_unexplained_ranks_below_a_specific_fault_that_survived_there():
+    cands = origin(ctx := _errors_suspect_ctx())
+    run_checks(ctx, cands)
+    cd, un = found(cands, "code_defect", "cart"), found(cands, "unexplained", "cart")
+    from compass_tui.engine.context import confidence
+
+    assert confidence(un) < confidence(cd)
+
+
+def test_every_fault_has_a_test_here():
+    text = open(__file__).read()
+    missing = [f for f in fault_ids() if f'"{f}"' not in text]
+    assert not missing, f"faults without a rule test: {missing}"
+    assert get("other:kafka-lag") is None
