@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import numpy as np
 
+from compass_tui.engine.faults.base import Facts
 from compass_tui.models import Chart, Evidence, InvestigationRequest
 
 if TYPE_CHECKING:
@@ -545,6 +546,13 @@ async def evaluate(rb: Runbook, ctx: "Ctx", runner: "QueryRunner", agent: str = 
     return res
 
 
+@dataclass
+class RunbookFacts(Facts):
+    """What a runbook's hypothesis carries into the disproof: the runbook it came from."""
+
+    runbook: str = ""
+
+
 def candidates(res: RunbookResult, ctx: "Ctx") -> list["Candidate"]:
     """The hypotheses a fired runbook proposes: one per culprit its firing series name."""
     from compass_tui.engine.context import Candidate
@@ -602,7 +610,7 @@ def candidates(res: RunbookResult, ctx: "Ctx") -> list["Candidate"]:
             else:
                 c.evidence.append(Evidence(kind="trace", summary=summary, supports=True, source=ctx.source,
                                            query=o.query.text))
-        c.facts["runbook"] = rb.path
+        c.facts = RunbookFacts(runbook=rb.path)
         out.append(c)
     return out
 

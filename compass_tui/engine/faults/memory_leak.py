@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from compass_tui.engine.context import Candidate, Ctx
-from compass_tui.engine.faults._common import rel
 from compass_tui.engine.faults.base import Facts, Fault
 from compass_tui.engine.timeseries import fmt_time, slope_per_s
 
