@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.faults import registry
-from compass_tui.engine.faults._common import change_events
+from compass_tui.engine.faults._common import OWN_ERROR, change_events
+
+__all__ = ["AGENTS", "OWN_ERROR", "application", "database", "dependencies", "detected_by", "infrastructure", "network"]
 
 
 def detected_by(agent: str, ctx: Ctx) -> list[Candidate]:
