@@ -368,7 +368,7 @@ def test_code_defect_supported_when_errors_begin_in_its_own_code():
     cands = origin(ctx := _errors_suspect_ctx())
     run_checks(ctx, cands)
     c = found(cands, "code_defect", "cart")
-    assert c is not None and c.facts.deps_healthy and checks(c, "competing_explanation") == []
+    assert c is not None and c.facts.deps_healthy and checks(c, "competing_explanation") == ["survived"]
     assert status_of(c) == "supported"
 
 
