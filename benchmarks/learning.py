@@ -197,7 +197,9 @@ def _cause(h: Hypothesis | None) -> tuple[str, str] | None:
 
 def replay(args: argparse.Namespace) -> dict[str, Any]:
     generate, write_bundle, SimOptions = _sim_api()
-    faults = [f for f in (args.faults.split(",") if args.faults else CATALOG_FAULTS)]
+    from compass_tui.sim import FAULTS  # what the simulator injects (not ``unexplained``)
+
+    faults = [f for f in (args.faults.split(",") if args.faults else FAULTS)]
     stream = plan_stream(faults, args.families, args.recurrences, args.seed)
     work = Path(tempfile.mkdtemp(prefix="compass-learning-"))
     store = Store.open(Path(args.store) if args.store else work / "memory.duckdb")

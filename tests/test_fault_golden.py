@@ -37,9 +37,9 @@ def _top3(fault: str, seed: int) -> list[str]:
 
 
 def _cases() -> list[tuple[str, int]]:
-    from compass_tui.sim import FAULTS
+    from compass_tui.sim import ALL_FAULTS
 
-    return [(f, s) for f in FAULTS for s in SEEDS]
+    return [(f, s) for f in ALL_FAULTS for s in SEEDS]
 
 
 def _key(fault: str, seed: int) -> str:

@@ -89,13 +89,13 @@ def test_the_registry_holds_the_fifteen_catalog_faults_in_catalog_order():
 
 
 def test_store_app_and_simulator_read_the_registry():
-    from compass_tui.sim import FAULTS
+    from compass_tui.sim import ALL_FAULTS
     from compass_tui.sim.faults import _INJECTORS
     from compass_tui.store import CATALOG_FAULTS, parse_cause
     from compass_tui.tui.verdicts import catalog_faults
 
     assert tuple(CATALOG_FAULTS) == fault_ids() == tuple(catalog_faults())
-    assert FAULTS == [f for f in fault_ids() if REGISTRY[f].simulated] and set(_INJECTORS) == set(FAULTS)
+    assert ALL_FAULTS == [f for f in fault_ids() if REGISTRY[f].simulated] and set(_INJECTORS) == set(ALL_FAULTS)
     assert parse_cause("code_defect@cart") == ("code_defect", "cart")
     with pytest.raises(ValueError, match="unknown fault"):
         parse_cause("cpu_saturaton@cart")
