@@ -304,10 +304,6 @@ class Config(BaseSettings):
     """Caps of one investigation (``[budget]``)."""
     watch: WatchConfig = Field(default_factory=WatchConfig)
     """``compass watch`` (``[watch]``)."""
-    models: dict[str, str] = Field(default_factory=dict)
-    """Model per agent role, litellm names (``[models]``: e.g. ``narrative = "ollama/llama3.1"``)."""
-
-
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     """A model per role, litellm names (``[models]``); none runs rules only."""
     runbook_dirs: list[str] = Field(default_factory=list)

@@ -114,6 +114,9 @@ class InvestigationScreen(Screen):
         self.by_agent: dict[str, AgentCost] = {}
         self.total_usd = 0.0
         self.budget_usd: float | None = getattr(options.budget, "max_usd", None)
+        from compass_tui.service import load_models  # noqa: PLC0415  (cheap: litellm loads on the first call)
+
+        self.models = load_models(options.config)
         self.queries = 0
         self.query_errors = 0
         self.sources: dict[str, list[int]] = {}
