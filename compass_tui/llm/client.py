@@ -164,14 +164,16 @@ class ModelSession:
     def tokens(self) -> int:
         return sum(c.prompt_tokens + c.completion_tokens for c in self.calls)
 
-    def _check(self, role: str, model: str) -> None:
+    def _check(self, role: str, model: str, est_usd: float = 0.0, est_tokens: int = 0) -> None:
+        """Refuse a call the budget does not allow, counting what its prompt alone will cost."""
         note = None
         if len(self.calls) >= self.caps.max_calls:
             note = f"model call budget reached ({self.caps.max_calls} calls)"
-        elif self.usd >= self.caps.max_usd:
-            note = f"model spend budget reached (${self.usd:.4f} of ${self.caps.max_usd:.4f})"
-        elif self.caps.max_tokens is not None and self.tokens >= self.caps.max_tokens:
-            note = f"model token budget reached ({self.tokens} of {self.caps.max_tokens} tokens)"
+        elif self.usd >= self.caps.max_usd or (est_usd and self.usd + est_usd > self.caps.max_usd):
+            note = (f"model spend budget reached (${self.usd:.6f} spent, the next prompt alone costs ${est_usd:.6f}, "
+                    f"budget ${self.caps.max_usd:.6f})")
+        elif self.caps.max_tokens is not None and self.tokens + est_tokens >= self.caps.max_tokens:
+            note = f"model token budget reached ({self.tokens} spent, the next prompt is {est_tokens}, budget {self.caps.max_tokens} tokens)"
         if note:
             self.budget_hit = True
             self.budget_note = note
@@ -204,6 +206,8 @@ class ModelSession:
             raise ModelError(role, model, str(e), kind="config") from None
         safe = [self._clean_message(m) for m in messages]
         litellm = await asyncio.to_thread(load_litellm)
+        est_tokens = _count(litellm, model, messages=safe)
+        self._check(role, model, price(litellm, model, est_tokens, 0)[0], est_tokens)
         kwargs: dict[str, Any] = dict(model=model, messages=safe, timeout=timeout, num_retries=0)
         if api_base:
             kwargs["api_base"] = api_base

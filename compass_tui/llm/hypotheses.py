@@ -13,8 +13,8 @@ and judges every prediction itself:
 - else ``inconclusive``, saying which prediction the data did not bear out and why;
 - a service that is not in the telemetry is never supported.
 
-A model hypothesis the data does not bear out ranks after every hypothesis of the engine's,
-and a supported one does not outrank a supported deterministic
+A model hypothesis the data does not bear out ranks after every hypothesis of the engine's
+that was not disproven (disproven ones come last, as the report's contract says), and a supported one does not outrank a supported deterministic
 hypothesis whose cause began earlier: a model's claim never lowers the deterministic
 culprit on garbage.
 """
@@ -407,8 +407,12 @@ def merge(ranked: list[Hypothesis], new: list[tuple[Hypothesis, float | None]], 
             # the engine's own culprit began earlier (or the model's cause has no start): it stays ahead
             h.confidence = round(max(0.01, min(h.confidence, top.confidence - 0.01)), 3)
         supported.append(h)
-    # the engine's hypotheses (disproven ones too) keep their order; claims the data did not bear out come last
-    out = rank([h for h in ranked] + supported) + sorted(unsupported, key=lambda h: -h.confidence)
+    # claims the data did not bear out come after every hypothesis of the engine's that was not
+    # disproven; disproven ones come last, as the report's contract says
+    alive = rank([h for h in ranked if h.status != "disproven"] + supported)
+    weak = sorted((h for h in unsupported if h.status != "disproven"), key=lambda h: -h.confidence)
+    dead = rank([h for h in ranked if h.status == "disproven"] + [h for h in unsupported if h.status == "disproven"])
+    out = alive + weak + dead
     for i, h in enumerate(out, 1):
         h.rank = i
     if out and out[0].id != before and out[0].id in call.proposed:
