@@ -352,3 +352,31 @@ def test_correct_claim_outside_the_catalog_is_supported_and_a_wrong_one_is_not(t
     assert all("not borne out" in h.title for h in mine)
     alive = [h for h in bad.hypotheses if h.status != "disproven"]
     assert all(h.agent == "model:hypotheses" for h in alive[len(alive) - len(mine):])  # after the engine's own
+
+
+def test_stats_cost_per_role_and_model_against_confirmed_causes(tmp_path, capsys):
+    from compass_tui.cli import main
+    from compass_tui.models import Cost, Hypothesis, Incident, ModelCall, Report
+    from compass_tui.store import Store
+
+    store_path = tmp_path / "m.duckdb"
+    with Store.open(store_path) as st:
+        for i, (proposed, usd) in enumerate(((["other:worker-pool-saturation@api"], 0.002), (["other:gc@db"], 0.003))):
+            calls = [ModelCall(role="hypotheses", model=OPENAI, prompt_tokens=1000, completion_tokens=100, usd=usd,
+                               latency_s=0.5 + i, proposed=proposed, changed_ranking=i == 0)]
+            rep = Report(investigation_id=f"inv-{i}", incident=Incident(title="t", service="api"),
+                         hypotheses=[Hypothesis(id="other:worker-pool-saturation@api", rank=1, fault="other:worker-pool-saturation",
+                                                service="api", title="x", confidence=0.7, status="supported")],
+                         cost=Cost(usd=usd, calls=1, model_calls=calls), signature="A|api|errors|api")
+            st.record_investigation(rep)
+        st.feedback("inv-0", "confirm", "other:worker-pool-saturation", "api")
+        st.feedback("inv-1", "confirm", "other:worker-pool-saturation", "api")
+    assert main(["stats", "--cost", "--json", "--store", str(store_path)]) in (0, None)
+    rows = json.loads(capsys.readouterr().out)["models"]
+    assert len(rows) == 1
+    r = rows[0]
+    assert (r["role"], r["model"], r["calls"], r["confirmed"], r["judged"], r["changed_ranking"]) == ("hypotheses", OPENAI, 2, 1, 2, 1)
+    assert r["usd"] == pytest.approx(0.005) and r["latency_mean_s"] == pytest.approx(1.0)
+    assert main(["stats", "--cost", "--store", str(store_path)]) in (0, None)
+    out = capsys.readouterr().out
+    assert "hypotheses" in out and "$0.0050" in out and "1/2" in out
