@@ -380,3 +380,45 @@ def test_stats_cost_per_role_and_model_against_confirmed_causes(tmp_path, capsys
     assert main(["stats", "--cost", "--store", str(store_path)]) in (0, None)
     out = capsys.readouterr().out
     assert "hypotheses" in out and "$0.0050" in out and "1/2" in out
+
+
+def test_chat_answers_with_read_only_tools_streamed_and_cites_its_queries(sim_bundle_factory):
+    from compass_tui.engine.request import request_from_bundle_meta
+    from compass_tui.llm import chat as model_chat
+    from compass_tui.llm.client import Caps
+    from compass_tui.telemetry.bundle import open_bundle
+
+    bundle = sim_bundle_factory("db_connection_pool_exhaustion", 2)
+    rules = _run(bundle)
+    fault, culprit = _truth(bundle)
+    seen: list[dict] = []
+
+    def script(req, path):
+        seen.append(req)
+        if not any(m.get("role") == "tool" for m in req["messages"]):
+            return Scripted(tool_calls=[{"name": "run_promql", "arguments": {"query": "up"}},
+                                        {"name": "show_evidence", "arguments": {"hypothesis": "1"}}],
+                            prompt_tokens=500, completion_tokens=30)
+        return Scripted(content=f"The pool of {culprit} ran out first.\nSee the pool metric.", prompt_tokens=900, completion_tokens=40)
+
+    async def go(srv):
+        backend = open_bundle(bundle)
+        req = request_from_bundle_meta(backend.manifest, backend.incident)
+        s = models(srv.base, role="chat").session(Caps())
+        deltas: list[str] = []
+        try:
+            a = await model_chat.answer(s, "what broke first?", hypotheses=rules.hypotheses, backend=backend,
+                                        request=req, history=[], on_delta=deltas.append)
+        finally:
+            await backend.aclose()
+        return a, s, deltas
+
+    with ModelServer(script) as srv:
+        a, s, deltas = asyncio.run(go(srv))
+    assert a.text.startswith(f"The pool of {culprit}") and "".join(deltas) == a.text and len(deltas) > 1
+    assert a.queries == ["up"]
+    tool_msgs = [m for m in seen[-1]["messages"] if m["role"] == "tool"]
+    assert "series" in tool_msgs[0]["content"] and f"{fault}@{culprit}" in tool_msgs[1]["content"]
+    c = s.by_role["chat"]
+    assert (c.calls, c.prompt_tokens, c.completion_tokens) == (2, 1400, 70)
+    assert c.usd == pytest.approx(litellm_price(OPENAI, 500, 30) + litellm_price(OPENAI, 900, 40), rel=1e-9)
