@@ -422,3 +422,55 @@ def test_chat_answers_with_read_only_tools_streamed_and_cites_its_queries(sim_bu
     c = s.by_role["chat"]
     assert (c.calls, c.prompt_tokens, c.completion_tokens) == (2, 1400, 70)
     assert c.usd == pytest.approx(litellm_price(OPENAI, 500, 30) + litellm_price(OPENAI, 900, 40), rel=1e-9)
+
+
+async def test_app_chat_answers_free_text_with_a_model_and_esc_cancels(tmp_path):
+    from test_tui_support import parse, scripted, write_bundle
+    from textual.widgets import Input, RichLog
+
+    from compass_tui.tui.app import build_app
+
+    bundle = write_bundle(tmp_path / "bundle")
+    hang = {"on": False}
+
+    def script(req, path):
+        if hang["on"]:
+            return Scripted(content="too late", hang_s=20)
+        if not any(m.get("role") == "tool" for m in req["messages"]):
+            return Scripted(tool_calls=[{"name": "explain_ranking", "arguments": {}},
+                                        {"name": "run_promql", "arguments": {"query": 'sum(rate(http_requests_total{service="checkout"}[1m]))'}}])
+        return Scripted(content="payments ran out of pool connections first;\nthen checkout failed.", prompt_tokens=700, completion_tokens=25)
+
+    with ModelServer(script) as srv:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(f'[models]\nchat = "{OPENAI}"\n[models.endpoints."{OPENAI}"]\napi_base = "{srv.base}/v1"\ntimeout_s = 30\n')
+        app = build_app(parse("--bundle", str(bundle), "--no-store", "--config", str(cfg)), investigate=scripted())
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if app.investigation.report is not None:
+                    break
+            screen = app.investigation
+            log = screen.query_one("#chat-log", RichLog)
+            await pilot.press("slash")
+            screen.query_one("#chat-input", Input).value = "what broke first?"
+            await pilot.press("enter")
+
+            def text() -> str:
+                return "\n".join(s.text for s in log.lines)
+
+            for _ in range(600):
+                await pilot.pause(0.1)
+                if "ran: " in text():
+                    break
+            t = text()
+            assert "payments ran out of pool connections first;" in t and "then checkout failed." in t
+            assert 'ran: sum(rate(http_requests_total{service="checkout"}[1m]))' in t
+            assert screen.by_agent["chat"].calls == 2
+            hang["on"] = True
+            screen.query_one("#chat-input", Input).value = "and then?"
+            await pilot.press("enter")
+            await pilot.pause(0.5)
+            await pilot.press("escape")
+            await pilot.pause(0.2)
+            assert "cancelled" in text() and "too late" not in text()
