@@ -35,6 +35,11 @@ class Scripted:
 Script = Callable[[dict[str, Any], str], Scripted]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # a client that gave up on a hang: nothing to report
+        pass
+
+
 class ModelServer:
     """Start with ``with ModelServer(script) as srv:``; ``srv.base`` is ``http://127.0.0.1:PORT``."""
 
@@ -52,7 +57,7 @@ class ModelServer:
         self.raw: list[bytes] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

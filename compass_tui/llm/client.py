@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +25,17 @@ LOCAL_PROVIDERS = ("ollama", "ollama_chat", "lm_studio", "llamafile", "vllm", "h
 """Providers that run on the user's own machine: their calls cost 0 USD."""
 
 _litellm: Any = None
+_import_lock = threading.Lock()
 
 
 def load_litellm() -> Any:
     """Import litellm once, offline (its bundled price table), quiet."""
+    global _litellm
+    with _import_lock:
+        return _load()
+
+
+def _load() -> Any:
     global _litellm
     if _litellm is None:
         os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no network fetch of the price table
@@ -208,7 +216,8 @@ class ModelSession:
         litellm = await asyncio.to_thread(load_litellm)
         est_tokens = _count(litellm, model, messages=safe)
         self._check(role, model, price(litellm, model, est_tokens, 0)[0], est_tokens)
-        kwargs: dict[str, Any] = dict(model=model, messages=safe, timeout=timeout, num_retries=0)
+        # no retries: a slow or failing model is dropped as degraded at once, within its timeout
+        kwargs: dict[str, Any] = dict(model=model, messages=safe, timeout=timeout, num_retries=0, max_retries=0)
         if api_base:
             kwargs["api_base"] = api_base
         if api_key:
