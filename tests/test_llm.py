@@ -474,3 +474,18 @@ async def test_app_chat_answers_free_text_with_a_model_and_esc_cancels(tmp_path)
             await pilot.press("escape")
             await pilot.pause(0.2)
             assert "cancelled" in text() and "too late" not in text()
+
+
+def test_postmortem_narrative_from_the_postmortem_model(tmp_path):
+    from compass_tui.commands.postmortem import postmortem_narrator
+    from compass_tui.config import load_config
+
+    with ModelServer([Scripted(content="The pool ran dry; the team restored it.", prompt_tokens=300, completion_tokens=12)]) as srv:
+        p = tmp_path / "config.toml"
+        p.write_text(f'[models]\npostmortem = "{OPENAI}"\n[models.endpoints."{OPENAI}"]\napi_base = "{srv.base}/v1"\n')
+        narrate = postmortem_narrator(load_config(p))
+        assert narrate is not None
+        text = narrate(f"incident: checkout errors; db password={SECRETS['password']}")
+        sent = b"".join(srv.raw).decode()
+    assert text == "The pool ran dry; the team restored it."
+    assert "checkout errors" in sent and SECRETS["password"] not in sent
