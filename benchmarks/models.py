@@ -52,14 +52,16 @@ def outside_catalog(seed: int, root: Path) -> tuple[Path, str, str]:
     om.write_text(text)
     truth = json.loads((out / "truth.json").read_text())
     culprit = truth["culprit"]["service"]
-    label = truth["meta"]["service_label"]
+    # the label that names the culprit on the renamed metric (naming schemes vary: service, job, app...)
+    m = re.search(rf'(?m)^{NEW_NAME[:-len("_total")]}\w*\{{[^}}]*?(\w+)="{re.escape(culprit)}"', text)
+    label = m.group(1) if m else truth["meta"]["service_label"]
     truth["culprit"] = {"service": culprit, "fault": SLUG}
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return out, culprit, label
 
 
 def script_for(culprit: str, label: str, bystander: str, correct: bool):
-    q = lambda svc: f'sum by ({label}) (rate({NEW_NAME}{{{label}="{svc}"}}[1m]))'  # noqa: E731
+    q = lambda svc: f'sum by ({label}) (rate({NEW_NAME}{{{label}="{svc}"}}[5m]))'  # noqa: E731
     if correct:
         hyps = [{"fault": SLUG, "service": culprit, "title": f"{culprit}'s worker pool is saturated",
                  "why": "busy worker time rose before the latency",
