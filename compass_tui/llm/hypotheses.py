@@ -47,6 +47,10 @@ CATALOG = (
 )
 """Fault ids of the fault catalog, version 2."""
 
+WHERE_FAULTS = {"unexplained", "code_defect"}
+"""Catalog faults that say where the trouble started rather than what it is: a specific cause
+that survived on the same service ranks above them (the fault catalog's ranking rule)."""
+
 MAX_HYPOTHESES = 6
 MAX_PREDICTIONS = 4
 POSITIVE = ("rises", "falls", "present")
@@ -395,17 +399,26 @@ def merge(ranked: list[Hypothesis], new: list[tuple[Hypothesis, float | None]], 
           ctx: Ctx, call: ModelCall) -> list[Hypothesis]:
     """The ranking with the model's hypotheses in it, under the evidence discipline."""
     before = ranked[0].id if ranked else None
-    det_supported = [h for h in ranked if h.status == "supported"]
-    top = det_supported[0] if det_supported else None
-    top_onset = onsets.get(top.id) if top else None
     supported, unsupported = [], []
     for h, onset in new:
         if h.status != "supported":
             unsupported.append(h)
             continue
+        specific = h.fault not in WHERE_FAULTS
+        # the engine's "where, not what" on the same service does not compete with a specific cause
+        # borne out there (the catalog's rule); every other supported engine hypothesis does
+        rivals = [d for d in ranked if d.status == "supported"
+                  and not (specific and d.service == h.service and d.fault in WHERE_FAULTS)]
+        top = rivals[0] if rivals else None
+        top_onset = onsets.get(top.id) if top else None
         if top is not None and (onset is None or top_onset is not None and onset > top_onset + ctx.tol):
             # the engine's own culprit began earlier (or the model's cause has no start): it stays ahead
             h.confidence = round(max(0.01, min(h.confidence, top.confidence - 0.01)), 3)
+        if specific:
+            for d in ranked:
+                if d.service == h.service and d.fault in WHERE_FAULTS and d.status != "disproven" \
+                        and d.confidence > 0.95 * h.confidence:
+                    d.confidence = round(0.95 * h.confidence, 3)
         supported.append(h)
     # claims the data did not bear out come after every hypothesis of the engine's that was not
     # disproven; disproven ones come last, as the report's contract says
