@@ -399,7 +399,7 @@ def merge(ranked: list[Hypothesis], new: list[tuple[Hypothesis, float | None]], 
           ctx: Ctx, call: ModelCall) -> list[Hypothesis]:
     """The ranking with the model's hypotheses in it, under the evidence discipline."""
     before = ranked[0].id if ranked else None
-    supported, unsupported = [], []
+    supported, unsupported, ahead = [], [], []
     for h, onset in new:
         if h.status != "supported":
             unsupported.append(h)
@@ -411,18 +411,23 @@ def merge(ranked: list[Hypothesis], new: list[tuple[Hypothesis, float | None]], 
                   and not (specific and d.service == h.service and d.fault in WHERE_FAULTS)]
         top = rivals[0] if rivals else None
         top_onset = onsets.get(top.id) if top else None
-        if top is not None and (onset is None or top_onset is not None and onset > top_onset + ctx.tol):
+        held_back = top is not None and (onset is None or top_onset is not None and onset > top_onset + ctx.tol)
+        if held_back:
             # the engine's own culprit began earlier (or the model's cause has no start): it stays ahead
             h.confidence = round(max(0.01, min(h.confidence, top.confidence - 0.01)), 3)
-        if specific:
-            for d in ranked:
-                if d.service == h.service and d.fault in WHERE_FAULTS and d.status != "disproven" \
-                        and d.confidence > 0.95 * h.confidence:
-                    d.confidence = round(0.95 * h.confidence, 3)
+        elif specific:
+            ahead.append(h)
         supported.append(h)
     # claims the data did not bear out come after every hypothesis of the engine's that was not
     # disproven; disproven ones come last, as the report's contract says
     alive = rank([h for h in ranked if h.status != "disproven"] + supported)
+    for h in ahead:
+        # a specific cause borne out on a service goes just above the engine's where-only
+        # hypothesis there; nothing else moves
+        i = alive.index(h)
+        j = next((k for k, d in enumerate(alive[:i]) if d.service == h.service and d.fault in WHERE_FAULTS), None)
+        if j is not None:
+            alive.insert(j, alive.pop(i))
     weak = sorted((h for h in unsupported if h.status != "disproven"), key=lambda h: -h.confidence)
     dead = rank([h for h in ranked if h.status == "disproven"] + [h for h in unsupported if h.status == "disproven"])
     out = alive + weak + dead
