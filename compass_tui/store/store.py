@@ -691,13 +691,14 @@ class Store:
         how often its output moved the ranking and how often what it proposed was the cause
         the engineer confirmed (read from each recorded report's ``cost.model_calls``)."""
         now = time.time() if now is None else now
-        if self._empty():
-            return []
-        rows = self._cur().execute(
-            "SELECT id, report_json FROM investigations WHERE recorded_at > ? AND recorded_at <= ?",
-            [now - days * DAY_S, now],
-        ).fetchall()
-        invs = self._with_outcomes([{"id": i, "report": r} for i, r in rows])
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            rows = cur.execute(
+                "SELECT id, report_json FROM investigations WHERE recorded_at > ? AND recorded_at <= ?",
+                [now - days * DAY_S, now],
+            ).fetchall()
+            invs = self._with_outcomes(cur, [{"id": i, "report": r} for i, r in rows])
         out: dict[tuple[str, str], dict[str, Any]] = {}
         for inv in invs:
             try:
