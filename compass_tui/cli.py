@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="accuracy as judged by the engineer, time to first hypothesis")
     _common(p)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--cost", action="store_true", help="model spend, calls and latency per role and model, against what the engineer confirmed")
 
     p = sub.add_parser("watch", help="receive Alertmanager webhooks and investigate each new alert group")
     _common(p)

@@ -169,8 +169,14 @@ class BudgetConfig(BaseModel):
     """Backend queries one investigation may run."""
     max_llm_calls: int = Field(default=Budget.max_llm_calls, ge=0)
     """Model calls one investigation may make."""
-    max_usd: float = Field(default=Budget.max_usd, ge=0)
-    """Model spend one investigation may reach, in USD."""
+    max_usd: float | None = Field(default=None, ge=0)
+    """Model spend one investigation may reach, in USD (unset: by the alert's severity)."""
+    max_usd_routine: float = Field(default=10.0, ge=0)
+    """Spend cap when ``max_usd`` is unset and the alert is not critical."""
+    max_usd_critical: float = Field(default=20.0, ge=0)
+    """Spend cap when ``max_usd`` is unset and the alert's severity is critical (or page)."""
+    max_tokens: int | None = Field(default=None, ge=0)
+    """Prompt plus completion tokens one investigation may spend on models (unset: no cap)."""
     deadline_s: float = Field(default=Budget.deadline_s, gt=0)
     """Wall-clock seconds after which the engine ranks what it has."""
 
@@ -179,6 +185,9 @@ class BudgetConfig(BaseModel):
             max_queries=self.max_queries,
             max_llm_calls=self.max_llm_calls,
             max_usd=self.max_usd,
+            max_usd_routine=self.max_usd_routine,
+            max_usd_critical=self.max_usd_critical,
+            max_tokens=self.max_tokens,
             deadline_s=self.deadline_s,
         )
 
@@ -196,6 +205,67 @@ class WatchConfig(BaseModel):
     """Alert groups that may wait; beyond, the webhook answers 503 and Alertmanager retries."""
     notify_url: str | None = None
     """A webhook (Slack-compatible) told of each finished investigation; may be ``${VAR}``."""
+
+
+MODEL_ROLES = ("hypotheses", "evidence", "chat", "postmortem")
+"""The kinds of work a model can be given; ``[models] default`` serves every role not named."""
+
+
+class ModelEndpoint(BaseModel):
+    """Where and how to reach one litellm model name (``[models.endpoints."<name>"]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_base: str | None = None
+    """Base URL of the provider or server (e.g. ``http://127.0.0.1:11434`` for Ollama)."""
+    api_key: str | None = None
+    """Only an environment reference, ``"${OPENAI_API_KEY}"``: keys are never written here."""
+    timeout_s: float | None = Field(default=None, gt=0)
+    """Seconds one call to this model may take (default: ``[models] timeout_s``)."""
+
+    @model_validator(mode="after")
+    def _key_is_a_reference(self) -> ModelEndpoint:
+        if self.api_key is not None and not _REF.fullmatch(self.api_key.strip()):
+            raise ValueError('api_key must be an environment reference like "${OPENAI_API_KEY}", never the key itself')
+        return self
+
+    def resolved_key(self, name: str, environ: dict[str, str] | None = None) -> str | None:
+        """The key from the environment (raises SecretMissing naming the variable)."""
+        if self.api_key is None:
+            return None
+        return expand_refs(self.api_key.strip(), where=f'models.endpoints."{name}".api_key', environ=environ)
+
+
+class ModelsConfig(BaseModel):
+    """A model per role, litellm names (``[models]``). Nothing set: COMPASS runs rules only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: str | None = None
+    """Used by every role not named (e.g. ``"ollama_chat/llama3.1"``)."""
+    hypotheses: str | None = None
+    """Proposes hypotheses beyond the catalog, each with the queries that would bear it out."""
+    evidence: str | None = None
+    """Reads evidence (reserved; uses ``default`` when unset)."""
+    chat: str | None = None
+    """Answers free-text questions in the chat pane, with read-only tools."""
+    postmortem: str | None = None
+    """Writes the incident narrative (reserved; uses ``default`` when unset)."""
+    endpoints: dict[str, ModelEndpoint] = Field(default_factory=dict)
+    """Per litellm model name: ``api_base``, ``api_key`` (an environment reference), ``timeout_s``."""
+    timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds one model call may take before that role's work is dropped as degraded."""
+    max_prompt_chars: int = Field(default=24000, ge=1000)
+    """What is sent to a model is cut to this size after redaction."""
+    redact_ips: bool = True
+    """Replace IP addresses in what is sent to a model."""
+
+    def for_role(self, role: str) -> str | None:
+        """The litellm model name serving ``role``, or None when no model is configured for it."""
+        return getattr(self, role, None) or self.default
+
+    def configured(self) -> bool:
+        return any(self.for_role(r) for r in MODEL_ROLES)
 
 
 _file_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("compass_config_file_data", default={})
@@ -234,8 +304,8 @@ class Config(BaseSettings):
     """Caps of one investigation (``[budget]``)."""
     watch: WatchConfig = Field(default_factory=WatchConfig)
     """``compass watch`` (``[watch]``)."""
-    models: dict[str, str] = Field(default_factory=dict)
-    """Model per agent role, litellm names (``[models]``: e.g. ``narrative = "ollama/llama3.1"``)."""
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    """A model per role, litellm names (``[models]``); none runs rules only."""
     runbook_dirs: list[str] = Field(default_factory=list)
     """More folders of runbooks, read after the shipped ones and ``$XDG_CONFIG_HOME/compass/runbooks``."""
     shipped_runbooks: bool = True
@@ -377,12 +447,19 @@ concurrency = 2        # investigations at once; the others queue
 [budget]
 max_queries = 2000     # backend queries per investigation
 max_llm_calls = 20     # model calls per investigation
-max_usd = 0.50         # model spend per investigation
+# max_usd = 5.0        # model spend per investigation (default: 10 USD, 20 when the alert is critical)
+# max_tokens = 200000  # model tokens per investigation
 deadline_s = 60        # stop checking after this long and rank
 
 [models]
-# A model per agent role (litellm names). Without any, COMPASS runs rules only.
-# narrative = "ollama/llama3.1"
+# A model per role (litellm names). Without any, COMPASS runs rules only.
+# Roles: hypotheses, evidence, chat, postmortem; `default` serves every role not named.
+# default = "ollama_chat/llama3.1"
+# hypotheses = "openai/gpt-4o-mini"
+# timeout_s = 30       # per call
+# [models.endpoints."openai/gpt-4o-mini"]
+# api_base = "https://api.openai.com/v1"
+# api_key = "${{OPENAI_API_KEY}}"   # only as an environment reference
 
 # --- Grafana's own MCP server (mcp-grafana): metrics, logs, traces, annotations.
 # Install: pip install mcp-grafana   (or the binary from Grafana's releases)

@@ -104,6 +104,31 @@ class AgentCost(BaseModel):
     completion_tokens: int = 0
     usd: float = 0.0
     model: str | None = None
+    calls: int = 0
+    """Model calls this agent (or model role) made."""
+    latency_s: float = 0.0
+    """Seconds spent waiting for those model calls."""
+
+
+class ModelCall(BaseModel):
+    """One model call as it was charged: who asked, which model, what it cost and did."""
+
+    role: str
+    model: str
+    status: Literal["ok", "error"] = "ok"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens_estimated: bool = False
+    """True when the provider reported no usage and the tokens were counted locally."""
+    usd: float = 0.0
+    priced: bool = True
+    """False when litellm's price table does not know the model (its usd is then 0)."""
+    latency_s: float = 0.0
+    error: str | None = None
+    proposed: list[str] = Field(default_factory=list)
+    """The hypotheses (``fault@service``) this call proposed."""
+    changed_ranking: bool = False
+    """Whether its output moved the ranking (a hypothesis it proposed ranks first)."""
 
 
 class Cost(BaseModel):
@@ -111,6 +136,14 @@ class Cost(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     by_agent: dict[str, AgentCost] = Field(default_factory=dict)
+    calls: int = 0
+    """Model calls the investigation made."""
+    budget_hit: bool = False
+    """Whether a budget (USD, calls, tokens) stopped a model call."""
+    budget_usd: float | None = None
+    """The spend cap this investigation ran under."""
+    model_calls: list[ModelCall] = Field(default_factory=list)
+    """Every model call, in order."""
 
 
 class Timings(BaseModel):

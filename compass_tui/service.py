@@ -341,7 +341,17 @@ def build_deps(options: AppOptions, backend: Any, store: Store | None = None, *,
         # A copy per investigation: the engine may adjust its own budget as it runs.
         budget = Budget(**vars(options.budget)) if options.budget is not None else Budget()
     return EngineDeps(backend=backend, budget=budget, memory=memory, grafana_url=options.grafana_url, t0=t0,
-                      runbooks=load_runbooks(options.config))
+                      runbooks=load_runbooks(options.config), llm=load_models(options.config))
+
+
+def load_models(config: Config | None) -> Any | None:
+    """The configured models (``[models]``), or None to run rules only; cheap: litellm is
+    imported on the first model call, never here."""
+    if config is None:
+        return None
+    from compass_tui.llm.client import models_from_config  # noqa: PLC0415
+
+    return models_from_config(config)
 
 
 def load_runbooks(config: Config | None) -> Any | None:

@@ -46,7 +46,7 @@ grafana_url = "https://grafana.example"
 [budget]
 max_usd = 1.5
 [models]
-narrative = "ollama/llama3.1"
+postmortem = "ollama/llama3.1"
 [mcp_servers.grafana]
 command = "mcp-grafana"
 args = ["-t", "stdio"]
@@ -60,7 +60,7 @@ headers = { X-Org = "${ORG}" }
     )
     cfg = load_config(p)
     assert cfg.theme == "light" and cfg.baseline_s == 1800 and cfg.budget.max_usd == 1.5
-    assert cfg.models == {"narrative": "ollama/llama3.1"}
+    assert cfg.models.for_role("postmortem") == "ollama/llama3.1" and cfg.models.for_role("chat") is None
     g = cfg.mcp_servers["grafana"]
     assert g.transport == "stdio" and g.args == ["-t", "stdio"] and g.loki_datasource_uid == "loki-prod"
     r = cfg.mcp_servers["remote"]

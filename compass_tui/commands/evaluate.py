@@ -101,8 +101,11 @@ async def _one(bundle: Path, cfg, answers: list[dict]) -> dict:
             want, how = _truth_file(bundle), "truth.json"
         budget = cfg.budget.to_budget() if cfg is not None else Budget()
         t0 = time.perf_counter()
+        from compass_tui.llm.client import models_from_config
+
+        llm = models_from_config(cfg) if cfg is not None else None  # a config with [models] is compared with its models
         report = await run_to_report(request, EngineDeps(backend=backend, budget=budget, runbooks=load_configured(cfg),
-                                                         t0=t0))
+                                                         t0=t0, llm=llm))
     finally:
         await backend.aclose()
     ranked = [(h.fault, h.service) for h in report.hypotheses if h.status != "disproven"]

@@ -156,6 +156,8 @@ def run_stats(args: argparse.Namespace) -> int:
     store, code = _open_read_only("stats", args)
     if code is not None:
         return code
+    if getattr(args, "cost", False):
+        return _cost_stats(store, args)
     baseline = None
     try:
         from compass_tui.config import load_config
@@ -209,4 +211,28 @@ def run_stats(args: argparse.Namespace) -> int:
         if ts30["from_baseline"]:
             src.append(f"{ts30['from_baseline']} from baseline_minutes = {ts30['baseline_minutes']:g}")
         print(f"method: {ts30['method']} ({', '.join(src)})")
+    return 0
+
+
+def _cost_stats(store: Any, args: argparse.Namespace) -> int:
+    """``compass stats --cost``: per role and model, spend against effectiveness against speed."""
+    try:
+        rows = store.model_costs() if store else []
+    finally:
+        if store:
+            store.close()
+    if args.json:
+        print(json.dumps({"days": 30, "models": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no model calls recorded in the last 30 days (configure [models] to use one)")
+        return 0
+    table = [["ROLE", "MODEL", "SPEND", "CALLS", "FAILED", "TOKENS", "LATENCY", "MOVED RANKING", "CONFIRMED"]]
+    for r in rows:
+        conf = f"{r['confirmed']}/{r['judged']}" if r["judged"] else "-"
+        table.append([r["role"], r["model"], f"${r['usd']:.4f}", str(r["calls"]), str(r["failed"]),
+                      f"{r['prompt_tokens']}+{r['completion_tokens']}", _secs(r["latency_mean_s"]),
+                      str(r["changed_ranking"]), conf])
+    print("last 30 days; LATENCY is the mean per call; CONFIRMED counts calls whose proposals held the cause the engineer confirmed")
+    print(_table(table))
     return 0

@@ -17,10 +17,23 @@ class Budget:
     """Backend queries the whole investigation may run."""
     max_llm_calls: int = 20
     """Model calls the whole investigation may make."""
-    max_usd: float = 0.50
-    """Model spend the whole investigation may reach, in USD."""
+    max_usd: float | None = None
+    """Model spend the whole investigation may reach, in USD; None: by severity (below)."""
+    max_usd_routine: float = 10.0
+    """The spend cap when ``max_usd`` is None and the alert is not critical."""
+    max_usd_critical: float = 20.0
+    """The spend cap when ``max_usd`` is None and the alert is critical."""
+    max_tokens: int | None = None
+    """Model tokens (prompt + completion) the whole investigation may spend; None: no cap."""
     deadline_s: float = 60.0
     """Wall-clock seconds after which the engine stops checking and ranks what it has."""
+
+    def usd_cap(self, severity: str | None) -> float:
+        """The spend cap for an alert of this severity: ``max_usd`` when set, else by severity."""
+        if self.max_usd is not None:
+            return self.max_usd
+        critical = (severity or "").strip().lower() in ("critical", "page", "p1", "sev1", "emergency")
+        return self.max_usd_critical if critical else self.max_usd_routine
 
 
 class MemoryAdvisor(Protocol):

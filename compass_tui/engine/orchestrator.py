@@ -71,6 +71,8 @@ class _Run:
         self.report: Report | None = None
         self.suspects: list[Suspect] = []
         self.onset: float | None = None
+        self.model_session = None
+        """The model account (compass_tui.llm.client.ModelSession) once a model was asked."""
 
     def at(self) -> float:
         return time.perf_counter() - self.t0
@@ -214,6 +216,12 @@ class _Run:
         hyps = self._with_memory(cands)
         ranked = rank(hyps)[:40]
         await self._verify_log_evidence(ranked[:6])
+        # ---- model hypotheses (compass_tui.llm), only when a model is configured: claims the data must bear out
+        if self.deps.llm is not None:
+            from compass_tui.llm.hypotheses import model_hypotheses
+
+            ranked = await model_hypotheses(self, ctx, cands, ranked)
+        # ---- end model hypotheses
         for h in ranked:
             self.events.put_nowait(HypothesisUpdated(hypothesis=h, at_s=self.at()))
         if self.runner.budget_note:
@@ -222,7 +230,8 @@ class _Run:
         # ---------------- decide
         self.phase("decide")
         for agent, cost in self.runner.costs.items():
-            self.events.put_nowait(CostSpent(agent=agent, cost=cost, total_usd=0.0, budget_usd=self.deps.budget.max_usd))
+            self.events.put_nowait(CostSpent(agent=agent, cost=cost, total_usd=self.model_session.usd if self.model_session else 0.0,
+                                             budget_usd=self.model_session.caps.max_usd if self.model_session else self.deps.budget.max_usd))
         self.report = self._report(ranked)
 
     async def _verify_log_evidence(self, hyps) -> None:
@@ -437,11 +446,25 @@ class _Run:
                               onset=format_time(self.onset) if self.onset is not None else None),
             hypotheses=ranked,
             timings=Timings(first_hypothesis_s=self.first_hypothesis_s, total_s=round(self.at(), 3)),
-            cost=Cost(usd=0.0, prompt_tokens=0, completion_tokens=0, by_agent=by_agent),
+            cost=self._cost(by_agent),
             degraded=self.degraded,
             signature=self.signature.key() if self.signature else None,
             suspects=self.suspects,
         )
+
+    def _cost(self, by_agent: dict[str, AgentCost]) -> Cost:
+        """Queries per agent, and every model call priced as the provider counted it."""
+        ms = self.model_session
+        if ms is None:
+            return Cost(usd=0.0, prompt_tokens=0, completion_tokens=0, by_agent=by_agent)
+        for role, c in ms.by_role.items():
+            a = by_agent.setdefault(role, AgentCost())
+            a.calls, a.prompt_tokens, a.completion_tokens = c.calls, c.prompt_tokens, c.completion_tokens
+            a.usd, a.latency_s, a.model = c.usd, c.latency_s, c.model
+        return Cost(usd=round(ms.usd, 10), prompt_tokens=sum(c.prompt_tokens for c in ms.calls),
+                    completion_tokens=sum(c.completion_tokens for c in ms.calls), by_agent=by_agent,
+                    calls=len(ms.calls), budget_hit=ms.budget_hit, budget_usd=ms.caps.max_usd,
+                    model_calls=list(ms.calls))
 
 
 async def investigate(request: InvestigationRequest, deps: EngineDeps) -> AsyncIterator[Event]:

@@ -686,6 +686,50 @@ class Store:
             self._with_outcomes(cur, [inv])
         return inv
 
+    def model_costs(self, days: int = 30, now: float | None = None) -> list[dict[str, Any]]:
+        """Per role and model over the last ``days``: spend, calls, failures, tokens, latency,
+        how often its output moved the ranking and how often what it proposed was the cause
+        the engineer confirmed (read from each recorded report's ``cost.model_calls``)."""
+        now = time.time() if now is None else now
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            rows = cur.execute(
+                "SELECT id, report_json FROM investigations WHERE recorded_at > ? AND recorded_at <= ?",
+                [now - days * DAY_S, now],
+            ).fetchall()
+            invs = self._with_outcomes(cur, [{"id": i, "report": r} for i, r in rows])
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for inv in invs:
+            try:
+                calls = (json.loads(inv["report"]).get("cost") or {}).get("model_calls") or []
+            except (ValueError, TypeError):
+                continue
+            cause, _ = outcome(inv)
+            for c in calls:
+                key = (str(c.get("role")), str(c.get("model")))
+                a = out.setdefault(key, {"role": key[0], "model": key[1], "usd": 0.0, "calls": 0, "failed": 0,
+                                         "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0,
+                                         "changed_ranking": 0, "judged": 0, "confirmed": 0})
+                a["calls"] += 1
+                a["failed"] += c.get("status") != "ok"
+                a["usd"] += float(c.get("usd") or 0.0)
+                a["prompt_tokens"] += int(c.get("prompt_tokens") or 0)
+                a["completion_tokens"] += int(c.get("completion_tokens") or 0)
+                a["latency_s"] += float(c.get("latency_s") or 0.0)
+                a["changed_ranking"] += bool(c.get("changed_ranking"))
+                if cause is not None and c.get("status") == "ok":
+                    a["judged"] += 1
+                    a["confirmed"] += f"{cause[0]}@{cause[1]}" in (c.get("proposed") or [])
+        result = []
+        for a in sorted(out.values(), key=lambda a: (-a["usd"], a["role"], a["model"])):
+            a["usd"] = round(a["usd"], 8)
+            a["latency_mean_s"] = round(a["latency_s"] / a["calls"], 3) if a["calls"] else None
+            a["latency_s"] = round(a["latency_s"], 3)
+            a["confirmed_share"] = round(a["confirmed"] / a["judged"], 4) if a["judged"] else None
+            result.append(a)
+        return result
+
     def close(self) -> None:
         """Close (idempotent). Nothing is held open between operations, so this only stops
         this Store from being used again."""

@@ -114,6 +114,9 @@ class InvestigationScreen(Screen):
         self.by_agent: dict[str, AgentCost] = {}
         self.total_usd = 0.0
         self.budget_usd: float | None = getattr(options.budget, "max_usd", None)
+        from compass_tui.service import load_models  # noqa: PLC0415  (cheap: litellm loads on the first call)
+
+        self.models = load_models(options.config)
         self.queries = 0
         self.query_errors = 0
         self.sources: dict[str, list[int]] = {}
@@ -254,7 +257,7 @@ class InvestigationScreen(Screen):
         reason = _one_line(worker.error) if worker.error else "unknown error"
         if worker.group == "investigation":
             self.post_message(InvestigationFailed(reason, self.run_no))
-        elif worker.group == "chat":
+        elif worker.group in ("chat", "model-chat"):
             self.post_message(ChatAnswer(Text(f"error: {reason}", style="bold red")))
         elif worker.group == "health":
             self.post_message(HealthChecked([("health", False, reason)]))
@@ -417,7 +420,8 @@ class InvestigationScreen(Screen):
         self.query_one(EvidencePane).show(h, self.verdicts.get(h.id) if h else None, self.options.grafana_url, window)
 
     def _refresh_costs(self) -> None:
-        self.query_one(CostPane).update_costs(self.by_agent, self.total_usd, self.budget_usd, self.queries, self.query_errors)
+        self.query_one(CostPane).update_costs(self.by_agent, self.total_usd + getattr(self, "_chat_usd", 0.0), self.budget_usd,
+                                              self.queries, self.query_errors)
 
     def _refresh_health(self) -> None:
         memory = self.store_state.status if self.store_state else ("memory off (--no-store)" if self.options.no_store else "opening…")
@@ -446,6 +450,11 @@ class InvestigationScreen(Screen):
         self.query_one(EvidencePane).focus()
 
     def action_back(self) -> None:
+        running = [w for w in self.workers if w.group == "model-chat" and w.is_running]
+        if running:
+            self.workers.cancel_group(self, "model-chat")
+            self.query_one("#chat-log", RichLog).write(Text("cancelled", style="dim"))
+            return
         self.query_one(HypothesisList).focus()
 
     def action_tab(self, tab: str) -> None:
@@ -638,8 +647,57 @@ class InvestigationScreen(Screen):
             self.run_chat_query(cmd.verb, cmd.arg)
         elif cmd.verb == "rerun":
             self.action_rerun()
+        elif self.models is not None and self.models.model_for("chat"):
+            log.write(Text(f"asking {self.models.model_for('chat')}… (Esc cancels)", style="dim"))
+            self.ask_model(line)
         else:
-            log.write(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`."))
+            log.write(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`.\n"
+                           "With a chat model in the config ([models] chat = \"...\"), free-text questions are answered "
+                           "from the data, citing the queries run.", style=""))
+
+    # ------------------------------------------------------------------ the chat's model path
+
+    @work(group="model-chat", exclusive=True, exit_on_error=False)
+    async def ask_model(self, question: str) -> None:
+        """Answer a free-text question with the chat model and read-only tools, streamed line by line."""
+        from compass_tui.llm import chat as model_chat  # noqa: PLC0415
+        from compass_tui.llm.client import Caps, ModelError  # noqa: PLC0415
+
+        if getattr(self, "_chat_session", None) is None:
+            from compass_tui.engine.deps import Budget  # noqa: PLC0415
+
+            b = self.options.budget or Budget()
+            caps = Caps(max_calls=b.max_llm_calls, max_usd=b.usd_cap((self.request.labels if self.request else {}).get("severity")),
+                        max_tokens=b.max_tokens)
+
+            def on_cost(role, cost, total):
+                self.by_agent[role] = cost
+                self._chat_usd = total
+                self._refresh_costs()
+
+            self._chat_session = self.models.session(caps, on_cost)
+            self._chat_history: list = []
+        buf: list[str] = []
+
+        def on_delta(text: str) -> None:
+            buf.append(text)
+            joined = "".join(buf)
+            if "\n" in joined:
+                done, _, rest = joined.rpartition("\n")
+                buf[:] = [rest]
+                self.post_message(ChatAnswer(Text(done)))
+
+        try:
+            result = await model_chat.answer(self._chat_session, question, hypotheses=list(self.hypotheses.values()),
+                                             backend=self.backend, request=self.request, history=self._chat_history,
+                                             on_delta=on_delta)
+        except ModelError as e:
+            self.post_message(ChatAnswer(Text(f"model: {e}", style="bold red")))
+            return
+        if "".join(buf).strip():
+            self.post_message(ChatAnswer(Text("".join(buf))))
+        cited = "\n".join(f"  ran: {q}" for q in result.queries) or "  (no query ran for this answer)"
+        self.post_message(ChatAnswer(Text(cited, style="dim")))
 
     async def on_unmount(self) -> None:
         backend = self.backend
