@@ -415,10 +415,15 @@ class _Run:
                 recalls = mem.recall(self.signature, [(c.fault, c.service) for c in cands])
             except Exception as e:
                 self.degrade("memory", f"memory unavailable: {e}")
-        # one hypothesis per fault@service: keep the strongest
+        # one hypothesis per fault@service: keep the strongest the data measured; the memory's
+        # own proposal only when no agent proposed that cause
         best: dict[str, Candidate] = {}
+
+        def weight(c: Candidate) -> tuple:
+            return (c.agent != "memory", c.strength * c.factor)
+
         for c in cands:
-            if c.id not in best or c.strength * c.factor > best[c.id].strength * best[c.id].factor:
+            if c.id not in best or weight(c) > weight(best[c.id]):
                 best[c.id] = c
         out = []
         for c in best.values():
