@@ -148,6 +148,7 @@ class _Run:
                   source=backend.source, log_source=backend.source, grafana_url=self.deps.grafana_url)
         self._symptom(ctx)
         known = stack.services | trace_services | log_services
+        self.services = sorted(known)
         add_traces(ctx.graph, spans, ctx.onset, known)
         for key in stack.signals.get("client_rate", {}):
             svc, _, peer = key.partition("|")
@@ -446,6 +447,7 @@ class _Run:
             degraded=self.degraded,
             signature=self.signature.key() if self.signature else None,
             suspects=self.suspects,
+            services=getattr(self, "services", []),
         )
 
 

@@ -3,7 +3,7 @@ a file written by a newer COMPASS (a higher ``schema_version``) is never touched
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version this COMPASS writes. Older files are migrated forward on open."""
 
 # MIGRATIONS[n] takes a store from version n-1 to n. Append; never edit a released step.
@@ -63,5 +63,15 @@ MIGRATIONS: dict[int, list[str]] = {
         # the engineer's estimate, given once at confirmation, of how long finding the cause
         # would have taken without COMPASS (for the time-saved figure of `compass stats`)
         "ALTER TABLE feedback ADD COLUMN minutes_estimate DOUBLE",
+    ],
+    3: [
+        # One incident (same alert, same window) is one investigation, however often it runs.
+        "ALTER TABLE investigations ADD COLUMN incident_key VARCHAR",
+        # Launch to the first hypothesis on screen: what the engineer waited, as the app saw it.
+        "ALTER TABLE investigations ADD COLUMN waited_s DOUBLE",
+        # The services the telemetry named, so a verdict naming none of them is refused.
+        "ALTER TABLE investigations ADD COLUMN services VARCHAR[]",
+        # An undone verdict is kept, marked, and no longer counts.
+        "ALTER TABLE feedback ADD COLUMN withdrawn_at DOUBLE",
     ],
 }
