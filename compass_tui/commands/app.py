@@ -10,8 +10,42 @@ import os
 import sys
 
 
+def _has_terminal(args: argparse.Namespace) -> bool:
+    """Can the app draw and read keys? stdout must be a terminal, and so must stdin, unless
+    the alert comes on stdin (the keys then come from /dev/tty)."""
+    if not sys.stdout.isatty():
+        return False
+    if getattr(args, "alert", None) == "-":
+        return os.path.exists("/dev/tty")
+    return sys.stdin.isatty()
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """No terminal: investigate as ``compass investigate --json`` would, and exit."""
+    print("compass: no terminal: running headless; the report goes to stdout", file=sys.stderr)
+    if getattr(args, "bundle", None) or getattr(args, "alert", None):
+        from compass_tui.commands import investigate  # noqa: PLC0415
+
+        for name, value in (("json", True), ("events", False), ("baseline", None), ("deadline", None)):
+            if not hasattr(args, name):
+                setattr(args, name, value)
+        return investigate.run(args)
+    from compass_tui.tui.session import resolve_options  # noqa: PLC0415
+
+    if resolve_options(args).source.kind == "live":
+        print("compass: with no terminal, say which alert: compass investigate --alert FILE --json", file=sys.stderr)
+        return 2
+    return _demo_json(args)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Open the app on ``--bundle``, ``--alert``, the live sources, or the demo incident."""
+    """Open the app on ``--bundle``, ``--alert``, the live sources, or the demo incident;
+    headless when there is no terminal to draw on."""
+    import time  # noqa: PLC0415
+
+    args.launched_at = time.monotonic()  # what the engineer waits for starts now
+    if not _has_terminal(args):
+        return run_headless(args)
     from compass_tui.tui.app import build_app  # noqa: PLC0415 - Textual only when the app opens
 
     stdin_text = None
@@ -39,7 +73,10 @@ def _keyboard_from_tty() -> bool:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``compass demo``: the app on the built-in demo bundle; headless JSON when asked or piped."""
-    if getattr(args, "json", False) or not sys.stdout.isatty():
+    import time  # noqa: PLC0415
+
+    args.launched_at = time.monotonic()
+    if getattr(args, "json", False) or not sys.stdout.isatty() or not sys.stdin.isatty():
         return _demo_json(args)
     from compass_tui.tui.app import build_app  # noqa: PLC0415
 
@@ -66,10 +103,13 @@ def _demo_json(args: argparse.Namespace) -> int:
             print(f"compass demo: {e}", file=sys.stderr)
             return 1
         state = open_store(options)
-        memory = state.store.advisor() if state.store is not None else None
+        # a rerun of the same incident is the same investigation, not a new sighting
+        inv_id = state.store.investigation_id_for(opened.request) if state.store is not None else None
+        memory = state.store.advisor(exclude=inv_id) if state.store is not None else None
         if state.store is None and not options.no_store:
             print(f"compass demo: {state.status}", file=sys.stderr)
-        deps = EngineDeps(backend=opened.backend, memory=memory, grafana_url=options.grafana_url)
+        deps = EngineDeps(backend=opened.backend, memory=memory, grafana_url=options.grafana_url,
+                          investigation_id=inv_id)
         if options.budget is not None:
             deps.budget = options.budget
         try:
@@ -79,6 +119,15 @@ def _demo_json(args: argparse.Namespace) -> int:
                 await opened.backend.aclose()
             except Exception:
                 pass
+        if state.store is not None:
+            try:
+                from compass_tui.engine import signature_of  # noqa: PLC0415
+
+                state.store.record_investigation(report, signature_of(report), opened.request)
+            except Exception as e:
+                print(f"compass demo: could not record the investigation: {e}", file=sys.stderr)
+            finally:
+                state.store.close()
         print(json.dumps(report.to_json_dict(), indent=2))
         return 0
 

@@ -90,17 +90,40 @@ def _runbooks(args):
     return load_configured(cfg)
 
 
+async def unreachable(backend) -> str | None:
+    """Why no live source can answer (one line), or None when at least one can. Bundles
+    always can."""
+    states = getattr(backend, "server_states", None)
+    if not callable(states):
+        return None
+    await backend.start()
+    servers = states()
+    if not servers:
+        return "no data source reachable: no MCP server is configured (run `compass init`)"
+    if any(getattr(st, "status", None) == "ready" for st in servers):
+        return None
+    reasons = "; ".join(f"{st.name}: {st.error or st.status}" for st in servers)
+    return f"no data source reachable: {reasons}"
+
+
 async def _run(request, backend, args, store, out=None) -> int:
     out = out if out is not None else sys.stdout  # looked up now: stdout may have been replaced
     from compass_tui.engine import Budget, EngineDeps, investigate, signature_of
     from compass_tui.models import Finished
 
+    why = await unreachable(backend)
+    if why is not None:
+        await backend.aclose()
+        return _err(why)
+
     budget = Budget()
     if getattr(args, "deadline", None):
         budget.deadline_s = float(args.deadline)
-    deps = EngineDeps(backend=backend, budget=budget, memory=store.advisor() if store is not None else None,
+    # a rerun of the same incident (same alert, same window) is the same investigation
+    inv_id = store.investigation_id_for(request) if store is not None else None
+    deps = EngineDeps(backend=backend, budget=budget, memory=store.advisor(exclude=inv_id) if store is not None else None,
                       grafana_url=getattr(args, "grafana_url", None), t0=getattr(args, "t0", None),
-                      runbooks=_runbooks(args))
+                      runbooks=_runbooks(args), investigation_id=inv_id)
     from compass_tui.report.timeline import Timeline
 
     report = None

@@ -260,10 +260,15 @@ async def open_live_backend(options: AppOptions, request: InvestigationRequest) 
     except Exception as e:
         return None, [f"live sources: {_one_line(e)}"]
     notes = []
-    for st in getattr(backend, "server_states", lambda: [])():
+    states = list(getattr(backend, "server_states", lambda: [])())
+    for st in states:
         status = getattr(st, "status", "?")
         if status != "ready":
             notes.append(f"{getattr(st, 'name', '?')}: {status} {getattr(st, 'error', '') or ''}".strip())
+    if states and len(notes) == len(states):
+        # nothing can answer: say why rather than run an investigation of zero queries
+        await backend.aclose()
+        return None, [f"no data source reachable: {'; '.join(notes)}"]
     return backend, notes
 
 
