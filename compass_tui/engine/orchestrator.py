@@ -198,9 +198,13 @@ class _Run:
                 found = []
             self.runner.costs[name].wall_s += time.perf_counter() - t_agent
             cands += found
-            for c in found:
-                if c.strength >= 0.3:
-                    self._emit_added(c)
+            shown = [c for c in found if c.strength >= 0.3]
+            for c in shown:
+                self._emit_added(c)
+            if shown:
+                # agents are plain functions: let the screen show this one's hypotheses
+                # before the next agent starts, so they stream in rather than arrive at once
+                await asyncio.sleep(0.005)
         # --- runbooks: the engineer's own checks (compass_tui/runbooks.py), same runner and disproof
         if self.deps.runbooks is not None:
             from compass_tui import runbooks as runbooks_mod

@@ -62,6 +62,8 @@ class AppOptions:
     stdin_text: str | None = None
     """The alert payload read from stdin before the app took over the terminal (``--alert -``)."""
     export_dir: Path = field(default_factory=Path.cwd)
+    launched_at: float | None = None
+    """``time.monotonic()`` when the command started: the engineer's wait is counted from it."""
 
 
 class SourceError(Exception):
@@ -153,6 +155,7 @@ def resolve_options(
         budget=_budget_from(config),
         investigate=investigate,
         stdin_text=stdin_text,
+        launched_at=getattr(args, "launched_at", None),
     )
 
 
