@@ -68,8 +68,6 @@ def hypothesis_prompt(h: Hypothesis, position: int, verdict: str | None = None) 
     first.append(h.fault, style="dim" if dim else "bold")
     first.append("@", style="dim")
     first.append(h.service, style="dim" if dim else "bold")
-    if verdict:
-        first.append(f"  [{verdict}]", style="reverse")
     second = Text("   ", no_wrap=True, overflow="ellipsis")
     second.append(confidence_bar(h.confidence), style="dim" if dim else _style("$accent"))
     glyph = STATUS_GLYPH.get(h.status, "?")
@@ -82,6 +80,9 @@ def hypothesis_prompt(h: Hypothesis, position: int, verdict: str | None = None) 
     else:
         second.append(f"· {h.title}", style="dim" if dim else "")
     lines = [first, second]
+    if verdict:
+        # what the memory holds for this cause, on its own line so no width cuts it
+        lines.insert(1, Text.assemble("   ", (f"[{verdict}]", "reverse")))
     if h.memory_note:
         lines.append(Text(f"   memory: {h.memory_note}", style="italic", no_wrap=True, overflow="ellipsis"))
     text = Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
@@ -163,11 +164,11 @@ def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Group:
     text.append(f"{h.fault}@{h.service}", style="bold")
     text.append(f"  {STATUS_GLYPH.get(h.status, '?')} {h.status}  ", style=_style(STATUS_STYLE.get(h.status, "")))
     text.append(confidence_bar(h.confidence, 10))
-    if h.agent == "memory":
-        text.append("  proposed by the memory alone: no query measured it", style="italic")
-    elif h.agent:
+    if h.agent and h.agent != "memory":
         text.append(f"  by {h.agent}", style="dim")
     text.append(f"\n{h.title}")
+    if h.agent == "memory":
+        text.append("\nproposed by the memory alone: no query measured it", style="italic")
     if verdict:
         text.append(f"\nyour verdict: {verdict}", style="reverse")
     if h.why_disproven:

@@ -79,9 +79,37 @@ class KeyScroll(VerticalScroll):
 
 
 class ChatLog(RichLog):
-    """The chat's answers; scrolls with the same keys as every pane."""
+    """The chat's answers; scrolls with the same keys as every pane, and wraps them again
+    whenever its width changes (a log written while its tab was hidden, or a resized
+    terminal, would otherwise keep lines cut at the old width)."""
 
     BINDINGS = KeyScroll.BINDINGS
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.written: list[Any] = []
+        self._wrapped_at = 0
+        self._replaying = False
+
+    def write(self, content: Any, *args: Any, **kwargs: Any) -> "ChatLog":  # type: ignore[override]
+        if not self._replaying:
+            self.written.append(content)
+        if not self.scrollable_content_region.width:
+            self._wrapped_at = 0  # written while hidden: wrap it again once shown
+        return super().write(content, *args, **kwargs)
+
+    def on_resize(self, event: Any) -> None:
+        self._replaying = True  # the log's own deferred writes are already in `written`
+        try:
+            super().on_resize(event)
+            width = event.size.width
+            if width and width != self._wrapped_at:
+                self._wrapped_at = width
+                self.clear()
+                for content in self.written:
+                    super().write(content, scroll_end=True)
+        finally:
+            self._replaying = False
 
     def action_half(self, direction: int) -> None:
         self.scroll_relative(y=direction * max(1, self.size.height // 2))
@@ -124,13 +152,13 @@ class InvestigationScreen(Screen):
     # evidence pane: the footer shows what the focused pane can do.
     BINDINGS = [
         Binding("enter", "open_evidence", "evidence", show=False),
-        Binding("i", "chat", "chat"),
+        Binding("i", "chat", "chat", show=False),
         Binding("colon", "command", "command", key_display=":"),
         Binding("tab", "cycle(1)", "next pane", show=False, priority=True),
         Binding("shift+tab", "cycle(-1)", "previous pane", show=False, priority=True),
         Binding("escape", "back", "back", show=False),
         Binding("e", "export", "export", show=False),
-        Binding("r", "rerun", "rerun"),
+        Binding("r", "rerun", "rerun", show=False),
         Binding("D", "draft_runbook", "draft runbook", show=False),
         Binding("1", "tab('evidence')", "evidence", show=False),
         Binding("2", "tab('cost')", "cost", show=False),
@@ -199,14 +227,14 @@ class InvestigationScreen(Screen):
         with Horizontal(id="chat-bar"):
             yield Label("chat ›", id="chat-label")
             yield BarInput(placeholder=CHAT_PLACEHOLDER, id="chat-input")
-        yield Footer()
+        yield Footer(compact=True)
         yield Static("", id="too-small")
 
     def on_mount(self) -> None:
         header = self.query_one(IncidentHeader)
         header.source_label = self.options.source.label
         header.memory = "memory: opening…" if not self.options.no_store else "memory off (--no-store)"
-        self.query_one("#chat-log", RichLog).write(Text("Type `help` for the chat commands.", style="dim"))
+        self._log(Text("Type `help` for the chat commands.", style="dim"))
         self._refresh_health()
         self._check_size()
         self.query_one(HypothesisList).focus()
@@ -386,7 +414,7 @@ class InvestigationScreen(Screen):
 
     @on(ChatAnswer)
     def chat_answer(self, message: ChatAnswer) -> None:
-        self.query_one("#chat-log", RichLog).write(message.renderable)
+        self._log(message.renderable)
 
     @on(EngineEvent)
     def engine_event(self, message: EngineEvent) -> None:
@@ -435,6 +463,10 @@ class InvestigationScreen(Screen):
             self.query_one("#hypotheses", HypothesisList).border_subtitle = event.message[:60]
         elif isinstance(event, Finished):
             self._finished(event)
+
+    def _log(self, renderable: Any) -> None:
+        """Write to the chat log (it wraps to its pane, whenever that is shown)."""
+        self._log(renderable)
 
     def _first_on_screen(self) -> None:
         if self.waited_s is None:
@@ -520,11 +552,12 @@ class InvestigationScreen(Screen):
     def _refresh_hypotheses(self) -> None:
         hyps = self.query_one("#hypotheses", HypothesisList)
         answer = answer_of(self.verdict_log)
-        banner = None
+        hyps.show_hypotheses(list(self.hypotheses.values()), self.verdicts)
         if answer is not None and f"{answer[0]}@{answer[1]}" not in self.hypotheses:
             # the engineer named a cause no agent proposed: it is this investigation's answer
-            banner = f" answer: {answer[0]}@{answer[1]}" + ("" if self.verdicts_saved else " (not saved)")
-        hyps.show_hypotheses(list(self.hypotheses.values()), self.verdicts, banner=banner)
+            hyps.border_subtitle = f"answer: {answer[0]}@{answer[1]}" + ("" if self.verdicts_saved else " (not saved)")
+        elif self.report is not None:
+            hyps.border_subtitle = f"{len(self.report.hypotheses)} hypotheses"
         title = f"Hypotheses ({len(self.hypotheses)})"
         if hyps.filter_text:
             title += f" · filter: {hyps.filter_text}"
@@ -702,7 +735,7 @@ class InvestigationScreen(Screen):
         self.app.exit()
 
     def action_rerun(self) -> None:
-        self.query_one("#chat-log", RichLog).write(Text("— rerun —", style="dim"))
+        self._log(Text("— rerun —", style="dim"))
         self.start_investigation()
 
     def action_export(self) -> None:
@@ -725,7 +758,7 @@ class InvestigationScreen(Screen):
             self.notify(f"{md_path}: cannot write: {e.strerror or e}", severity="error")
             md_path = None
         self.notify(f"Report written to {path}" + (f", post-mortem to {md_path}" if md_path else ""), title="exported", timeout=8)
-        self.query_one("#chat-log", RichLog).write(Text(f"report exported to {path}" + (f"; post-mortem: {md_path}" if md_path else "")))
+        self._log(Text(f"report exported to {path}" + (f"; post-mortem: {md_path}" if md_path else "")))
 
     def _postmortem(self) -> str:
         """The Learning Teams post-mortem of this investigation, with the verdicts recorded."""
@@ -763,7 +796,7 @@ class InvestigationScreen(Screen):
             self.notify(f"{path}: cannot write: {e.strerror or e}", severity="error")
             return
         self.notify(f"Draft runbook written to {path}", title="runbook draft", timeout=10)
-        self.query_one("#chat-log", RichLog).write(Text(f"draft runbook saved: {path} (review it, then `compass runbook test`)"))
+        self._log(Text(f"draft runbook saved: {path} (review it, then `compass runbook test`)"))
 
     # ------------------------------------------------------------------ copying
 
@@ -909,13 +942,13 @@ class InvestigationScreen(Screen):
                 return
             cause = f"{correction.fault}@{correction.service}"
             self._answer(correction.fault, correction.service, "actual", correction.note, f"It was actually {cause}")
-            self.query_one("#chat-log", RichLog).write(
+            self._log(
                 Text(f"it was actually {cause}" + (f" (fixed by: {correction.note})" if correction.note else ""))
             )
             if correction.fault.startswith("other:"):
                 self.correction = (correction.fault, correction.service)
                 src = "the queries you ran in the chat" if self.chat_queries else "the evidence queries on " + correction.service
-                self.query_one("#chat-log", RichLog).write(
+                self._log(
                     Text(f"press D to save {src} as a draft runbook for {cause}", style="bold"))
 
         self.app.push_screen(ActualScreen(catalog_faults(), services), done)
@@ -976,20 +1009,19 @@ class InvestigationScreen(Screen):
 
     def _show_history(self) -> None:
         """`:history`: the latest investigations in the memory, in the chat pane."""
-        log = self.query_one("#chat-log", RichLog)
         self.query_one(TabbedContent).active = "chat"
         store = self.store_state.store if self.store_state else None
         if store is None:
-            log.write(Text(f"history: {self.store_state.status if self.store_state else 'memory off'}", style="dim"))
+            self._log(Text(f"history: {self.store_state.status if self.store_state else 'memory off'}", style="dim"))
             return
         try:
             items = store.history(limit=10)
         except Exception as e:
             self._memory_failed(e)
             return
-        log.write(Text(":history (newest first)", style="bold"))
+        self._log(Text(":history (newest first)", style="bold"))
         if not items:
-            log.write(Text("no investigations recorded yet", style="dim"))
+            self._log(Text("no investigations recorded yet", style="dim"))
         for it in items:
             top = it["top_hypothesis"]
             line = Text(f"{(it['recorded_at'] or '-').replace('T', ' ').rstrip('Z')}  ")
@@ -997,7 +1029,7 @@ class InvestigationScreen(Screen):
             line.append(f"  {it['incident']}  ")
             line.append(f"{top['fault']}@{top['service']} {top['confidence']:.2f}" if top else "-")
             line.append(f"  {it['verdict']}", style="italic")
-            log.write(line)
+            self._log(line)
 
     def chat_submitted(self, event: Input.Submitted) -> None:
         line = event.value.strip()
@@ -1008,26 +1040,25 @@ class InvestigationScreen(Screen):
         if not self.chat_history or self.chat_history[-1] != line:
             self.chat_history.append(line)
         self.query_one(TabbedContent).active = "chat"
-        log = self.query_one("#chat-log", RichLog)
-        log.write(Text(f"› {line}", style="bold"))
+        self._log(Text(f"› {line}", style="bold"))
         cmd = chat.parse(line)
         hyps = list(self.hypotheses.values())
         if cmd.verb == "help":
-            log.write(Text(chat.HELP))
+            self._log(Text(chat.HELP))
         elif cmd.verb == "why":
             window = (self.request.window_start, self.request.window_end) if self.request else None
-            log.write(chat.answer_why(hyps, cmd.arg, self.options.grafana_url, window))
+            self._log(chat.answer_why(hyps, cmd.arg, self.options.grafana_url, window))
         elif cmd.verb == "why not":
-            log.write(chat.answer_why_not(hyps, cmd.arg))
+            self._log(chat.answer_why_not(hyps, cmd.arg))
         elif cmd.verb == "show":
-            log.write(chat.answer_show(hyps, cmd.arg))
+            self._log(chat.answer_show(hyps, cmd.arg))
         elif cmd.verb in ("promql", "logql"):
-            log.write(Text(f"running {cmd.verb} over the incident window…", style="dim"))
+            self._log(Text(f"running {cmd.verb} over the incident window…", style="dim"))
             self.run_chat_query(cmd.verb, cmd.arg)
         elif cmd.verb == "rerun":
             self.action_rerun()
         else:
-            log.write(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`."))
+            self._log(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`."))
 
     async def on_unmount(self) -> None:
         backend = self.backend
