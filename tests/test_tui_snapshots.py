@@ -49,3 +49,50 @@ def test_help_80x24(app, snap_compare):
 
 def test_too_small_60x20(app, snap_compare):
     assert snap_compare(app, terminal_size=(60, 20), run_before=finished)
+
+
+def test_replace_the_answer_80x24(app, snap_compare):
+    async def second_confirm(pilot) -> None:
+        await finished(pilot)
+        await pilot.press("c", "j", "c")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=second_confirm)
+
+
+def test_filter_and_verdict_rows_120x40(app, snap_compare):
+    async def filtered(pilot) -> None:
+        await finished(pilot)
+        await pilot.press("c", "slash", *"pool")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=filtered)
+
+
+def test_command_mode_80x24(app, snap_compare):
+    async def command(pilot) -> None:
+        await finished(pilot)
+        await pilot.press("colon", *"th")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=command)
+
+
+def test_help_filtered_80x24(app, snap_compare):
+    async def help_filtered(pilot) -> None:
+        await finished(pilot)
+        await pilot.press("question_mark", *"copy")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=help_filtered)
+
+
+def test_evidence_cursor_and_chat_120x40(app, snap_compare):
+    async def chat(pilot) -> None:
+        await finished(pilot)
+        await pilot.press("i", *"why not bad_deploy@checkout", "enter")
+        await pilot.pause()
+        await pilot.press("escape", "1", "enter")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=chat)
