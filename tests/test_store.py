@@ -171,7 +171,7 @@ def test_feedback_on_an_unknown_investigation_is_a_one_line_error(store: Store) 
 
 
 def test_parse_cause() -> None:
-    assert len(CATALOG_FAULTS) == 13
+    assert len(CATALOG_FAULTS) == 15
     assert parse_cause("db_slow_queries@payments-db") == ("db_slow_queries", "payments-db")
     assert parse_cause("other:vacuum-storm@pg") == ("other:vacuum-storm", "pg")
     for bad, msg in [("db_slow_queries", "not FAULT@SERVICE"), ("nope@x", "unknown fault 'nope'"),

@@ -15,6 +15,8 @@ def app(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    # the header shows the time the engineer watched: a fixed clock keeps it identical
+    monkeypatch.setattr("compass_tui.tui.screens.investigation.clock", lambda: 1000.0)
     write_bundle(tmp_path / "bundle")
     return build_app(parse("--bundle", "bundle", "--no-store"), investigate=scripted())
 

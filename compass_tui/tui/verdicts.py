@@ -23,6 +23,8 @@ _FALLBACK_FAULTS = (
     "dns_failure",
     "traffic_surge",
     "cache_failure",
+    "code_defect",
+    "unexplained",
 )
 
 

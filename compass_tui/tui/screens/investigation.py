@@ -57,6 +57,9 @@ from compass_tui.tui.widgets.hypotheses import HypothesisList
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 
+clock = time.monotonic
+"""What the header's timer and the engineer's wait are read from (tests fix it for snapshots)."""
+
 
 CHAT_PLACEHOLDER = "i to type: why 1 · why not fault@svc · show svc · promql … · help"
 COMMANDS = ("history", "doctor", "theme dark", "theme light", "theme high-contrast", "rerun", "export", "help", "quit")
@@ -181,7 +184,7 @@ class InvestigationScreen(Screen):
         self.bar_return: Any = None
         self.chat_history: list[str] = []
         self.history_at: int | None = None
-        self.launched_at: float = getattr(options, "launched_at", None) or time.monotonic()
+        self.launched_at: float = getattr(options, "launched_at", None) or clock()
         self.waited_s: float | None = None
         self.report: Report | None = None
         self.finished_event: Finished | None = None
@@ -200,7 +203,7 @@ class InvestigationScreen(Screen):
         self.sources: dict[str, list[int]] = {}
         self.degraded: list[Degraded] = []
         self.checks: list[tuple[str, bool | None, str]] = []
-        self.t0 = time.monotonic()
+        self.t0 = clock()
         self.running = False
         self.failed: str | None = None
         self.recorded = False
@@ -259,7 +262,7 @@ class InvestigationScreen(Screen):
 
     def _tick(self) -> None:
         if self.running:
-            self.query_one(IncidentHeader).elapsed = time.monotonic() - self.t0
+            self.query_one(IncidentHeader).elapsed = clock() - self.t0
 
     # ------------------------------------------------------------------ workers
 
@@ -277,7 +280,7 @@ class InvestigationScreen(Screen):
         self.failed = None
         self.recorded = False
         self.running = True
-        self.t0 = time.monotonic()
+        self.t0 = clock()
         header = self.query_one(IncidentHeader)
         header.finished = False
         header.failed = None
@@ -470,7 +473,7 @@ class InvestigationScreen(Screen):
 
     def _first_on_screen(self) -> None:
         if self.waited_s is None:
-            self.waited_s = round(time.monotonic() - self.launched_at, 3)
+            self.waited_s = round(clock() - self.launched_at, 3)
 
     def _finished(self, event: Finished) -> None:
         report = event.report
@@ -494,7 +497,7 @@ class InvestigationScreen(Screen):
         header = self.query_one(IncidentHeader)
         header.finished = True
         # the time the engineer watched, never less than what the header already showed
-        header.elapsed = max(header.elapsed, time.monotonic() - self.t0)
+        header.elapsed = max(header.elapsed, clock() - self.t0)
         header.investigation_id = report.investigation_id
         hyps = self.query_one("#hypotheses", HypothesisList)
         hyps.finished = True
@@ -843,10 +846,10 @@ class InvestigationScreen(Screen):
             return False
         try:
             store.feedback(self.report.investigation_id, verdict, fault, service, reason=reason, note=note, replace=replace)
+        except ValueError as e:  # a cause the memory refuses (unknown fault or service): say why
+            self.notify(str(e).splitlines()[0], severity="error", timeout=8)
+            return False
         except Exception as e:
-            if type(e).__name__ in ("UnknownService", "AnswerExists"):
-                self.notify(str(e), severity="error", timeout=8)
-                return False
             self._memory_failed(e)
             self._local_verdict(verdict, fault, service, reason, note, replace)
             return False
