@@ -469,7 +469,7 @@ class InvestigationScreen(Screen):
 
     def _log(self, renderable: Any) -> None:
         """Write to the chat log (it wraps to its pane, whenever that is shown)."""
-        self._log(renderable)
+        self.query_one("#chat-log", RichLog).write(renderable)
 
     def _first_on_screen(self) -> None:
         if self.waited_s is None:
