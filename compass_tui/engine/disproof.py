@@ -6,7 +6,7 @@ from __future__ import annotations
 from compass_tui.engine.agents import db_change, dns_services, internal_services, pool_target
 from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.timeseries import fmt_delta
-from compass_tui.models import Hypothesis
+from compass_tui.models import Disproof, Hypothesis
 
 # faults whose cause must be visible before (or at) the symptom
 NEEDS_ONSET = {"cpu_saturation", "db_connection_pool_exhaustion", "db_slow_queries", "network_degradation",
@@ -108,7 +108,12 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
     # logs and traces are samples: their first line can come a few minutes after the start
     tol = max(ctx.tol, 240.0) if c.from_lines else ctx.tol
     if lead >= -tol:
-        c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+        if lead >= 0:
+            c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+        else:
+            # measured a little after, but closer than two onsets can be told apart: together
+            c.check("temporal_precedence", True, f"cause and symptom began together (within {_span(-lead)}; "
+                                                 f"onsets are read to {_span(tol)})")
         if lead < -ctx.grid.step * 0.5 and not c.from_lines:
             c.factor *= 0.85  # within tolerance, but after: a cause that precedes explains more
         if c.fault in ACUTE and lead > 900:
@@ -116,6 +121,19 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
             c.factor *= max(0.4, 1.0 - (lead - 900) / 2700)
     else:
         c.check("temporal_precedence", False, f"cause began {fmt_delta(lead)} the symptom, so it cannot have caused it", 0.25)
+
+
+def _span(seconds: float) -> str:
+    """'45 s', '3 min': a duration without a direction."""
+    s = abs(seconds)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def _overrule(c: Candidate, strategy: str, detail: str, factor: float) -> None:
+    """Fail ``strategy`` for ``c``, withdrawing an earlier survival of the same check: one
+    check cannot both pass and fail for one hypothesis."""
+    c.checks = [d for d in c.checks if not (d.strategy == strategy and d.result == "survived")]
+    c.check(strategy, False, detail, factor)
 
 
 def _scope(ctx: Ctx, c: Candidate) -> None:
@@ -166,7 +184,19 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
         c.check("scope", False, f"{c.service} is not downstream of the alerting service {s}", 0.45)
 
 
+MEMORY = "memory"
+"""The agent name of a cause proposed by the memory alone (no query measured it)."""
+
+
+def memory_only(c: Candidate) -> bool:
+    """Proposed by the memory and by no agent: nothing in the data measured it."""
+    return c.agent == MEMORY
+
+
 def _magnitude(ctx: Ctx, c: Candidate) -> None:
+    if memory_only(c):
+        c.check("magnitude", None, "proposed by the memory alone: no query measured this cause's signal")
+        return
     if c.agent == "origin":
         # proposed from series that left their baseline: say by how much
         zs = [e.summary for e in c.evidence if e.supports and "robust sd" in e.summary]
@@ -188,6 +218,87 @@ def _magnitude(ctx: Ctx, c: Candidate) -> None:
 
 
 def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
+    duels: list[tuple[Candidate, Candidate | None, Disproof, float]] = []
+
+    def beats(loser: Candidate, winner: Candidate | None, detail: str, factor: float) -> None:
+        """``winner`` explains ``loser``'s signal better: fail the loser, remember who did it."""
+        loser.check("competing_explanation", False, detail, factor)
+        duels.append((loser, winner, loser.checks[-1], factor))
+
+    try:
+        _competing_checks(ctx, cands, beats)
+    finally:
+        break_cycles(duels)
+
+
+def break_cycles(duels: list[tuple[Candidate, Candidate | None, Disproof, float]]) -> None:
+    """Competing explanations must not rule each other out in a circle (the pool blames the
+    database while the database blames the pool): in each cycle the cause that began first
+    (then the stronger) stands, and its failures against the others are withdrawn."""
+    while True:
+        # nodes numbered in the order the duels happened, so the walk is deterministic
+        number: dict[int, int] = {}
+        nodes: list[Candidate] = []
+        beaten_by: dict[int, set[int]] = {}
+        for loser, winner, _, _ in duels:
+            if winner is None or winner is loser:
+                continue
+            for c in (loser, winner):
+                if id(c) not in number:
+                    number[id(c)] = len(nodes)
+                    nodes.append(c)
+            beaten_by.setdefault(number[id(loser)], set()).add(number[id(winner)])
+        cycle = _find_cycle(beaten_by)
+        if not cycle:
+            return
+        members = [nodes[k] for k in cycle]
+        keep = min(members, key=lambda c: (c.cause_onset is None, c.cause_onset or 0.0, -c.strength, c.id))
+        inside = {id(m) for m in members}
+        kept = []
+        for duel in duels:
+            loser, winner, check, factor = duel
+            if loser is keep and winner is not None and id(winner) in inside:
+                if check in loser.checks:
+                    loser.checks.remove(check)
+                loser.factor /= factor
+                loser.check("competing_explanation", True,
+                            f"{winner.id} and this one each seemed to explain the other; this one "
+                            + ("began first" if winner.cause_onset is None or (keep.cause_onset or 0) < winner.cause_onset
+                               else "is the stronger signal"))
+                loser.why_not = next((d.detail for d in loser.checks if d.result == "failed"), None)
+            else:
+                kept.append(duel)
+        duels[:] = kept
+
+
+def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
+    """One cycle of the graph ``node -> {nodes}``, as its nodes; [] when there is none."""
+    state: dict[int, int] = {}
+    stack: list[int] = []
+
+    def visit(n: int) -> list[int]:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return []
+
+    for n in sorted(edges):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return []
+
+
+def _competing_checks(ctx: Ctx, cands: list[Candidate], beats) -> None:
     by_fault: dict[str, list[Candidate]] = {}
     for c in cands:
         by_fault.setdefault(c.fault, []).append(c)
@@ -197,7 +308,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
         db = pool_target(ctx, c.service, c.facts.get("pool", None))
         best = db_change(ctx, db, slowness_only=True) if db else None
         if best is not None and best[1] is not None and (c.cause_onset is None or best[1] <= c.cause_onset + ctx.grid.step):
-            c.check("competing_explanation", False, f"the database {db} itself slowed ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
+            beats(c, next((x for x in by_fault.get("db_slow_queries", []) if x.service == db), None), f"the database {db} itself slowed ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
         else:
             c.check("competing_explanation", True, f"the database {db or 'behind the pool'} itself is not slow" if db else "no database-server slowdown explains it")
     for c in by_fault.get("db_slow_queries", []):
@@ -206,7 +317,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
         pools = [p for p in by_fault.get("db_connection_pool_exhaustion", []) if p.service in clients]
         if len(clients) >= 2 and len(slowed) <= 1 and pools and pools[0].cause_onset is not None and \
                 (c.cause_onset is None or pools[0].cause_onset <= c.cause_onset + ctx.grid.step):
-            c.check("competing_explanation", False, f"only {pools[0].service} suffers while other clients are fine: its pool, not the database", 0.4)
+            beats(c, pools[0], f"only {pools[0].service} suffers while other clients are fine: its pool, not the database", 0.4)
         else:
             c.check("competing_explanation", True, f"{len(slowed)} of {len(clients)} clients slowed together" if clients else "no competing cause on the clients")
 
@@ -215,7 +326,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for s in surges:
         ups = s.facts.get("ups", [])
         if ups:
-            s.check("competing_explanation", False, f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
+            beats(s, next((x for x in surges if x.service in ups), None), f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
         else:
             s.check("competing_explanation", True, "no service upstream of it rose first")
     # a rate rise that follows a failure below it is retries, not load
@@ -233,7 +344,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             margin = max(2 * ctx.grid.step, 60.0) if load_driven(c) else ctx.grid.step * 0.5
             began = min(c.cause_onset, c.facts.get("ramp_onset", None) or c.cause_onset)
             if (below is None or c.service in below) and began < s.cause_onset - margin:
-                s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
+                beats(s, c, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
 
     strong_surges = [s for s in surges if not s.facts.get("ups", []) and s.strength >= 0.55
@@ -249,7 +360,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
         for s in strong_surges:
             if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + slack and \
                     (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and _load_rose(ctx, c.service))):
-                c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
+                beats(c, s, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
                 break
 
     # the cache in front of a database
@@ -264,14 +375,14 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             behind = not ctx.graph.known or not cache_clients or c.service in cache_clients or \
                 any(c.service in ctx.graph.callees(x) for x in cache_clients)
             if behind:
-                c.check("competing_explanation", False, f"the cache {ca.service} failed first; load moved behind it", 0.5)
+                beats(c, ca, f"the cache {ca.service} failed first; load moved behind it", 0.5)
 
     # deploy/config: are its errors its own?
     for c in by_fault.get("bad_deploy", []) + by_fault.get("config_change", []):
         own = c.facts.get("own", 0.0)
         err_onset = c.facts.get("err_onset", None)
         if c.cause_onset is not None and err_onset is not None and err_onset < c.cause_onset - 2 * ctx.tol:
-            c.check("temporal_precedence", False, "its errors were already there before the change", 0.3)
+            _overrule(c, "temporal_precedence", "its errors were already there before the change", 0.3)
         if own >= 0.3:
             c.check("competing_explanation", True, f"{c.service}'s new errors are its own, not inherited")
     # a specific fault of the same service that starts after the change explains it better
@@ -280,7 +391,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in by_fault.get("bad_deploy", []) + by_fault.get("config_change", []):
         for o in specific:
             if o.service == c.service and c.cause_onset is not None and o.cause_onset > c.cause_onset + 600:
-                c.check("competing_explanation", False, f"{o.fault} of {o.service} began later, closer to the symptom", 0.6)
+                beats(c, o, f"{o.fault} of {o.service} began later, closer to the symptom", 0.6)
                 break
 
     # bad_deploy vs config_change on the same service
@@ -288,7 +399,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     for c in by_fault.get("config_change", []):
         d = deploys.get(c.service)
         if d is not None and d.cause_onset is not None and c.cause_onset is not None and abs(d.cause_onset - c.cause_onset) < 300:
-            c.check("competing_explanation", False, "a new version shipped at the same time: the deploy, not the config", 0.6)
+            beats(c, d, "a new version shipped at the same time: the deploy, not the config", 0.6)
 
     # a downstream culprit explains an upstream one's symptoms
     strong = [c for c in cands if c.strength >= 0.6 and c.factor >= 0.9]
@@ -300,7 +411,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
                 continue
             if o.service in ctx.graph.downstream(c.service) and o.cause_onset is not None and c.cause_onset is not None \
                     and o.cause_onset < c.cause_onset - ctx.grid.step and c.facts.get("own", 1.0) < 0.5:
-                c.check("competing_explanation", False, f"{o.fault} on {o.service}, downstream, started first", 0.6)
+                beats(c, o, f"{o.fault} on {o.service}, downstream, started first", 0.6)
                 break
 
     # names that do not resolve make every dependency look down
@@ -309,7 +420,7 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
             continue
         for c in by_fault.get("external_dependency_failure", []) + by_fault.get("certificate_expired", []):
             if c.cause_onset is None or d.cause_onset <= c.cause_onset + ctx.tol:
-                c.check("competing_explanation", False, f"name resolution through {d.service} failed first: calls to {c.service} fail to resolve", 0.5)
+                beats(c, d, f"name resolution through {d.service} failed first: calls to {c.service} fail to resolve", 0.5)
 
     # DNS: only a real DNS service can be the culprit
     dns = dns_services(ctx)
@@ -351,6 +462,8 @@ def status_of(c: Candidate) -> str:
         return "disproven"
     if c.fault == "unexplained":
         return "inconclusive"  # where, not what: nothing is claimed to be supported
+    if memory_only(c):
+        return "inconclusive"  # the memory proposes; only data can support
     if c.strength >= 0.5 and not any(d.result == "failed" for d in c.checks):
         return "supported"
     return "inconclusive"

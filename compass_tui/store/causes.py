@@ -19,8 +19,11 @@ CATALOG_FAULTS: tuple[str, ...] = (
     "dns_failure",
     "traffic_surge",
     "cache_failure",
+    "code_defect",
+    "unexplained",
 )
-"""The thirteen fault ids of the fault catalog, version 1."""
+"""The fifteen fault ids of the fault catalog, version 2 (which added ``code_defect`` and
+``unexplained``: where the trouble started when no fault above fits)."""
 
 _SLUG = re.compile(r"[a-z0-9-]+")
 # Service names are as the telemetry spells them; only reject what cannot be one.
