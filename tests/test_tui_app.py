@@ -377,6 +377,23 @@ async def test_real_engine_on_a_simulated_incident_learns_from_a_confirmation(tm
         assert screen.verdicts == {}
 
 
+async def test_the_suspects_tab_lists_where_the_report_says_the_trouble_started(tmp_path, sim_bundle):
+    app = build_app(parse("--bundle", str(sim_bundle), "--no-store"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        suspects = screen.report.suspects
+        assert suspects, "the engine ranked the services"
+        await pilot.press("5")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "suspects"
+        lines = [ln.strip() for ln in widget_text(screen.query_one("#suspects-pane", Static)).splitlines()]
+        ranked = [ln for ln in lines if ln[:3].strip().rstrip(".").isdigit()]
+        assert ranked[0].startswith("1.") and f"{suspects[0].score:.2f} {suspects[0].service}" in ranked[0]
+        assert len(ranked) == min(12, len(suspects))
+        assert suspects[0].service in screen_text(app)  # on screen, not only in the widget
+
+
 async def test_live_alert_through_an_mcp_server(tmp_path, sim_bundle):
     config = tmp_path / "config.toml"
     config.write_text(

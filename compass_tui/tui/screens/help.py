@@ -26,7 +26,7 @@ KEYS = [
     ("/", "filter the focused list (hypotheses or evidence items)"),
     (":", "command mode: :history :doctor :theme NAME :rerun :export :help :quit (Tab completes)"),
     ("i", "the chat (type help there; ↑ ↓ recall what you typed)"),
-    ("1 2 3 4", "evidence, cost, health, chat tabs"),
+    ("1 2 3 4 5", "evidence, cost, health, chat, suspects tabs"),
     ("e", "export the report as JSON to the current directory"),
     ("r", "run the investigation again (the same investigation: verdicts stay)"),
     ("?", "this help"),

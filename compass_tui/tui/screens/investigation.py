@@ -35,6 +35,7 @@ from compass_tui.models import (
     QueryRan,
     Report,
     SignalDegraded,
+    SuspectsRanked,
 )
 from compass_tui.tui import chat
 from compass_tui.tui.messages import (
@@ -63,6 +64,7 @@ from compass_tui.tui.widgets.evidence import EvidencePane
 from compass_tui.tui.widgets.header import IncidentHeader
 from compass_tui.tui.widgets.health import HealthPane
 from compass_tui.tui.widgets.hypotheses import HypothesisList
+from compass_tui.tui.widgets.suspects import SuspectsPane
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
 
@@ -176,6 +178,7 @@ class InvestigationScreen(Screen):
         Binding("2", "tab('cost')", "cost", show=False),
         Binding("3", "tab('health')", "health", show=False),
         Binding("4", "tab('chat')", "chat", show=False),
+        Binding("5", "tab('suspects')", "suspects", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
     ]
@@ -236,6 +239,11 @@ class InvestigationScreen(Screen):
                 with TabPane("Chat", id="chat"):
                     # min_width 20: the log wraps to the pane, never renders wider and gets cut
                     yield ChatLog(id="chat-log", wrap=True, markup=False, highlight=False, min_width=20)
+                with TabPane("Suspects", id="suspects"):
+                    # where the trouble started, before any fault kind is named
+                    with KeyScroll(id="suspects-scroll"):
+                        yield SuspectsPane("the services are ranked once the signals are read",
+                                           id="suspects-pane")
         with Horizontal(id="chat-bar"):
             yield Label("chat ›", id="chat-label")
             yield BarInput(placeholder=CHAT_PLACEHOLDER, id="chat-input")
@@ -297,6 +305,7 @@ class InvestigationScreen(Screen):
         header.elapsed = 0.0
         header.investigation_id = None
         self.query_one(HypothesisList).finished = False
+        self.query_one(SuspectsPane).update("the services are ranked once the signals are read")
         self._refresh_all()
         self.investigate(self.run_no)
 
@@ -446,6 +455,8 @@ class InvestigationScreen(Screen):
         elif isinstance(event, SignalDegraded):
             self.degraded.append(event.degraded)
             self._refresh_health()
+        elif isinstance(event, SuspectsRanked):
+            self.query_one(SuspectsPane).update_suspects(event.suspects, event.onset)
         elif isinstance(event, Progress):
             self.query_one("#hypotheses", HypothesisList).border_subtitle = event.message[:60]
         elif isinstance(event, Finished):
@@ -464,6 +475,8 @@ class InvestigationScreen(Screen):
         self.report = report
         self.finished_event = event
         self.running = False
+        # the report's ranking is the final one (a recorded investigation reopened has no stream)
+        self.query_one(SuspectsPane).update_suspects(report.suspects, report.incident.onset)
         # The report is the final word: its ranking, statuses and evidence replace the stream's.
         if report.hypotheses:
             merged = {}
@@ -613,6 +626,7 @@ class InvestigationScreen(Screen):
             "cost": self.query_one("#cost-table"),
             "health": self.query_one("#health-scroll"),
             "chat": self.query_one("#chat-log"),
+            "suspects": self.query_one("#suspects-scroll"),
         }.get(tab, self.query_one(EvidencePane))
         return [self.query_one(HypothesisList), content, self._bar()]
 
