@@ -26,6 +26,20 @@ COMMANDS = {
 }
 
 
+THEMES = ("dark", "light", "high-contrast")
+
+
+def _positive_int(text: str) -> int:
+    """An integer of at least 1, or argparse's one-line error."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not at least 1")
+    return n
+
+
 def _common(p: argparse.ArgumentParser, top: bool = False) -> None:
     # on subcommands the defaults are suppressed, so `compass --store X history` keeps X
     d = {} if top else {"default": argparse.SUPPRESS}
@@ -42,13 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     parser.add_argument("--bundle", metavar="PATH", help="open the app on an incident bundle (dir or .tar.gz)")
     parser.add_argument("--alert", metavar="FILE", help="open the app on an Alertmanager webhook payload ('-' for stdin)")
-    parser.add_argument("--theme", help="dark, light or high-contrast")
+    parser.add_argument("--theme", choices=THEMES, help="dark, light or high-contrast")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="open the app on the built-in demo incident")
     _common(p)
     p.add_argument("--json", action="store_true", help="print the report instead of opening the app")
-    p.add_argument("--theme", help="dark, light or high-contrast", default=argparse.SUPPRESS)
+    p.add_argument("--theme", choices=THEMES, help="dark, light or high-contrast", default=argparse.SUPPRESS)
 
     p = sub.add_parser("investigate", help="run one investigation headless and print the report")
     _common(p)
@@ -67,14 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--confirm", metavar="FAULT@SERVICE")
     g.add_argument("--reject", metavar="FAULT@SERVICE")
     g.add_argument("--actual", metavar="FAULT@SERVICE")
+    g.add_argument("--undo", action="store_true", help="withdraw the latest verdict on this investigation")
     p.add_argument("--reason", help="why it was rejected")
     p.add_argument("--note", help="what fixed it")
     p.add_argument("--minutes", type=float, metavar="N",
                    help="with --confirm/--actual: how long finding it would have taken you without COMPASS")
+    p.add_argument("--replace", action="store_true", help="replace the investigation's answer with this one")
 
     p = sub.add_parser("history", help="list past investigations")
     _common(p)
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_positive_int, default=20, help="how many (at least 1; default 20)")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("stats", help="accuracy as judged by the engineer, time to first hypothesis")

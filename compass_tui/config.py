@@ -50,7 +50,8 @@ def expand_refs(value: str, *, where: str, environ: dict[str, str] | None = None
     def sub(m: re.Match[str]) -> str:
         name = m.group(1)
         if name not in env:
-            raise SecretMissing(f"{where} refers to ${{{name}}}, which is not set in the environment")
+            raise SecretMissing(f"{where} refers to ${{{name}}}, which is not set in the environment: "
+                                f"export {name}=… and run `compass doctor`")
         return env[name]
 
     return _REF.sub(sub, value)

@@ -46,7 +46,11 @@ async def firing_alerts(config: Config) -> list[dict[str, Any]]:
         try:
             await backend.start()
             for st in backend.server_states():
-                if st.status != "ready" or "alerting_rules_read" not in st.tools:
+                if st.status != "ready":
+                    # a server that could not start is the real reason no alert can be read
+                    errors.append(f"{st.name} did not start: {st.error or st.status}")
+                    continue
+                if "alerting_rules_read" not in st.tools:
                     continue
                 out = await backend.call_tool(
                     st.name, "alerting_rules_read", {"operation": "list", "states": ["firing"], "limit_alerts": 200}

@@ -201,6 +201,8 @@ class Report(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     """When each hypothesis was raised, tested, ruled out or supported (filled by whoever
     consumed the event stream; empty in reports made before it existed)."""
+    services: list[str] = Field(default_factory=list)
+    """Every service the telemetry named (what a correction may name)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -77,6 +77,8 @@ class AppOptions:
     stdin_text: str | None = None
     """The alert payload read from stdin before the app took over the terminal (``--alert -``)."""
     export_dir: Path = field(default_factory=Path.cwd)
+    launched_at: float | None = None
+    """``time.monotonic()`` when the command started: the engineer's wait is counted from it."""
     baseline_s: float | None = None
     """``--baseline``: how far before the alert the window starts (None: the config's)."""
     named: bool = False
@@ -163,6 +165,7 @@ def resolve_options(
         budget=budget,
         investigate=investigate,
         stdin_text=stdin_text,
+        launched_at=getattr(args, "launched_at", None),
         baseline_s=float(baseline) if baseline else None,
         named=bool(demo or bundle or alert),
     )
@@ -266,10 +269,15 @@ async def open_live_backend(options: AppOptions, request: InvestigationRequest) 
     except Exception as e:
         return None, [f"live sources: {_one_line(e)}"]
     notes = []
-    for st in getattr(backend, "server_states", lambda: [])():
+    states = list(getattr(backend, "server_states", lambda: [])())
+    for st in states:
         status = getattr(st, "status", "?")
         if status != "ready":
             notes.append(f"{getattr(st, 'name', '?')}: {status} {getattr(st, 'error', '') or ''}".strip())
+    if states and len(notes) == len(states):
+        # nothing can answer: say why rather than run an investigation of zero queries
+        await backend.aclose()
+        return None, [f"no data source reachable: {'; '.join(notes)}"]
     return backend, notes
 
 
@@ -325,23 +333,27 @@ def open_store(options: AppOptions) -> StoreState:
 
 
 def build_deps(options: AppOptions, backend: Any, store: Store | None = None, *, t0: float | None = None,
-               budget: Budget | None = None) -> EngineDeps:
+               budget: Budget | None = None, request: InvestigationRequest | None = None) -> EngineDeps:
     """The engine's dependencies: the backend, the config's budget, the memory's advice,
     deep links. ``t0`` (``time.perf_counter()``) is when the user asked; ``budget``, when
-    given, is used as it is (its owner may cut the deadline short while the engine runs)."""
+    given, is used as it is (its owner may cut the deadline short while the engine runs).
+    With ``request``, a rerun of an incident already in the memory (same alert, same window)
+    keeps its investigation id, and the memory does not advise it from its own earlier run."""
     from compass_tui.engine.deps import Budget, EngineDeps  # noqa: PLC0415
 
-    memory = None
+    memory = inv_id = None
     if store is not None:
         try:
-            memory = store.advisor()
+            inv_id = store.investigation_id_for(request) if request is not None else None
+            memory = store.advisor(exclude=inv_id)
         except Exception:
             memory = None  # a memory that cannot advise still records
     if budget is None:
         # A copy per investigation: the engine may adjust its own budget as it runs.
         budget = Budget(**vars(options.budget)) if options.budget is not None else Budget()
     return EngineDeps(backend=backend, budget=budget, memory=memory, grafana_url=options.grafana_url, t0=t0,
-                      runbooks=load_runbooks(options.config), llm=load_models(options.config))
+                      runbooks=load_runbooks(options.config), llm=load_models(options.config),
+                      investigation_id=inv_id)
 
 
 def load_models(config: Config | None) -> Any | None:
@@ -435,14 +447,15 @@ def recorded_options(options: AppOptions, investigation_id: str) -> AppOptions:
 
 
 def record(store: Store | None, report: Report, request: InvestigationRequest | None,
-           source: Source | None = None) -> None:
-    """Write a finished investigation to the memory (raises what the store raises)."""
+           source: Source | None = None, *, waited_s: float | None = None) -> None:
+    """Write a finished investigation to the memory (raises what the store raises);
+    ``waited_s``: launch to the first hypothesis on screen, when the app measured it."""
     if store is None or (source is not None and source.kind == "recorded"):
         return  # a recorded investigation reopened is already in the memory
     from compass_tui.engine import signature_of  # noqa: PLC0415
 
     store.record_investigation(report, signature_of(report), request,
-                               source=source_name(source) if source is not None else None)
+                               source=source_name(source) if source is not None else None, waited_s=waited_s)
 
 
 async def investigation_events(
@@ -461,7 +474,7 @@ async def investigation_events(
     investigate = options.investigate
     if investigate is None:
         from compass_tui.engine import investigate  # noqa: PLC0415
-    deps = build_deps(options, opened.backend, store, t0=t0, budget=budget)
+    deps = build_deps(options, opened.backend, store, t0=t0, budget=budget, request=opened.request)
     timeline = Timeline()  # puts itself on the report when Finished passes
     async for event in investigate(opened.request, deps):
         timeline.observe(event)

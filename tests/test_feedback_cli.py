@@ -153,3 +153,39 @@ def test_history_json_lists_real_investigations_newest_first(capsys, sim_bundle_
         assert item["alert"] and item["service"] and item["started_at"].endswith("Z")
     assert newest["verdicts"] == []
     assert [(v["verdict"], v["cause"]) for v in oldest["verdicts"]] == [("confirm", oldest["top"])]
+
+
+def test_a_second_answer_needs_replace_and_a_verdict_can_be_undone(capsys, store_path: str) -> None:
+    assert run(capsys, "feedback", INV, "--confirm", "bad_deploy@checkout", "--store", store_path)[0] == 0
+    code, out, err = run(capsys, "feedback", INV, "--confirm", "db_slow_queries@payments-db", "--store", store_path)
+    assert code == 2 and out == ""
+    assert "already answered bad_deploy@checkout" in err and "--replace" in err and err.count("\n") == 1
+    code, out, err = run(capsys, "feedback", INV, "--confirm", "db_slow_queries@payments-db", "--replace", "--store", store_path)
+    assert code == 0, err
+    assert "corrected: db_slow_queries@payments-db" in run(capsys, "history", "--store", store_path)[1]
+    code, out, _ = run(capsys, "feedback", INV, "--undo", "--store", store_path)
+    assert code == 0 and "withdrew confirm db_slow_queries@payments-db" in out
+    assert run(capsys, "history", "--store", store_path)[1].strip().splitlines()[1].endswith("-")
+
+
+def test_bad_arguments_are_one_line_errors(capsys, store_path: str) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["history", "--limit", "0", "--store", store_path])
+    assert e.value.code == 2 and "--limit: 0 is not at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["--theme", "neon"])
+    assert e.value.code == 2 and "invalid choice: 'neon'" in capsys.readouterr().err
+
+
+def test_a_service_no_telemetry_named_is_refused(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    report = Report(investigation_id=INV, incident=Incident(title="t", service="checkout"),
+                    hypotheses=[Hypothesis(id="bad_deploy@checkout", rank=1, fault="bad_deploy", service="checkout",
+                                           title="deploy", confidence=0.8, status="supported")],
+                    signature=SIG.key(), services=["checkout", "payments", "payments-db"])
+    with Store.open(path) as s:
+        s.record_investigation(report, SIG)
+    code, out, err = run(capsys, "feedback", INV, "--actual", "db_slow_queries@paymentsdb", "--store", str(path))
+    assert code == 2 and out == ""
+    assert "'paymentsdb' appears nowhere in this investigation's telemetry" in err
+    assert run(capsys, "feedback", INV, "--actual", "db_slow_queries@payments-db", "--store", str(path))[0] == 0

@@ -432,3 +432,112 @@ def test_an_older_memory_is_migrated_forward_keeping_what_it_holds(tmp_path: Pat
         # the old file's own estimate survives the migration; schema 1 had none to keep
         assert saved["from_estimates"] == (2 if with_estimate_as_2 else 1)
         assert [i["source"] for i in s.history()] == ["watch", None]
+
+
+def test_a_memory_of_the_build_that_numbered_the_incident_columns_3_is_migrated(tmp_path: Path) -> None:
+    """That build had the estimate as step 2 and incident_key, waited_s, services and
+    withdrawn_at as step 3, but neither source nor alert groups."""
+    path = tmp_path / "m.duckdb"
+    _old_memory(path, with_estimate_as_2=True)
+    con = duckdb.connect(str(path))
+    for stmt in ("ALTER TABLE investigations ADD COLUMN incident_key VARCHAR",
+                 "ALTER TABLE investigations ADD COLUMN waited_s DOUBLE",
+                 "ALTER TABLE investigations ADD COLUMN services VARCHAR[]",
+                 "ALTER TABLE feedback ADD COLUMN withdrawn_at DOUBLE"):
+        con.execute(stmt)
+    con.execute("UPDATE investigations SET waited_s = 3.0, services = ['checkout']")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    with Store.open(path) as s:
+        [item] = s.history()
+        assert item["verdict"] == "confirmed" and item["source"] is None
+        assert s.stats(now=2000.0)["windows"]["30d"]["waited_s"]["median"] == 3.0
+        assert s.alert_group_seen("g1", "firing", alertname="HighErrorRate", service="checkout", at=2000.0)["new"]
+        assert s.withdraw("inv-old")["verdict"] == "confirm"
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+    con.close()
+
+
+def test_one_investigation_has_one_answer_and_replacing_it_must_be_asked(store: Store) -> None:
+    from compass_tui.store import AnswerExists
+
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    store.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+    with pytest.raises(AnswerExists) as e:
+        store.feedback("inv-1", "confirm", "db_connection_pool_exhaustion", "payments")
+    assert e.value.cause == ("bad_deploy", "checkout")
+    assert store.history()[0]["verdict"] == "confirmed"  # nothing was recorded by the refusal
+    store.feedback("inv-1", "confirm", "db_connection_pool_exhaustion", "payments", replace=True)
+    assert store.history()[0]["verdict"] == "corrected: db_connection_pool_exhaustion@payments"
+    # the replaced answer is not remembered against the recurrence as the answer, nor as wrong
+    recall = store.advisor().recall(SIG, [("bad_deploy", "checkout"), ("db_connection_pool_exhaustion", "payments")])
+    assert recall[("db_connection_pool_exhaustion", "payments")].adjust > 0
+    assert "usually db_connection_pool_exhaustion@payments (1 of 1)" in recall[("bad_deploy", "checkout")].note
+    # confirming the answer again is not a second answer
+    store.feedback("inv-1", "confirm", "db_connection_pool_exhaustion", "payments")
+
+
+def test_every_verdict_can_be_undone(store: Store) -> None:
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG)
+    first = store.feedback("inv-1", "reject", "bad_deploy", "checkout", reason="no deploy that day")
+    store.feedback("inv-1", "actual", "db_slow_queries", "payments-db")
+    assert store.history()[0]["verdict"] == "corrected: db_slow_queries@payments-db"
+    undone = store.withdraw("inv-1")
+    assert (undone["verdict"], undone["fault"]) == ("actual", "db_slow_queries")
+    assert store.history()[0]["verdict"] == "top rejected"
+    assert store.withdraw("inv-1", first)["verdict"] == "reject"
+    assert store.history()[0]["verdict"] == "-"
+    assert store.verdicts("inv-1") == []
+    assert store.withdraw("inv-1") is None
+    assert store.advisor().recall(SIG, [("db_slow_queries", "payments-db")])[("db_slow_queries", "payments-db")].adjust == 0
+
+
+def test_a_rerun_of_the_same_incident_is_the_same_investigation(store: Store) -> None:
+    from compass_tui.models import InvestigationRequest
+
+    req = InvestigationRequest(title="5xx", service="checkout", alertname="HighErrorRate", labels={"env": "prod"},
+                               started_at=1000.0, window_start=0.0, window_end=1600.0)
+    assert store.investigation_id_for(req) is None
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG, req, waited_s=2.5)
+    store.feedback("inv-1", "confirm", "bad_deploy", "checkout")
+    later = req.model_copy(update={"window_end": 1900.0})  # a live alert rerun a few minutes on
+    assert store.investigation_id_for(later) == "inv-1"
+    store.record_investigation(make_report("inv-1", ENGINE_WRONG), SIG, later, waited_s=0.4)
+    assert len(store.history()) == 1
+    assert store.stats()["windows"]["7d"]["waited_s"]["median"] == 2.5  # what was waited when paged
+    # its own earlier run is not a past sighting of itself
+    own = store.advisor(exclude="inv-1").recall(SIG, [("bad_deploy", "checkout")])[("bad_deploy", "checkout")]
+    assert own.note is None and own.adjust == 0
+    other = req.model_copy(update={"started_at": 5000.0, "window_start": 4000.0})
+    assert store.investigation_id_for(other) is None
+
+
+def test_a_verdict_naming_a_service_no_telemetry_has_is_refused(store: Store) -> None:
+    from compass_tui.store import UnknownService
+
+    report = make_report("inv-1", ENGINE_WRONG).model_copy(update={"services": ["checkout", "payments", "payments-db", "frontend"]})
+    store.record_investigation(report, SIG)
+    with pytest.raises(UnknownService, match="'paymnts' appears nowhere"):
+        store.feedback("inv-1", "actual", "db_slow_queries", "paymnts")
+    store.feedback("inv-1", "actual", "cpu_saturation", "frontend")  # in the telemetry, in no hypothesis
+    assert store.verdicts("inv-1")[0]["service"] == "frontend"
+
+
+def test_a_version_1_memory_is_migrated_and_keeps_everything(tmp_path: Path) -> None:
+    from compass_tui.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    for stmt in MIGRATIONS[1]:
+        con.execute(stmt)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO investigations VALUES ('inv-old', 1, 1, 't', 'HighErrorRate', 'checkout', 'errors', "
+                "['checkout'], 'k', 1.0, 2.0, '{}')")
+    con.execute("INSERT INTO feedback (investigation_id, given_at, verdict, fault, service) "
+                "VALUES ('inv-old', 1, 'confirm', 'bad_deploy', 'checkout')")
+    con.close()
+    with Store.open(path) as s:
+        assert [v["fault"] for v in s.verdicts("inv-old")] == ["bad_deploy"]
+        s.feedback("inv-old", "reject", "cpu_saturation", "checkout", reason="cpu flat")  # no service list: any
+        assert s.withdraw("inv-old")["verdict"] == "reject"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -23,7 +25,7 @@ from textual.worker import WorkerFailed
 
 from compass_tui.tui.app import build_app
 from compass_tui.tui.screens.help import HelpScreen
-from compass_tui.tui.screens.verdict import ActualScreen, RejectScreen
+from compass_tui.tui.screens.verdict import ActualScreen, RejectScreen, ReplaceScreen
 from compass_tui.tui.widgets.evidence import EvidencePane, SeriesChart
 from compass_tui.tui.widgets.header import IncidentHeader
 from compass_tui.tui.widgets.hypotheses import HypothesisList
@@ -55,7 +57,8 @@ def widget_text(widget) -> str:
 def feedback_rows(db: Path) -> list[tuple]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return con.execute("SELECT verdict, fault, service, reason, note FROM feedback ORDER BY id").fetchall()
+        return con.execute("SELECT verdict, fault, service, reason, note, withdrawn_at IS NOT NULL FROM feedback "
+                           "ORDER BY id").fetchall()
     finally:
         con.close()
 
@@ -134,12 +137,21 @@ async def test_triage_flow_writes_each_verdict_to_the_memory(tmp_path, bundle, s
         await pilot.pause()
         await pilot.press(*"vacuum", "enter")
         await pilot.pause()
-        assert not isinstance(app.screen, ActualScreen)
+        # one investigation, one answer: the correction asks before it replaces the confirmation
+        assert isinstance(app.screen, ReplaceScreen)
+        assert "db_connection_pool_exhaustion@payments" in screen_text(app)
+        await pilot.press("y")
+        await pilot.pause()
+        assert not isinstance(app.screen, (ActualScreen, ReplaceScreen))
+        # the rows show what the memory holds now
+        assert POOL.id not in screen.verdicts
+        assert screen.verdicts["cpu_saturation@checkout"] == "rejected: cpu flat"
+        assert "answer: db_slow_queries@payments-db" in screen_text(app)
         await pilot.press("q")
     assert feedback_rows(db) == [
-        ("confirm", "db_connection_pool_exhaustion", "payments", None, None),
-        ("reject", "cpu_saturation", "checkout", "cpu flat", None),
-        ("actual", "db_slow_queries", "payments-db", None, "vacuum"),
+        ("confirm", "db_connection_pool_exhaustion", "payments", None, None, True),
+        ("reject", "cpu_saturation", "checkout", "cpu flat", None, False),
+        ("actual", "db_slow_queries", "payments-db", None, "vacuum", False),
     ]
 
 
@@ -153,7 +165,7 @@ async def test_quitting_mid_correction_keeps_what_was_confirmed(tmp_path, bundle
         await pilot.pause()
         assert isinstance(app.screen, ActualScreen)
         app.exit()  # the engineer closes the terminal halfway through the correction
-    assert feedback_rows(db) == [("confirm", "db_connection_pool_exhaustion", "payments", None, None)]
+    assert feedback_rows(db) == [("confirm", "db_connection_pool_exhaustion", "payments", None, None, False)]
 
 
 async def test_a_bad_cause_is_refused_with_a_one_line_reason(tmp_path, bundle):
@@ -283,7 +295,7 @@ async def test_chat_commands(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         screen = app.investigation
-        await pilot.press("slash")
+        await pilot.press("i")  # the chat has its own key; / filters
         assert screen.focused is screen.query_one("#chat-input", Input)
         log = screen.query_one("#chat-log", RichLog)
 
@@ -294,7 +306,8 @@ async def test_chat_commands(tmp_path):
             chat_input.value = line  # typing is covered elsewhere; this keeps the test quick
             await pilot.press("enter")
             await settle(pilot)
-            return "\n".join(strip.text for strip in log.lines[before:])
+            # the log wraps to the pane: read it as one run of words
+            return " ".join(" ".join(strip.text for strip in log.lines[before:]).split())
 
         assert "temporal_precedence" in await ask("why 1")
         assert "no checkout deploy before the onset" in await ask("why not bad_deploy@checkout")
@@ -335,15 +348,50 @@ async def test_real_engine_on_a_simulated_incident_learns_from_a_confirmation(tm
         assert len(pane.query(SeriesChart)) == sum(e.chart is not None for e in top.evidence)
         await pilot.press("escape", "c", "r")
         await settle(pilot)
-        # the rerun recalls the confirmation just given
+        # the rerun is the same investigation: its verdict is still on its row, and its own
+        # first run is not a past sighting ("seen once") of itself
         again = screen.query_one(HypothesisList).ranked[0]
-        assert again.id == top.id and again.memory_note
-        assert f"memory: {again.memory_note}" in screen_text(app)
+        assert again.id == top.id and again.memory_note is None
+        assert screen.verdicts[top.id] == "confirmed"
+        assert screen.query_one(IncidentHeader).investigation_id == screen.report.investigation_id
     con = duckdb.connect(str(db), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM investigations").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM investigations").fetchone() == (1,)
     finally:
         con.close()
+    # the same alert another time is a recurrence: it recalls the confirmation
+    recurrence = tmp_path / "recurrence"
+    shutil.copytree(sim_bundle, recurrence)
+    incident = json.loads((recurrence / "incident.json").read_text())
+    for alert in incident["alerts"]:  # the same alert, firing again a minute later
+        fired = datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")) + timedelta(minutes=1)
+        alert["startsAt"] = fired.strftime("%Y-%m-%dT%H:%M:%SZ")
+    (recurrence / "incident.json").write_text(json.dumps(incident))
+    app = build_app(parse("--bundle", str(recurrence), "--store", str(db)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        again = screen.query_one(HypothesisList).ranked[0]
+        assert again.id == top.id and again.memory_note and again.memory_note.startswith("seen once")
+        assert f"memory: {again.memory_note}" in screen_text(app)
+        assert screen.verdicts == {}
+
+
+async def test_the_suspects_tab_lists_where_the_report_says_the_trouble_started(tmp_path, sim_bundle):
+    app = build_app(parse("--bundle", str(sim_bundle), "--no-store"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.investigation
+        suspects = screen.report.suspects
+        assert suspects, "the engine ranked the services"
+        await pilot.press("5")
+        await pilot.pause()
+        assert screen.query_one(TabbedContent).active == "suspects"
+        lines = [ln.strip() for ln in widget_text(screen.query_one("#suspects-pane", Static)).splitlines()]
+        ranked = [ln for ln in lines if ln[:3].strip().rstrip(".").isdigit()]
+        assert ranked[0].startswith("1.") and f"{suspects[0].score:.2f} {suspects[0].service}" in ranked[0]
+        assert len(ranked) == min(12, len(suspects))
+        assert suspects[0].service in screen_text(app)  # on screen, not only in the widget
 
 
 async def test_live_alert_through_an_mcp_server(tmp_path, sim_bundle):
@@ -370,7 +418,7 @@ async def test_live_alert_through_an_mcp_server(tmp_path, sim_bundle):
         await pilot.press("1")
         await pilot.pause()
         shown = "\n".join(widget_text(w) for w in screen.query_one(EvidencePane).query(Static))
-        assert "source mcp:replay" in shown and "link   https://grafana.example.com/explore?" in shown
+        assert "source mcp:replay" in shown and "link https://grafana.example.com/explore?… (Y copies it)" in shown
 
 
 async def test_an_engine_error_is_one_line_and_keeps_what_arrived(tmp_path, bundle):
@@ -434,8 +482,8 @@ async def test_nothing_configured_opens_the_demo_and_says_so(tmp_path, monkeypat
     app = build_app(parse("--no-store"), investigate=scripted())
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        header = widget_text(app.investigation.query_one(IncidentHeader))
-        assert "DEMO" in header and "demo incident" in header
+        header = app.investigation.query_one(IncidentHeader)
+        assert "DEMO" in widget_text(header) and "demo incident" in header.source_label
 
 
 async def test_alert_from_stdin(tmp_path, monkeypatch):
@@ -444,8 +492,8 @@ async def test_alert_from_stdin(tmp_path, monkeypatch):
     app = build_app(parse("--alert", "-", "--no-store"), stdin_text=payload)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        header = widget_text(app.investigation.query_one(IncidentHeader))
-        assert "checkout 5xx above 5%" in header and "alert stdin" in header
+        header = app.investigation.query_one(IncidentHeader)
+        assert "checkout 5xx above 5%" in widget_text(header) and header.source_label == "alert stdin"
 
 
 async def test_a_broken_config_is_named_and_the_demo_still_opens(tmp_path):

@@ -60,3 +60,36 @@ def test_missing_demo_bundle_is_one_line(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line != "NO_TEXTUAL"]
     assert lines == [f"compass demo: the demo bundle is missing: {tmp_path / 'nope.tar.gz'}"]
     assert "Traceback" not in done.stderr
+
+
+def test_the_app_without_a_terminal_runs_headless_and_exits(tmp_path):
+    bundle = write_bundle(tmp_path / "b")
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    with open(tmp_path / "out", "w") as out:
+        done = subprocess.run([sys.executable, "-m", "compass_tui.cli", "--bundle", str(bundle)],
+                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["compass: no terminal: running headless; the report goes to stdout"]
+    report = json.loads((tmp_path / "out").read_text())
+    assert report["incident"]["service"] == "checkout"
+    # it let go of the memory: another process can record at once
+    from compass_tui.store import Store
+
+    with Store.open(tmp_path / "data" / "compass" / "compass.duckdb") as s:
+        assert [h["investigation_id"] for h in s.history()] == [report["investigation_id"]]
+
+
+def test_investigating_an_alert_with_no_reachable_source_exits_2_with_the_reason(tmp_path):
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"alerts": [{"status": "firing", "labels": {"alertname": "HighErrorRate", "service": "checkout"},
+                                             "startsAt": "2026-01-01T10:00:00Z"}]}))
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[mcp_servers.grafana]\ncommand = "mcp-grafana"\nenv = { GRAFANA_SERVICE_ACCOUNT_TOKEN = "${GRAFANA_TOKEN}" }\n')
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "cfg"), "XDG_DATA_HOME": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "compass_tui.cli", "investigate", "--alert", str(alert), "--config", str(cfg),
+                           "--no-store"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout
+    [line] = done.stderr.splitlines()
+    assert line.startswith("compass: no data source reachable: grafana:") and "GRAFANA_TOKEN" in line
+    assert "export GRAFANA_TOKEN" in line and done.stdout == ""

@@ -10,8 +10,42 @@ import os
 import sys
 
 
+def _has_terminal(args: argparse.Namespace) -> bool:
+    """Can the app draw and read keys? stdout must be a terminal, and so must stdin, unless
+    the alert comes on stdin (the keys then come from /dev/tty)."""
+    if not sys.stdout.isatty():
+        return False
+    if getattr(args, "alert", None) == "-":
+        return os.path.exists("/dev/tty")
+    return sys.stdin.isatty()
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    """No terminal: investigate as ``compass investigate --json`` would, and exit."""
+    print("compass: no terminal: running headless; the report goes to stdout", file=sys.stderr)
+    if getattr(args, "bundle", None) or getattr(args, "alert", None):
+        from compass_tui.commands import investigate  # noqa: PLC0415
+
+        for name, value in (("json", True), ("events", False), ("baseline", None), ("deadline", None)):
+            if not hasattr(args, name):
+                setattr(args, name, value)
+        return investigate.run(args)
+    from compass_tui.service import resolve_options  # noqa: PLC0415 - no Textual headless
+
+    if resolve_options(args).source.kind == "live":
+        print("compass: with no terminal, say which alert: compass investigate --alert FILE --json", file=sys.stderr)
+        return 2
+    return _demo_json(args)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Open the app on ``--bundle``, ``--alert``, the live sources, or the demo incident."""
+    """Open the app on ``--bundle``, ``--alert``, the live sources, or the demo incident;
+    headless when there is no terminal to draw on."""
+    import time  # noqa: PLC0415
+
+    args.launched_at = time.monotonic()  # what the engineer waits for starts now
+    if not _has_terminal(args):
+        return run_headless(args)
     from compass_tui.tui.app import build_app  # noqa: PLC0415 - Textual only when the app opens
 
     stdin_text = None
@@ -39,7 +73,10 @@ def _keyboard_from_tty() -> bool:
 
 def run_demo(args: argparse.Namespace) -> int:
     """``compass demo``: the app on the built-in demo bundle; headless JSON when asked or piped."""
-    if getattr(args, "json", False) or not sys.stdout.isatty():
+    import time  # noqa: PLC0415
+
+    args.launched_at = time.monotonic()
+    if getattr(args, "json", False) or not sys.stdout.isatty() or not sys.stdin.isatty():
         return _demo_json(args)
     from compass_tui.tui.app import build_app  # noqa: PLC0415
 

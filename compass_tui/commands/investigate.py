@@ -75,7 +75,9 @@ def run(args) -> int:
         except SourceError as e:
             return _err(str(e))
         if opened.backend is None:
-            return _err(f"no data source reachable: {opened.notes[0] if opened.notes else 'none configured'}")
+            why = opened.notes[0] if opened.notes else "none configured"
+            # the service may have said it already (every configured server failed to start)
+            return _err(why if why.startswith("no data source reachable") else f"no data source reachable: {why}")
         state = open_store(options)
         if state.store is None and not options.no_store:
             print(f"compass: {state.status}", file=sys.stderr)

@@ -24,11 +24,13 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 def run_feedback(args: argparse.Namespace) -> int:
     """Record the engineer's verdict on a past investigation's cause."""
-    from compass_tui.store import Store, StoreUnavailable, UnknownInvestigation, parse_cause
+    from compass_tui.store import AnswerExists, Store, StoreUnavailable, UnknownInvestigation, parse_cause
 
     if getattr(args, "no_store", False):
         _err("feedback", "feedback is kept in the memory; drop --no-store")
         return 2
+    if getattr(args, "undo", False):
+        return _undo(args)
     if args.confirm:
         verdict, text = "confirm", args.confirm
     elif args.reject:
@@ -59,7 +61,12 @@ def run_feedback(args: argparse.Namespace) -> int:
         return 2
     try:
         store.feedback(args.investigation_id, verdict, fault, service, reason=reason,
-                       note=(args.note or "").strip() or None, minutes_estimate=minutes)
+                       note=(args.note or "").strip() or None, minutes_estimate=minutes,
+                       replace=bool(getattr(args, "replace", False)))
+    except AnswerExists as e:
+        _err("feedback", f"{args.investigation_id} is already answered {e.cause[0]}@{e.cause[1]}; "
+                         "one investigation has one answer: add --replace to make it this one")
+        return 2
     except UnknownInvestigation as e:
         _err("feedback", str(e))
         return 2
@@ -77,6 +84,30 @@ def run_feedback(args: argparse.Namespace) -> int:
     print(f"{args.investigation_id}: {said}; the next matching incident will be ranked with it")
     if verdict == "actual" and fault.startswith("other:"):
         print(f"save the queries that showed it as a runbook draft: compass runbook draft {args.investigation_id}")
+    return 0
+
+
+def _undo(args: argparse.Namespace) -> int:
+    """``feedback ID --undo``: withdraw the latest verdict on the investigation."""
+    from compass_tui.store import Store, StoreUnavailable
+
+    path = _store_path(args)
+    if not path.exists():
+        _err("feedback", f"no investigation {args.investigation_id!r}: nothing recorded yet in {path}")
+        return 2
+    try:
+        store = Store.open(path)
+    except StoreUnavailable as e:
+        _err("feedback", str(e))
+        return 1
+    try:
+        undone = store.withdraw(args.investigation_id)
+    finally:
+        store.close()
+    if undone is None:
+        _err("feedback", f"no verdict to undo on {args.investigation_id!r}")
+        return 2
+    print(f"{args.investigation_id}: withdrew {undone['verdict']} {undone['fault']}@{undone['service']}")
     return 0
 
 
@@ -192,6 +223,9 @@ def run_stats(args: argparse.Namespace) -> int:
          _secs(w30["first_hypothesis_s"]["median"])],
         ["first hypothesis, mean", _secs(w7["first_hypothesis_s"]["mean"]),
          _secs(w30["first_hypothesis_s"]["mean"])],
+        # from launching the app to the first hypothesis on screen
+        ["engineer waited, median", _secs(w7["waited_s"]["median"]), _secs(w30["waited_s"]["median"])],
+        ["engineer waited, mean", _secs(w7["waited_s"]["mean"]), _secs(w30["waited_s"]["mean"])],
     ]
     print(_table(rows))
     ts7, ts30 = w7["time_saved"], w30["time_saved"]

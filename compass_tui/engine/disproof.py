@@ -8,7 +8,7 @@ from __future__ import annotations
 from compass_tui.engine.context import Candidate, Ctx, confidence
 from compass_tui.engine.faults import Fault, Rule, get, registry
 from compass_tui.engine.timeseries import fmt_delta
-from compass_tui.models import Hypothesis
+from compass_tui.models import Disproof, Hypothesis
 
 __all__ = ["confidence", "explained_share", "rank", "run_checks", "status_of", "to_hypothesis"]
 
@@ -83,7 +83,12 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
     # logs and traces are samples: their first line can come a few minutes after the start
     tol = max(ctx.tol, 240.0) if c.from_lines else ctx.tol
     if lead >= -tol:
-        c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+        if lead >= 0:
+            c.check("temporal_precedence", True, f"cause began {fmt_delta(lead)} the symptom")
+        else:
+            # measured a little after, but closer than two onsets can be told apart: together
+            c.check("temporal_precedence", True, f"cause and symptom began together (within {_span(-lead)}; "
+                                                 f"onsets are read to {_span(tol)})")
         if lead < -ctx.grid.step * 0.5 and not c.from_lines and c.agent != "origin":  # origin: timing is in its ranking
             c.factor *= 0.85  # within tolerance, but after: a cause that precedes explains more
         f = _fault(c)
@@ -92,6 +97,19 @@ def _temporal(ctx: Ctx, c: Candidate) -> None:
             c.factor *= max(0.4, 1.0 - (lead - 900) / 2700)
     else:
         c.check("temporal_precedence", False, f"cause began {fmt_delta(lead)} the symptom, so it cannot have caused it", 0.25)
+
+
+def _span(seconds: float) -> str:
+    """'45 s', '3 min': a duration without a direction."""
+    s = abs(seconds)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def _overrule(c: Candidate, strategy: str, detail: str, factor: float) -> None:
+    """Fail ``strategy`` for ``c``, withdrawing an earlier survival of the same check: one
+    check cannot both pass and fail for one hypothesis."""
+    c.checks = [d for d in c.checks if not (d.strategy == strategy and d.result == "survived")]
+    c.check(strategy, False, detail, factor)
 
 
 def _scope(ctx: Ctx, c: Candidate) -> None:
@@ -108,7 +126,19 @@ def _scope(ctx: Ctx, c: Candidate) -> None:
         c.check("scope", False, f"{c.service} is not downstream of the alerting service {s}", 0.45)
 
 
+MEMORY = "memory"
+"""The agent name of a cause proposed by the memory alone (no query measured it)."""
+
+
+def memory_only(c: Candidate) -> bool:
+    """Proposed by the memory and by no agent: nothing in the data measured it."""
+    return c.agent == MEMORY
+
+
 def _magnitude(ctx: Ctx, c: Candidate) -> None:
+    if memory_only(c):
+        c.check("magnitude", None, "proposed by the memory alone: no query measured this cause's signal")
+        return
     if c.agent == "origin":
         # proposed from series that left their baseline: say by how much
         zs = [e.summary for e in c.evidence if e.supports and "robust sd" in e.summary]
@@ -168,6 +198,8 @@ def status_of(c: Candidate) -> str:
     f = get(c.fault)
     if f is not None and f.where_only:
         return "inconclusive"  # where, not what: nothing is claimed to be supported
+    if memory_only(c):
+        return "inconclusive"  # the memory proposes; only data can support
     if c.strength >= 0.5 and not any(d.result == "failed" for d in c.checks):
         return "supported"
     return "inconclusive"

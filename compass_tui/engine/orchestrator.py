@@ -150,6 +150,7 @@ class _Run:
                   source=backend.source, log_source=backend.source, grafana_url=self.deps.grafana_url)
         self._symptom(ctx)
         known = stack.services | trace_services | log_services
+        self.services = sorted(known)
         add_traces(ctx.graph, spans, ctx.onset, known)
         for key in stack.signals.get("client_rate", {}):
             svc, _, peer = key.partition("|")
@@ -199,9 +200,13 @@ class _Run:
                 found = []
             self.runner.costs[name].wall_s += time.perf_counter() - t_agent
             cands += found
-            for c in found:
-                if c.strength >= 0.3:
-                    self._emit_added(c)
+            shown = [c for c in found if c.strength >= 0.3]
+            for c in shown:
+                self._emit_added(c)
+            if shown:
+                # agents are plain functions: let the screen show this one's hypotheses
+                # before the next agent starts, so they stream in rather than arrive at once
+                await asyncio.sleep(0.005)
         # --- runbooks: the engineer's own checks (compass_tui/runbooks.py), same runner and disproof
         if self.deps.runbooks is not None:
             from compass_tui import runbooks as runbooks_mod
@@ -424,10 +429,15 @@ class _Run:
                 recalls = mem.recall(self.signature, [(c.fault, c.service) for c in cands])
             except Exception as e:
                 self.degrade("memory", f"memory unavailable: {e}")
-        # one hypothesis per fault@service: keep the strongest
+        # one hypothesis per fault@service: keep the strongest the data measured; the memory's
+        # own proposal only when no agent proposed that cause
         best: dict[str, Candidate] = {}
+
+        def weight(c: Candidate) -> tuple:
+            return (c.agent != "memory", c.strength * c.factor)
+
         for c in cands:
-            if c.id not in best or c.strength * c.factor > best[c.id].strength * best[c.id].factor:
+            if c.id not in best or weight(c) > weight(best[c.id]):
                 best[c.id] = c
         out = []
         for c in best.values():
@@ -450,6 +460,7 @@ class _Run:
             degraded=self.degraded,
             signature=self.signature.key() if self.signature else None,
             suspects=self.suspects,
+            services=getattr(self, "services", []),
         )
 
     def _cost(self, by_agent: dict[str, AgentCost]) -> Cost:

@@ -1,7 +1,15 @@
 """COMPASS's memory: investigations, the engineer's verdicts, and what they teach (DuckDB)."""
 
 from compass_tui.store.causes import catalog_faults, parse_cause
-from compass_tui.store.store import Store, StoreUnavailable, UnknownInvestigation, default_path
+from compass_tui.store.store import (
+    AnswerExists,
+    Store,
+    StoreUnavailable,
+    UnknownInvestigation,
+    UnknownService,
+    default_path,
+    incident_key,
+)
 
 
 def __getattr__(name: str):
@@ -11,4 +19,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CATALOG_FAULTS", "Store", "catalog_faults", "StoreUnavailable", "UnknownInvestigation", "default_path", "parse_cause"]
+__all__ = ["AnswerExists", "CATALOG_FAULTS", "Store", "UnknownService", "catalog_faults", "incident_key", "StoreUnavailable",
+           "UnknownInvestigation", "default_path", "parse_cause"]

@@ -156,8 +156,9 @@ def note_for(rec: Recollection, cause: tuple[str, str], tally: CauseTally | None
 class StoreAdvisor:
     """``MemoryAdvisor`` over a ``Store``: recall for candidates, proposals for a signature."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: "Store", exclude: str | None = None) -> None:
         self._store = store
+        self._exclude = exclude
         # The engine asks for proposals and then recall under one signature: read it once.
         self._cache: tuple[str, int, Recollection] | None = None
 
@@ -166,7 +167,7 @@ class StoreAdvisor:
         key, gen = signature.key(), self._store.generation
         if self._cache is not None and self._cache[:2] == (key, gen):
             return self._cache[2]
-        rec = recollect(self._store._past(signature.alertname, signature.service), signature)
+        rec = recollect(self._store._past(signature.alertname, signature.service, self._exclude), signature)
         self._cache = (key, gen, rec)
         return rec
 

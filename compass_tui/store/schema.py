@@ -3,7 +3,7 @@ a file written by a newer COMPASS (a higher ``schema_version``) is never touched
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version this COMPASS writes. Older files are migrated forward on open."""
 
 # MIGRATIONS[n] takes a store from version n-1 to n. Append; never edit a released step.
@@ -84,5 +84,17 @@ MIGRATIONS: dict[int, list[str]] = {
         # would have taken without COMPASS (for the time-saved figure of `compass stats`)
         # IF NOT EXISTS: a file from the build that numbered this step 2 already has it
         "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS minutes_estimate DOUBLE",
+    ],
+    4: [
+        # IF NOT EXISTS: a file from the build that numbered this step 3 (before source and
+        # alert groups) already has these columns
+        # One incident (same alert, same window) is one investigation, however often it runs.
+        "ALTER TABLE investigations ADD COLUMN IF NOT EXISTS incident_key VARCHAR",
+        # Launch to the first hypothesis on screen: what the engineer waited, as the app saw it.
+        "ALTER TABLE investigations ADD COLUMN IF NOT EXISTS waited_s DOUBLE",
+        # The services the telemetry named, so a verdict naming none of them is refused.
+        "ALTER TABLE investigations ADD COLUMN IF NOT EXISTS services VARCHAR[]",
+        # An undone verdict is kept, marked, and no longer counts.
+        "ALTER TABLE feedback ADD COLUMN IF NOT EXISTS withdrawn_at DOUBLE",
     ],
 }

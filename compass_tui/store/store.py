@@ -51,6 +51,27 @@ class UnknownInvestigation(KeyError):
         return str(self.args[0]) if self.args else "unknown investigation"
 
 
+class UnknownService(ValueError):
+    """The verdict names a service the investigation's telemetry never mentioned."""
+
+
+class AnswerExists(ValueError):
+    """The investigation already has another answer; replacing it must be asked for."""
+
+    def __init__(self, cause: tuple[str, str]) -> None:
+        self.cause = cause
+        super().__init__(f"already answered {cause[0]}@{cause[1]}; one investigation has one answer (replace it explicitly)")
+
+
+def incident_key(request: InvestigationRequest) -> str:
+    """What makes two runs the same incident: the alert (name, service, labels, when it
+    fired) and the window's start. The window's end is left out: on a live alert it is
+    "now", and a rerun a minute later is still the same incident."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted((request.labels or {}).items()))
+    return "|".join([request.alertname or "-", request.service or "-", labels,
+                     f"{request.started_at:.0f}", f"{request.window_start:.0f}"])
+
+
 def default_path() -> Path:
     """``$XDG_DATA_HOME/compass/compass.duckdb``, read from the environment at call time."""
     xdg = os.environ.get("XDG_DATA_HOME")
@@ -65,6 +86,16 @@ def _rfc3339(t: float | None) -> str | None:
     if t is None:
         return None
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _alert_service(report_json: str | None) -> str | None:
+    """The service the alert named, from a recorded report (None when it named none)."""
+    if not report_json:
+        return None
+    try:
+        return (json.loads(report_json).get("incident") or {}).get("service") or None
+    except ValueError:
+        return None
 
 
 def signature_from_key(key: str) -> Signature:
@@ -266,12 +297,13 @@ class Store:
                 version = -1
             if version < 0:
                 raise StoreUnavailable(f"{self.path}: meta.schema_version is missing or not a number; left untouched")
-            if version == 2 and not cur.execute(
+            if version in (2, 3) and not cur.execute(
                 "SELECT count(*) FROM information_schema.columns "
                 "WHERE table_name = 'investigations' AND column_name = 'source'"
             ).fetchone()[0]:
-                # An earlier build numbered the estimate column 2, before source and alert groups:
-                # such a file is at 1 plus that column, so it takes steps 2 and 3 from here.
+                # An earlier build numbered the estimate column 2 (and the incident columns 3),
+                # before source and alert groups: such a file is at 1 plus those columns, so it
+                # takes every step from 2 here (their ADD COLUMN IF NOT EXISTS skip what it has).
                 version = 1
         if version > SCHEMA_VERSION:
             raise StoreUnavailable(
@@ -318,13 +350,17 @@ class Store:
         *,
         recorded_at: float | None = None,
         source: str | None = None,
+        waited_s: float | None = None,
+        services: list[str] | None = None,
     ) -> None:
         """Save a finished investigation and its ranked hypotheses. Recording the same
-        ``investigation_id`` again replaces its hypotheses and keeps the engineer's verdicts.
+        ``investigation_id`` again replaces its hypotheses and keeps the engineer's verdicts
+        (and the first ``waited_s``: a rerun is not what the engineer waited for when paged).
 
         Without ``signature`` it is read back from ``report.signature`` (``Signature.key()``).
         ``source`` says where it came from: ``bundle:NAME``, ``alert``, ``live``, ``demo``,
-        ``watch``.
+        ``watch``. ``waited_s``: launch to the first hypothesis on screen, as the app measured
+        it. ``services``: every service the telemetry named, so verdicts can be checked against it.
         """
         self._require_writable()
         if signature is None:
@@ -334,6 +370,10 @@ class Store:
         # Stored exactly as the engine described it, so a recurrence finds it again.
         alertname, service = signature.alertname, signature.service
         moved = sorted(set(signature.moved))
+        named = set(services or getattr(report, "services", None) or [])
+        if named:  # what the hypotheses name is in the telemetry too
+            named |= {h.service for h in report.hypotheses} | set(moved) | ({service} if service else set())
+        services = sorted(named) or None
         hyps = sorted(report.hypotheses, key=lambda h: h.rank if h.rank else 10**6)
         rows = [
             (report.investigation_id, i + 1, h.fault, h.service, h.title, float(h.confidence), h.status)
@@ -343,18 +383,24 @@ class Store:
             cur.execute("BEGIN TRANSACTION")
             try:
                 prior = cur.execute(
-                    "SELECT recorded_at, source FROM investigations WHERE id = ?", [report.investigation_id]
+                    "SELECT recorded_at, source, waited_s, services FROM investigations WHERE id = ?",
+                    [report.investigation_id],
                 ).fetchone()
                 if prior is not None and recorded_at is None:
                     when = prior[0]  # re-recording keeps the original time
                 if prior is not None and source is None:
                     source = prior[1]
+                if prior is not None and prior[2] is not None:
+                    waited_s = prior[2]
+                if prior is not None and prior[3] and not services:
+                    services = list(prior[3])
                 cur.execute("DELETE FROM hypotheses WHERE investigation_id = ?", [report.investigation_id])
                 cur.execute("DELETE FROM investigations WHERE id = ?", [report.investigation_id])
                 cur.execute(
                     "INSERT INTO investigations (id, recorded_at, started_at, title, alertname, service, shape, "
-                    "moved, signature, first_hypothesis_s, total_s, report_json, source, request_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "moved, signature, first_hypothesis_s, total_s, report_json, source, request_json, "
+                    "incident_key, waited_s, services) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         report.investigation_id,
                         when,
@@ -371,6 +417,9 @@ class Store:
                         json.dumps(report.to_json_dict(), separators=(",", ":")),
                         source,
                         request.model_dump_json() if request is not None else None,
+                        incident_key(request) if request is not None else None,
+                        waited_s,
+                        sorted(set(services)) if services else None,
                     ],
                 )
                 if rows:
@@ -392,14 +441,19 @@ class Store:
         *,
         at: float | None = None,
         minutes_estimate: float | None = None,
-    ) -> None:
-        """Record the engineer's verdict on a cause of a past investigation, committed at once.
+        replace: bool = False,
+    ) -> int:
+        """Record the engineer's verdict on a cause of a past investigation, committed at once;
+        returns the verdict's id (for ``withdraw``).
 
         ``confirm``: it was this cause. ``reject``: it was not (a reason is kept).
         ``actual``: it was this cause, which COMPASS may not have proposed (catalog id or
         ``other:<slug>``). ``minutes_estimate``: how long the engineer says finding it would
-        have taken without COMPASS (for the time saved in ``stats``). Raises ``UnknownInvestigation`` for an id not in the memory and
-        ``ValueError`` for a bad verdict or cause.
+        have taken without COMPASS (for the time saved in ``stats``). An investigation has one
+        answer: a ``confirm`` or ``actual`` naming another cause than the current answer raises
+        ``AnswerExists`` unless ``replace``, which withdraws the previous answer. Raises
+        ``UnknownInvestigation`` for an id not in the memory, ``UnknownService`` for a service
+        its telemetry never named, and ``ValueError`` for a bad verdict or cause.
         """
         self._require_writable()
         if verdict not in VERDICTS:
@@ -408,18 +462,96 @@ class Store:
         if minutes_estimate is not None and not (0 < float(minutes_estimate) < 100000):
             raise ValueError(f"the estimate must be a positive number of minutes, got {minutes_estimate!r}")
         with self._connect() as cur:
-            if cur.execute("SELECT 1 FROM investigations WHERE id = ?", [investigation_id]).fetchone() is None:
-                raise UnknownInvestigation(
-                    f"no investigation {investigation_id!r} in {self.path} (see `compass history`)"
-                )
-            # A single autocommitted statement: durable in the WAL once this returns.
-            cur.execute(
-                "INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, reason, note, minutes_estimate) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [investigation_id, time.time() if at is None else at, verdict, fault, service, reason, note,
-                 None if minutes_estimate is None else float(minutes_estimate)],
-            )
+            # One transaction: the checks and the write see the same memory, whoever else writes.
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                row = cur.execute("SELECT services FROM investigations WHERE id = ?", [investigation_id]).fetchone()
+                if row is None:
+                    raise UnknownInvestigation(
+                        f"no investigation {investigation_id!r} in {self.path} (see `compass history`)"
+                    )
+                known = list(row[0] or [])
+                if known and service not in known:
+                    near = [s for s in known if service.lower() in s.lower() or s.lower() in service.lower()][:3]
+                    hint = (f"; did you mean {', '.join(near)}?" if near else
+                            f"; it has {len(known)}: {', '.join(known[:8])}" + ("…" if len(known) > 8 else ""))
+                    raise UnknownService(f"service {service!r} appears nowhere in this investigation's telemetry{hint}")
+                answer = None
+                if verdict in ("confirm", "actual"):
+                    answer, _ = outcome({"verdicts": self._verdicts(cur, investigation_id)})
+                    if answer is not None and answer != (fault, service) and not replace:
+                        raise AnswerExists(answer)
+                now = time.time() if at is None else at
+                if answer is not None and answer != (fault, service):
+                    # one investigation, one answer: the new one takes the old one's place
+                    cur.execute(
+                        "UPDATE feedback SET withdrawn_at = ? WHERE investigation_id = ? AND withdrawn_at IS NULL "
+                        "AND verdict IN ('confirm', 'actual') AND fault = ? AND service = ?",
+                        [now, investigation_id, answer[0], answer[1]],
+                    )
+                new_id = cur.execute(
+                    "INSERT INTO feedback (investigation_id, given_at, verdict, fault, service, reason, note, "
+                    "minutes_estimate) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    [investigation_id, now, verdict, fault, service, reason, note,
+                     None if minutes_estimate is None else float(minutes_estimate)],
+                ).fetchone()[0]
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
         self._bump()
+        return int(new_id)
+
+    def withdraw(self, investigation_id: str, feedback_id: int | None = None) -> dict[str, Any] | None:
+        """Undo a verdict: the one with ``feedback_id``, else the investigation's latest. It is
+        kept, marked withdrawn, and no longer counts. Returns what was undone (None: nothing)."""
+        self._require_writable()
+        with self._connect() as cur:
+            if self._empty(cur):
+                return None
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                live = self._verdicts(cur, investigation_id)
+                pick = [v for v in live if feedback_id is None or v["id"] == feedback_id]
+                v = pick[-1] if pick else None
+                if v is not None:
+                    cur.execute("UPDATE feedback SET withdrawn_at = ? WHERE id = ?", [time.time(), v["id"]])
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+        if v is not None:
+            self._bump()
+        return v
+
+    @staticmethod
+    def _verdicts(cur: "duckdb.DuckDBPyConnection", investigation_id: str) -> list[dict[str, Any]]:
+        rows = cur.execute(
+            "SELECT id, given_at, verdict, fault, service, reason, note FROM feedback "
+            "WHERE investigation_id = ? AND withdrawn_at IS NULL ORDER BY given_at, id",
+            [investigation_id],
+        ).fetchall()
+        return [{"id": i, "at": at, "verdict": v, "fault": f, "service": s, "reason": r, "note": n}
+                for i, at, v, f, s, r, n in rows]
+
+    def verdicts(self, investigation_id: str) -> list[dict[str, Any]]:
+        """The verdicts that count on one investigation, oldest first (withdrawn ones left out)."""
+        with self._connect() as cur:
+            if self._empty(cur):
+                return []
+            return self._verdicts(cur, investigation_id)
+
+    def investigation_id_for(self, request: InvestigationRequest) -> str | None:
+        """The id already given to this incident (same alert, same window), so a rerun of it
+        is the same investigation rather than a new sighting; None for a new incident."""
+        with self._connect() as cur:
+            if self._empty(cur):
+                return None
+            row = cur.execute(
+                "SELECT id FROM investigations WHERE incident_key = ? ORDER BY recorded_at LIMIT 1",
+                [incident_key(request)],
+            ).fetchone()
+        return row[0] if row else None
 
     # ------------------------------------------------------------------ alert groups (watch)
 
@@ -506,13 +638,14 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def advisor(self) -> "StoreAdvisor":
-        """The engine's view of this memory (``compass_tui.engine.deps.MemoryAdvisor``)."""
+    def advisor(self, exclude: str | None = None) -> "StoreAdvisor":
+        """The engine's view of this memory (``compass_tui.engine.deps.MemoryAdvisor``);
+        ``exclude`` is the investigation being run again, which is not its own past."""
         from compass_tui.store.memory import StoreAdvisor
 
-        return StoreAdvisor(self)
+        return StoreAdvisor(self, exclude=exclude)
 
-    def _past(self, alertname: str | None, service: str | None) -> list[dict[str, Any]]:
+    def _past(self, alertname: str | None, service: str | None, exclude: str | None = None) -> list[dict[str, Any]]:
         """Past investigations of this alert on this service, with their top hypotheses and
         verdicts, oldest first: what the memory matches a signature against."""
         with self._connect() as cur:
@@ -521,8 +654,8 @@ class Store:
             invs = cur.execute(
                 "SELECT id, recorded_at, shape, moved FROM investigations "
                 "WHERE alertname IS NOT DISTINCT FROM ? AND service IS NOT DISTINCT FROM ? "
-                "ORDER BY recorded_at, id",
-                [alertname, service],
+                "AND id IS DISTINCT FROM ? ORDER BY recorded_at, id",
+                [alertname, service, exclude],
             ).fetchall()
             return self._with_outcomes(
                 cur, [{"id": i, "recorded_at": t, "shape": s, "moved": list(m or [])} for i, t, s, m in invs]
@@ -546,7 +679,7 @@ class Store:
             )
         for inv_id, at, verdict, fault, service, reason, note, minutes in cur.execute(
             "SELECT investigation_id, given_at, verdict, fault, service, reason, note, minutes_estimate FROM feedback "
-            "WHERE investigation_id IN (SELECT unnest(?)) ORDER BY given_at, id",
+            "WHERE investigation_id IN (SELECT unnest(?)) AND withdrawn_at IS NULL ORDER BY given_at, id",
             [ids],
         ).fetchall():
             by_id[inv_id]["verdicts"].append(
@@ -569,7 +702,7 @@ class Store:
                 where.append("i.source = ?")
                 params.append(source)
             if unjudged:
-                where.append("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.investigation_id = i.id)")
+                where.append("NOT EXISTS (SELECT 1 FROM feedback f WHERE f.investigation_id = i.id AND f.withdrawn_at IS NULL)")
             if since is not None:
                 where.append("i.recorded_at > ?")
                 params.append(since)
@@ -647,12 +780,12 @@ class Store:
         with self._connect() as cur:
             if not self._empty(cur):
                 rows = cur.execute(
-                    "SELECT id, recorded_at, first_hypothesis_s, total_s FROM investigations "
+                    "SELECT id, recorded_at, first_hypothesis_s, total_s, waited_s FROM investigations "
                     "WHERE recorded_at > ? AND recorded_at <= ?",
                     [now - 30 * DAY_S, now],
                 ).fetchall()
-                invs = self._with_outcomes(cur, [{"id": i, "recorded_at": t, "first_s": f, "total_s": tt}
-                                                 for i, t, f, tt in rows])
+                invs = self._with_outcomes(cur, [{"id": i, "recorded_at": t, "first_s": f, "total_s": tt,
+                                                  "waited_s": w} for i, t, f, tt, w in rows])
         for days in (7, 30):
             window = [i for i in invs if i["recorded_at"] > now - days * DAY_S]
             out["windows"][f"{days}d"] = window_stats(window)
@@ -806,6 +939,7 @@ def window_stats(invs: list[dict[str, Any]]) -> dict[str, Any]:
         if cause in ranked[:3]:
             top3 += 1
     firsts = [i["first_s"] for i in invs if i["first_s"] is not None]
+    waits = [i["waited_s"] for i in invs if i.get("waited_s") is not None]
 
     def share(n: int, d: int) -> float | None:
         return round(n / d, 4) if d else None
@@ -820,6 +954,12 @@ def window_stats(invs: list[dict[str, Any]]) -> dict[str, Any]:
             "n": len(firsts),
             "median": round(statistics.median(firsts), 3) if firsts else None,
             "mean": round(statistics.fmean(firsts), 3) if firsts else None,
+        },
+        # what the engineer waited in the app: launch to the first hypothesis on screen
+        "waited_s": {
+            "n": len(waits),
+            "median": round(statistics.median(waits), 3) if waits else None,
+            "mean": round(statistics.fmean(waits), 3) if waits else None,
         },
     }
 

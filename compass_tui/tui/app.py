@@ -4,11 +4,13 @@ CLI and the tests alike."""
 from __future__ import annotations
 
 import argparse
-import tomllib
 import sys
+import time
+import tomllib
 from pathlib import Path
 
 from textual.app import App
+from textual.binding import Binding
 from textual.theme import Theme
 
 from compass_tui.tui.render import set_palette
@@ -54,10 +56,15 @@ class CompassApp(App[int]):
 
     TITLE = "COMPASS"
     ENABLE_COMMAND_PALETTE = False
+    # priority: Ctrl+C must reach the app even from a text field (which would copy)
+    BINDINGS = [Binding("ctrl+c", "ctrl_c", "quit", show=False, priority=True)]
+    QUIT_WINDOW_S = 2.0
+    """A second Ctrl+C within this many seconds quits."""
 
     def __init__(self, options: AppOptions) -> None:
         super().__init__()
         self.options = options
+        self._ctrl_c_at: float | None = None
         for name in THEMES:
             self.register_theme(load_theme(name))
         self.theme = f"compass-{options.theme}" if options.theme in THEMES else "compass-dark"
@@ -75,6 +82,15 @@ class CompassApp(App[int]):
                 self.push_screen(InboxScreen(self.options, items))
                 return
         self.push_screen(InvestigationScreen(self.options))
+
+    def action_ctrl_c(self) -> None:
+        """Ctrl+C twice quits; once only says so (a stray Ctrl+C must not lose the screen)."""
+        now = time.monotonic()
+        if self._ctrl_c_at is not None and now - self._ctrl_c_at <= self.QUIT_WINDOW_S:
+            self.exit()
+            return
+        self._ctrl_c_at = now
+        self.notify("Press Ctrl+C again to quit.", timeout=self.QUIT_WINDOW_S)
 
     @property
     def investigation(self) -> InvestigationScreen:

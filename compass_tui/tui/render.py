@@ -68,17 +68,21 @@ def hypothesis_prompt(h: Hypothesis, position: int, verdict: str | None = None) 
     first.append(h.fault, style="dim" if dim else "bold")
     first.append("@", style="dim")
     first.append(h.service, style="dim" if dim else "bold")
-    if verdict:
-        first.append(f"  [{verdict}]", style="reverse")
     second = Text("   ", no_wrap=True, overflow="ellipsis")
     second.append(confidence_bar(h.confidence), style="dim" if dim else _style("$accent"))
     glyph = STATUS_GLYPH.get(h.status, "?")
     second.append(f" {glyph} {h.status} ", style=_style(STATUS_STYLE.get(h.status, "")))
+    if h.agent == "memory":
+        # proposed by the memory alone: no query measured it
+        second.append("[memory] ", style="italic")
     if dim and h.why_disproven:
         second.append(f"· {h.why_disproven}", style="dim")
     else:
         second.append(f"· {h.title}", style="dim" if dim else "")
     lines = [first, second]
+    if verdict:
+        # what the memory holds for this cause, on its own line so no width cuts it
+        lines.insert(1, Text.assemble("   ", (f"[{verdict}]", "reverse")))
     if h.memory_note:
         lines.append(Text(f"   memory: {h.memory_note}", style="italic", no_wrap=True, overflow="ellipsis"))
     text = Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
@@ -118,6 +122,8 @@ def _fields(rows: list[tuple[str, Text | str]]) -> Table:
     """Label/value rows whose values wrap within their own column (long queries stay legible)."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(style="dim", no_wrap=True)
+    # wrapped at spaces, so a query breaks between its tokens; only a token longer than the
+    # pane is folded
     grid.add_column(ratio=1, overflow="fold")
     for label, value in rows:
         grid.add_row(label, value)
@@ -140,12 +146,16 @@ def evidence_text(e: Evidence, index: int, grafana_url: str | None, window: tupl
     parts: list = [head, _fields(rows)]
     link = evidence_link(e, grafana_url, window)
     if link:
-        # One line, clickable where the terminal supports hyperlinks; `why N` in the chat and
-        # the exported report carry the full URL for copying.
-        line = Text("   link   ", style="dim", no_wrap=True, overflow="ellipsis")
-        line.append(link, style=f"link {link}" if link.startswith("http") else "")
-        parts.append(line)
+        # A short label that is the whole link where the terminal supports hyperlinks; `Y`
+        # copies it (OSC 52), and `why N` and the export carry it in full.
+        parts.append(_fields([("   link", Text(short_link(link), style=f"link {link}" if link.startswith("http") else ""))]))
     return Group(*parts)
+
+
+def short_link(link: str) -> str:
+    """``https://host/path`` of a long link (its query string is what makes it unreadable)."""
+    base, sep, _ = link.partition("?")
+    return f"{base}?… (Y copies it)" if sep and len(link) > 80 else link
 
 
 def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Group:
@@ -154,9 +164,11 @@ def hypothesis_detail(h: Hypothesis, verdict: str | None = None) -> Group:
     text.append(f"{h.fault}@{h.service}", style="bold")
     text.append(f"  {STATUS_GLYPH.get(h.status, '?')} {h.status}  ", style=_style(STATUS_STYLE.get(h.status, "")))
     text.append(confidence_bar(h.confidence, 10))
-    if h.agent:
+    if h.agent and h.agent != "memory":
         text.append(f"  by {h.agent}", style="dim")
     text.append(f"\n{h.title}")
+    if h.agent == "memory":
+        text.append("\nproposed by the memory alone: no query measured it", style="italic")
     if verdict:
         text.append(f"\nyour verdict: {verdict}", style="reverse")
     if h.why_disproven:

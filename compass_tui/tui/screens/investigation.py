@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Horizontal, VerticalScroll
 from textual.screen import Screen
+from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Label, RichLog, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
@@ -34,6 +35,7 @@ from compass_tui.models import (
     QueryRan,
     Report,
     SignalDegraded,
+    SuspectsRanked,
 )
 from compass_tui.tui import chat
 from compass_tui.tui.messages import (
@@ -45,7 +47,7 @@ from compass_tui.tui.messages import (
     SourceOpened,
 )
 from compass_tui.tui.screens.help import HelpScreen
-from compass_tui.tui.screens.verdict import ActualScreen, Correction, RejectScreen
+from compass_tui.tui.screens.verdict import ActualScreen, Correction, RejectScreen, ReplaceScreen
 from compass_tui.service import (
     AppOptions,
     SourceError,
@@ -56,14 +58,97 @@ from compass_tui.service import (
     open_store,
     record,
 )
-from compass_tui.tui.verdicts import catalog_faults
+from compass_tui.tui.verdicts import answer_of, catalog_faults, labels_for, ranked_services
 from compass_tui.tui.widgets.cost import CostPane
 from compass_tui.tui.widgets.evidence import EvidencePane
 from compass_tui.tui.widgets.header import IncidentHeader
 from compass_tui.tui.widgets.health import HealthPane
 from compass_tui.tui.widgets.hypotheses import HypothesisList
+from compass_tui.tui.widgets.suspects import SuspectsPane
 
 MIN_WIDTH, MIN_HEIGHT = 80, 24
+
+clock = time.monotonic
+"""What the header's timer and the engineer's wait are read from (tests fix it for snapshots)."""
+
+
+CHAT_PLACEHOLDER = "i to type: why 1 · why not fault@svc · show svc · promql … · help"
+COMMANDS = ("history", "doctor", "theme dark", "theme light", "theme high-contrast", "rerun", "export", "help", "quit")
+
+
+class KeyScroll(VerticalScroll):
+    """A scrolling pane that answers j/k, g/G and Ctrl+D/U like the rest of the app."""
+
+    BINDINGS = [
+        Binding("j", "scroll_down", "down", show=False),
+        Binding("k", "scroll_up", "up", show=False),
+        Binding("g", "scroll_home", "top", show=False),
+        Binding("G", "scroll_end", "bottom", show=False),
+        Binding("ctrl+d", "half(1)", "half page down", show=False),
+        Binding("ctrl+u", "half(-1)", "half page up", show=False),
+    ]
+
+    def action_half(self, direction: int) -> None:
+        self.scroll_relative(y=direction * max(1, self.size.height // 2))
+
+
+class ChatLog(RichLog):
+    """The chat's answers; scrolls with the same keys as every pane, and wraps them again
+    whenever its width changes (a log written while its tab was hidden, or a resized
+    terminal, would otherwise keep lines cut at the old width)."""
+
+    BINDINGS = KeyScroll.BINDINGS
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.written: list[Any] = []
+        self._wrapped_at = 0
+        self._replaying = False
+
+    def write(self, content: Any, *args: Any, **kwargs: Any) -> "ChatLog":  # type: ignore[override]
+        if not self._replaying:
+            self.written.append(content)
+        if not self.scrollable_content_region.width:
+            self._wrapped_at = 0  # written while hidden: wrap it again once shown
+        return super().write(content, *args, **kwargs)
+
+    def on_resize(self, event: Any) -> None:
+        self._replaying = True  # the log's own deferred writes are already in `written`
+        try:
+            super().on_resize(event)
+            width = event.size.width
+            if width and width != self._wrapped_at:
+                self._wrapped_at = width
+                self.clear()
+                for content in self.written:
+                    super().write(content, scroll_end=True)
+        finally:
+            self._replaying = False
+
+    def action_half(self, direction: int) -> None:
+        self.scroll_relative(y=direction * max(1, self.size.height // 2))
+
+
+class BarInput(Input):
+    """The bottom line: chat, `:` commands or a `/` filter. ↑ ↓ recall earlier chat lines."""
+
+    BINDINGS = [
+        Binding("up", "screen.recall(-1)", "earlier", show=False),
+        Binding("down", "screen.recall(1)", "later", show=False),
+    ]
+
+
+class CommandSuggester(Suggester):
+    """Completes `:` commands."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=False)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        low = value.lower()
+        if not low:
+            return None
+        return next((c for c in COMMANDS if c.startswith(low) and c != low), None)
 
 
 def _one_line(e: BaseException) -> str:
@@ -77,21 +162,23 @@ class InvestigationScreen(Screen):
     CSS_PATH = "investigation.tcss"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
 
+    # Keys that act on the highlighted hypothesis live on the list, the evidence keys on the
+    # evidence pane: the footer shows what the focused pane can do.
     BINDINGS = [
         Binding("enter", "open_evidence", "evidence", show=False),
-        Binding("c", "confirm", "confirm"),
-        Binding("x", "reject", "reject"),
-        Binding("a", "actual", "actually…"),
-        Binding("slash", "chat", "chat", key_display="/"),
-        Binding("tab", "toggle_chat", "chat", show=False, priority=True),
+        Binding("i", "chat", "chat", show=False),
+        Binding("colon", "command", "command", key_display=":"),
+        Binding("tab", "cycle(1)", "next pane", show=False, priority=True),
+        Binding("shift+tab", "cycle(-1)", "previous pane", show=False, priority=True),
         Binding("escape", "back", "back", show=False),
-        Binding("e", "export", "export"),
-        Binding("r", "rerun", "rerun"),
+        Binding("e", "export", "export", show=False),
+        Binding("r", "rerun", "rerun", show=False),
         Binding("D", "draft_runbook", "draft runbook", show=False),
         Binding("1", "tab('evidence')", "evidence", show=False),
         Binding("2", "tab('cost')", "cost", show=False),
         Binding("3", "tab('health')", "health", show=False),
         Binding("4", "tab('chat')", "chat", show=False),
+        Binding("5", "tab('suspects')", "suspects", show=False),
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
     ]
@@ -101,7 +188,16 @@ class InvestigationScreen(Screen):
         self.options = options
         self.run_no = 0
         self.hypotheses: dict[str, Hypothesis] = {}
-        self.verdicts: dict[str, str] = {}
+        self.verdict_log: list[dict] = []
+        """The verdicts that count on this investigation, oldest first, as the memory has them."""
+        self.verdicts_saved = True
+        self.bar_mode = "chat"
+        """What the bottom line is taking: ``chat``, ``command`` or ``filter``."""
+        self.bar_return: Any = None
+        self.chat_history: list[str] = []
+        self.history_at: int | None = None
+        self.launched_at: float = getattr(options, "launched_at", None) or clock()
+        self.waited_s: float | None = None
         self.report: Report | None = None
         self.finished_event: Finished | None = None
         self.chat_queries: list[tuple[str, str]] = []
@@ -122,7 +218,7 @@ class InvestigationScreen(Screen):
         self.sources: dict[str, list[int]] = {}
         self.degraded: list[Degraded] = []
         self.checks: list[tuple[str, bool | None, str]] = []
-        self.t0 = time.monotonic()
+        self.t0 = clock()
         self.running = False
         self.failed: str | None = None
         self.recorded = False
@@ -141,21 +237,27 @@ class InvestigationScreen(Screen):
                 with TabPane("Cost", id="cost"):
                     yield CostPane(id="cost-pane")
                 with TabPane("Health", id="health"):
-                    with VerticalScroll(id="health-scroll"):
+                    with KeyScroll(id="health-scroll"):
                         yield HealthPane(id="health-pane")
                 with TabPane("Chat", id="chat"):
-                    yield RichLog(id="chat-log", wrap=True, markup=False, highlight=False)
+                    # min_width 20: the log wraps to the pane, never renders wider and gets cut
+                    yield ChatLog(id="chat-log", wrap=True, markup=False, highlight=False, min_width=20)
+                with TabPane("Suspects", id="suspects"):
+                    # where the trouble started, before any fault kind is named
+                    with KeyScroll(id="suspects-scroll"):
+                        yield SuspectsPane("the services are ranked once the signals are read",
+                                           id="suspects-pane")
         with Horizontal(id="chat-bar"):
             yield Label("chat ›", id="chat-label")
-            yield Input(placeholder="/ to type: why 1 · why not fault@svc · show svc · promql … · help", id="chat-input")
-        yield Footer()
+            yield BarInput(placeholder=CHAT_PLACEHOLDER, id="chat-input")
+        yield Footer(compact=True)
         yield Static("", id="too-small")
 
     def on_mount(self) -> None:
         header = self.query_one(IncidentHeader)
         header.source_label = self.options.source.label
         header.memory = "memory: opening…" if not self.options.no_store else "memory off (--no-store)"
-        self.query_one("#chat-log", RichLog).write(Text("Type `help` for the chat commands.", style="dim"))
+        self._log(Text("Type `help` for the chat commands.", style="dim"))
         self._refresh_health()
         self._check_size()
         self.query_one(HypothesisList).focus()
@@ -180,7 +282,7 @@ class InvestigationScreen(Screen):
 
     def _tick(self) -> None:
         if self.running:
-            self.query_one(IncidentHeader).elapsed = time.monotonic() - self.t0
+            self.query_one(IncidentHeader).elapsed = clock() - self.t0
 
     # ------------------------------------------------------------------ workers
 
@@ -188,7 +290,6 @@ class InvestigationScreen(Screen):
         """Start (or restart) the investigation; a running one is cancelled."""
         self.run_no += 1
         self.hypotheses.clear()
-        self.verdicts.clear()
         self.report = None
         self.finished_event = None
         self.by_agent.clear()
@@ -199,12 +300,15 @@ class InvestigationScreen(Screen):
         self.failed = None
         self.recorded = False
         self.running = True
-        self.t0 = time.monotonic()
+        self.t0 = clock()
         header = self.query_one(IncidentHeader)
         header.finished = False
         header.failed = None
         header.phase = None
         header.elapsed = 0.0
+        header.investigation_id = None
+        self.query_one(HypothesisList).finished = False
+        self.query_one(SuspectsPane).update("the services are ranked once the signals are read")
         self._refresh_all()
         self.investigate(self.run_no)
 
@@ -231,7 +335,8 @@ class InvestigationScreen(Screen):
             # DuckDB opens in a thread so the first paint and the header do not wait on it.
             state = await asyncio.to_thread(open_store, self.options)
             self.post_message(MemoryOpened(state))
-        # The service adds the configured runbooks and puts the timeline on the report.
+        # The service adds the configured runbooks, keeps a rerun's investigation id and puts
+        # the timeline on the report.
         async for event in investigation_events(self.options, opened, state.store):
             self.post_message(EngineEvent(event, run))
 
@@ -308,7 +413,7 @@ class InvestigationScreen(Screen):
 
     @on(ChatAnswer)
     def chat_answer(self, message: ChatAnswer) -> None:
-        self.query_one("#chat-log", RichLog).write(message.renderable)
+        self._log(message.renderable)
 
     @on(EngineEvent)
     def engine_event(self, message: EngineEvent) -> None:
@@ -326,6 +431,9 @@ class InvestigationScreen(Screen):
                 h = h.model_copy(update={"evidence": previous.evidence})
             self.hypotheses[h.id] = h
             self._refresh_hypotheses()
+            if self.waited_s is None:
+                # launch to the first hypothesis on screen: what the engineer waited
+                self.call_after_refresh(self._first_on_screen)
         elif isinstance(event, EvidenceFound):
             h = self.hypotheses.get(event.hypothesis_id)
             if h is not None:
@@ -350,16 +458,28 @@ class InvestigationScreen(Screen):
         elif isinstance(event, SignalDegraded):
             self.degraded.append(event.degraded)
             self._refresh_health()
+        elif isinstance(event, SuspectsRanked):
+            self.query_one(SuspectsPane).update_suspects(event.suspects, event.onset)
         elif isinstance(event, Progress):
             self.query_one("#hypotheses", HypothesisList).border_subtitle = event.message[:60]
         elif isinstance(event, Finished):
             self._finished(event)
+
+    def _log(self, renderable: Any) -> None:
+        """Write to the chat log (it wraps to its pane, whenever that is shown)."""
+        self.query_one("#chat-log", RichLog).write(renderable)
+
+    def _first_on_screen(self) -> None:
+        if self.waited_s is None:
+            self.waited_s = round(clock() - self.launched_at, 3)
 
     def _finished(self, event: Finished) -> None:
         report = event.report
         self.report = report
         self.finished_event = event
         self.running = False
+        # the report's ranking is the final one (a recorded investigation reopened has no stream)
+        self.query_one(SuspectsPane).update_suspects(report.suspects, report.incident.onset)
         # The report is the final word: its ranking, statuses and evidence replace the stream's.
         if report.hypotheses:
             merged = {}
@@ -376,11 +496,18 @@ class InvestigationScreen(Screen):
         self.degraded.extend(d for d in report.degraded if (d.signal, d.reason) not in known)
         header = self.query_one(IncidentHeader)
         header.finished = True
-        header.elapsed = report.timings.total_s
+        # the time the engineer watched, never less than what the header already showed
+        header.elapsed = max(header.elapsed, clock() - self.t0)
+        header.investigation_id = report.investigation_id
         hyps = self.query_one("#hypotheses", HypothesisList)
-        hyps.border_subtitle = f"{len(report.hypotheses)} hypotheses · {report.investigation_id}"
-        self._refresh_all()
+        hyps.finished = True
+        hyps.border_subtitle = f"{len(report.hypotheses)} hypotheses"
         self._record(report, event)
+        self._load_verdicts()
+        self._refresh_all()
+        if report.hypotheses and all(h.status == "disproven" for h in report.hypotheses):
+            self.notify("Nothing survived the disproof checks: the strongest candidates are listed, none proven.",
+                        severity="warning", timeout=10)
 
     def _record(self, report: Report, event: Finished) -> None:
         """Write the finished investigation to the memory, once."""
@@ -388,7 +515,7 @@ class InvestigationScreen(Screen):
         if store is None or self.recorded:
             return
         try:
-            record(store, report, self.request, self.options.source)
+            record(store, report, self.request, self.options.source, waited_s=self.waited_s)
             self.recorded = True
         except Exception as e:
             self._memory_failed(e)
@@ -408,10 +535,35 @@ class InvestigationScreen(Screen):
         self._refresh_costs()
         self._refresh_health()
 
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """What each row shows of what was recorded, keyed by hypothesis id."""
+        return labels_for(self.verdict_log, self.verdicts_saved)
+
+    def _load_verdicts(self) -> None:
+        """Read this investigation's verdicts back from the memory (a rerun keeps them)."""
+        store = self.store_state.store if self.store_state else None
+        if store is None or self.report is None:
+            return
+        try:
+            self.verdict_log = store.verdicts(self.report.investigation_id)
+            self.verdicts_saved = True
+        except Exception as e:
+            self._memory_failed(e)
+
     def _refresh_hypotheses(self) -> None:
         hyps = self.query_one("#hypotheses", HypothesisList)
+        answer = answer_of(self.verdict_log)
         hyps.show_hypotheses(list(self.hypotheses.values()), self.verdicts)
-        hyps.border_title = f"Hypotheses ({len(self.hypotheses)})"
+        if answer is not None and f"{answer[0]}@{answer[1]}" not in self.hypotheses:
+            # the engineer named a cause no agent proposed: it is this investigation's answer
+            hyps.border_subtitle = f"answer: {answer[0]}@{answer[1]}" + ("" if self.verdicts_saved else " (not saved)")
+        elif self.report is not None:
+            hyps.border_subtitle = f"{len(self.report.hypotheses)} hypotheses"
+        title = f"Hypotheses ({len(self.hypotheses)})"
+        if hyps.filter_text:
+            title += f" · filter: {hyps.filter_text}"
+        hyps.border_title = title
         self._refresh_evidence()
 
     def _refresh_evidence(self) -> None:
@@ -449,26 +601,141 @@ class InvestigationScreen(Screen):
         self._refresh_evidence()
         self.query_one(EvidencePane).focus()
 
+    def _bar(self) -> Input:
+        return self.query_one("#chat-input", Input)
+
+    def _set_bar(self, mode: str) -> None:
+        """Put the bottom line in ``mode`` (chat, command, filter)."""
+        self.bar_mode = mode
+        bar = self._bar()
+        label = self.query_one("#chat-label", Label)
+        if mode == "command":
+            label.update(":")
+            bar.placeholder = "history · doctor · theme NAME · rerun · export · help · quit (Tab completes)"
+            bar.suggester = CommandSuggester()
+        elif mode == "filter":
+            label.update("filter /")
+            bar.placeholder = "type to filter the list · Enter keeps it · Esc clears it"
+            bar.suggester = None
+        else:
+            label.update("chat ›")
+            bar.placeholder = CHAT_PLACEHOLDER
+            bar.suggester = None
+
+    def _panes(self) -> list[Any]:
+        """The panes Tab cycles through: the list, the open tab's content, the bottom line."""
+        tab = self.query_one(TabbedContent).active
+        content = {
+            "evidence": self.query_one(EvidencePane),
+            "cost": self.query_one("#cost-table"),
+            "health": self.query_one("#health-scroll"),
+            "chat": self.query_one("#chat-log"),
+            "suspects": self.query_one("#suspects-scroll"),
+        }.get(tab, self.query_one(EvidencePane))
+        return [self.query_one(HypothesisList), content, self._bar()]
+
+    async def action_cycle(self, step: int) -> None:
+        """Tab / Shift+Tab: the next or previous pane; in command mode Tab completes first."""
+        bar = self._bar()
+        if self.focused is bar and self.bar_mode == "command" and step > 0 and bar.value:
+            suggestion = await CommandSuggester().get_suggestion(bar.value)
+            if suggestion:
+                bar.value = suggestion
+                bar.cursor_position = len(suggestion)
+                return
+        panes = self._panes()
+        try:
+            at = panes.index(self.focused)
+        except ValueError:
+            at = 0 if step > 0 else 1
+        target = panes[(at + step) % len(panes)]
+        if target is bar and self.bar_mode != "chat":
+            self._set_bar("chat")
+        target.focus()
+
     def action_back(self) -> None:
+        """Esc backs out of whatever mode is on: a filter is cleared, a command or a chat line
+        dropped, and the focus returns to the pane it came from (else the hypotheses)."""
         running = [w for w in self.workers if w.group == "model-chat" and w.is_running]
         if running:
             self.workers.cancel_group(self, "model-chat")
-            self.query_one("#chat-log", RichLog).write(Text("cancelled", style="dim"))
+            self._log(Text("cancelled", style="dim"))
             return
-        self.query_one(HypothesisList).focus()
+        bar = self._bar()
+        back_to = self.bar_return if self.focused is bar and self.bar_return is not None else None
+        if self.bar_mode == "filter" or (self.focused is not bar and self._filter_on()):
+            self._apply_filter("")
+        if self.focused is bar:
+            bar.value = ""
+        self._set_bar("chat")
+        self.bar_return = None
+        (back_to or self.query_one(HypothesisList)).focus()
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
 
     def action_chat(self) -> None:
         self.query_one(TabbedContent).active = "chat"
-        self.query_one("#chat-input", Input).focus()
+        self._set_bar("chat")
+        self.bar_return = self.focused if self.focused is not self._bar() else self.bar_return
+        self._bar().focus()
 
     def action_toggle_chat(self) -> None:
-        if self.focused is self.query_one("#chat-input", Input):
-            self.query_one(HypothesisList).focus()
+        if self.focused is self._bar():
+            self.action_back()
         else:
             self.action_chat()
+
+    def action_command(self) -> None:
+        """`:` opens command mode on the bottom line."""
+        self.bar_return = self.focused if self.focused is not self._bar() else self.bar_return
+        self._set_bar("command")
+        bar = self._bar()
+        bar.value = ""
+        bar.focus()
+
+    def action_filter(self) -> None:
+        """`/` filters the focused list: the hypotheses, or the evidence items."""
+        target = self.focused if isinstance(self.focused, (HypothesisList, EvidencePane)) else self.query_one(HypothesisList)
+        self.bar_return = target
+        self._set_bar("filter")
+        bar = self._bar()
+        bar.value = target.filter_text
+        bar.focus()
+
+    def _filter_on(self) -> bool:
+        return bool(self.query_one(HypothesisList).filter_text or self.query_one(EvidencePane).filter_text)
+
+    def _apply_filter(self, text: str) -> None:
+        target = self.bar_return if isinstance(self.bar_return, (HypothesisList, EvidencePane)) else None
+        if target is None:  # Esc from a pane: clear every filter
+            for pane in (self.query_one(HypothesisList), self.query_one(EvidencePane)):
+                self._filter(pane, "")
+            return
+        self._filter(target, text)
+
+    def _filter(self, pane: Any, text: str) -> None:
+        if isinstance(pane, HypothesisList):
+            pane.filter_text = text
+            self._refresh_hypotheses()
+        else:
+            pane.set_filter(text)
+
+    @on(Input.Changed, "#chat-input")
+    def bar_changed(self, event: Input.Changed) -> None:
+        if self.bar_mode == "filter":
+            self._apply_filter(event.value)
+
+    def action_recall(self, step: int) -> None:
+        """↑ ↓ on the chat line: earlier and later lines typed there."""
+        if self.bar_mode != "chat" or not self.chat_history:
+            return
+        at = len(self.chat_history) if self.history_at is None else self.history_at
+        at = min(max(0, at + step), len(self.chat_history))
+        self.history_at = at
+        bar = self._bar()
+        bar.value = self.chat_history[at] if at < len(self.chat_history) else ""
+        bar.cursor_position = len(bar.value)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
@@ -477,7 +744,7 @@ class InvestigationScreen(Screen):
         self.app.exit()
 
     def action_rerun(self) -> None:
-        self.query_one("#chat-log", RichLog).write(Text("— rerun —", style="dim"))
+        self._log(Text("— rerun —", style="dim"))
         self.start_investigation()
 
     def action_export(self) -> None:
@@ -500,7 +767,7 @@ class InvestigationScreen(Screen):
             self.notify(f"{md_path}: cannot write: {e.strerror or e}", severity="error")
             md_path = None
         self.notify(f"Report written to {path}" + (f", post-mortem to {md_path}" if md_path else ""), title="exported", timeout=8)
-        self.query_one("#chat-log", RichLog).write(Text(f"report exported to {path}" + (f"; post-mortem: {md_path}" if md_path else "")))
+        self._log(Text(f"report exported to {path}" + (f"; post-mortem: {md_path}" if md_path else "")))
 
     def _postmortem(self) -> str:
         """The Learning Teams post-mortem of this investigation, with the verdicts recorded."""
@@ -538,7 +805,30 @@ class InvestigationScreen(Screen):
             self.notify(f"{path}: cannot write: {e.strerror or e}", severity="error")
             return
         self.notify(f"Draft runbook written to {path}", title="runbook draft", timeout=10)
-        self.query_one("#chat-log", RichLog).write(Text(f"draft runbook saved: {path} (review it, then `compass runbook test`)"))
+        self._log(Text(f"draft runbook saved: {path} (review it, then `compass runbook test`)"))
+
+    # ------------------------------------------------------------------ copying
+
+    def _copy(self, what: str, text: str | None) -> None:
+        """Copy to the terminal's clipboard (OSC 52: it works over SSH too)."""
+        if not text:
+            self.notify(f"No {what} to copy here.", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied the {what}: {text if len(text) <= 60 else text[:59] + '…'}", timeout=4)
+
+    def action_copy_id(self) -> None:
+        self._copy("investigation id", self.report.investigation_id if self.report else None)
+
+    def action_copy_query(self) -> None:
+        item = self.query_one(EvidencePane).current
+        self._copy("query", item.evidence.query if item else None)
+
+    def action_copy_link(self) -> None:
+        item = self.query_one(EvidencePane).current
+        self._copy("link", item.link if item else None)
+
+    # ------------------------------------------------------------------ verdicts
 
     def _verdict_target(self) -> Hypothesis | None:
         h = self.query_one("#hypotheses", HypothesisList).selected
@@ -550,29 +840,66 @@ class InvestigationScreen(Screen):
             return None
         return h
 
-    def _save_feedback(self, verdict: str, fault: str, service: str, reason: str | None = None, note: str | None = None) -> bool:
-        """Write one verdict to the memory now; False (and a message) when it could not be."""
+    def _save_feedback(self, verdict: str, fault: str, service: str, reason: str | None = None,
+                       note: str | None = None, replace: bool = False) -> bool:
+        """Write one verdict to the memory now; False (and a message) when it could not be.
+        Either way the row shows it (marked "not saved" when it was not)."""
         store = self.store_state.store if self.store_state else None
         if store is None or self.report is None:
             status = self.store_state.status if self.store_state else "memory off"
             self.notify(f"Not saved: {status}", severity="warning", timeout=8)
+            self._local_verdict(verdict, fault, service, reason, note, replace)
             return False
         try:
-            store.feedback(self.report.investigation_id, verdict, fault, service, reason=reason, note=note)
+            store.feedback(self.report.investigation_id, verdict, fault, service, reason=reason, note=note, replace=replace)
+        except ValueError as e:  # a cause the memory refuses (unknown fault or service): say why
+            self.notify(str(e).splitlines()[0], severity="error", timeout=8)
+            return False
         except Exception as e:
             self._memory_failed(e)
+            self._local_verdict(verdict, fault, service, reason, note, replace)
             return False
+        self._load_verdicts()
+        self._refresh_hypotheses()
         return True
+
+    def _local_verdict(self, verdict: str, fault: str, service: str, reason: str | None, note: str | None, replace: bool) -> None:
+        """Keep a verdict the memory could not take, with the same one-answer rule."""
+        if replace:
+            answer = answer_of(self.verdict_log)
+            self.verdict_log = [v for v in self.verdict_log if not (
+                answer and v["verdict"] in ("confirm", "actual") and (v["fault"], v["service"]) == answer[:2])]
+        next_id = max((v["id"] for v in self.verdict_log), default=0) + 1
+        self.verdict_log.append({"id": next_id, "verdict": verdict, "fault": fault, "service": service,
+                                 "reason": reason, "note": note})
+        self.verdicts_saved = False
+        self._refresh_hypotheses()
+
+    def _answer(self, fault: str, service: str, verdict: str, note: str | None, done_text: str) -> None:
+        """Give the investigation its answer; asks first when it already has another one."""
+        answer = answer_of(self.verdict_log)
+
+        def save(replace: bool) -> None:
+            if self._save_feedback(verdict, fault, service, note=note, replace=replace):
+                self.notify(f"{done_text}: saved to memory.")
+
+        if answer is None or answer[:2] == (fault, service):
+            save(False)
+            return
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                save(True)
+            else:
+                self.notify(f"Kept the answer {answer[0]}@{answer[1]}.")
+
+        self.app.push_screen(ReplaceScreen(f"{answer[0]}@{answer[1]}", f"{fault}@{service}"), decided)
 
     def action_confirm(self) -> None:
         h = self._verdict_target()
         if h is None:
             return
-        saved = self._save_feedback("confirm", h.fault, h.service)
-        self.verdicts[h.id] = "confirmed" + ("" if saved else " (not saved)")
-        self._refresh_hypotheses()
-        if saved:
-            self.notify(f"Confirmed {h.fault}@{h.service}: saved to memory.")
+        self._answer(h.fault, h.service, "confirm", None, f"Confirmed {h.fault}@{h.service}")
 
     def action_reject(self) -> None:
         h = self._verdict_target()
@@ -582,68 +909,160 @@ class InvestigationScreen(Screen):
         def done(reason: str | None) -> None:
             if reason is None:
                 return
-            saved = self._save_feedback("reject", h.fault, h.service, reason=reason)
-            self.verdicts[h.id] = f"rejected: {reason}" + ("" if saved else " (not saved)")
-            self._refresh_hypotheses()
-            if saved:
+            if self._save_feedback("reject", h.fault, h.service, reason=reason):
                 self.notify(f"Rejected {h.fault}@{h.service}: saved to memory.")
 
         self.app.push_screen(RejectScreen(f"{h.fault}@{h.service}"), done)
+
+    def action_undo(self) -> None:
+        """`u`: withdraw the latest verdict on the highlighted hypothesis, else the latest."""
+        if self.report is None:
+            self.notify("Nothing to undo: the investigation is still running.", severity="warning")
+            return
+        h = self.query_one("#hypotheses", HypothesisList).selected
+        mine = [v for v in self.verdict_log if h is not None and (v["fault"], v["service"]) == (h.fault, h.service)]
+        pick = (mine or self.verdict_log or [None])[-1]
+        if pick is None:
+            self.notify("No verdict to undo on this investigation.", severity="warning")
+            return
+        what = f"{pick['verdict']} {pick['fault']}@{pick['service']}"
+        store = self.store_state.store if self.store_state else None
+        if store is not None and self.verdicts_saved:
+            try:
+                store.withdraw(self.report.investigation_id, pick["id"])
+            except Exception as e:
+                self._memory_failed(e)
+                return
+            self._load_verdicts()
+        else:
+            self.verdict_log = [v for v in self.verdict_log if v is not pick]
+        self._refresh_hypotheses()
+        self.notify(f"Undone: {what}.")
 
     def action_actual(self) -> None:
         if self.report is None:
             self.notify("The investigation is still running: verdicts are taken once it has finished.", severity="warning")
             return
-        services = {h.service for h in self.hypotheses.values()}
-        if self.request is not None and self.request.service:
-            services.add(self.request.service)
+        services = ranked_services(self.report, list(self.hypotheses.values()),
+                                   self.request.service if self.request is not None else None)
 
         def done(correction: Correction | None) -> None:
             if correction is None:
                 return
-            saved = self._save_feedback("actual", correction.fault, correction.service, note=correction.note)
             cause = f"{correction.fault}@{correction.service}"
-            key = next((h.id for h in self.hypotheses.values() if (h.fault, h.service) == (correction.fault, correction.service)), None)
-            if key is not None:
-                self.verdicts[key] = "actual cause" + ("" if saved else " (not saved)")
-                self._refresh_hypotheses()
-            self.query_one("#chat-log", RichLog).write(
-                Text(f"recorded: it was actually {cause}" + (f" (fixed by: {correction.note})" if correction.note else "") + ("" if saved else " (not saved)"))
+            self._answer(correction.fault, correction.service, "actual", correction.note, f"It was actually {cause}")
+            self._log(
+                Text(f"it was actually {cause}" + (f" (fixed by: {correction.note})" if correction.note else ""))
             )
-            if saved:
-                self.notify(f"It was actually {cause}: saved to memory.")
             if correction.fault.startswith("other:"):
                 self.correction = (correction.fault, correction.service)
                 src = "the queries you ran in the chat" if self.chat_queries else "the evidence queries on " + correction.service
-                self.query_one("#chat-log", RichLog).write(
+                self._log(
                     Text(f"press D to save {src} as a draft runbook for {cause}", style="bold"))
 
-        self.app.push_screen(ActualScreen(catalog_faults(), sorted(services)), done)
+        self.app.push_screen(ActualScreen(catalog_faults(), services), done)
 
-    # ------------------------------------------------------------------ chat
+    # ------------------------------------------------------------------ the bottom line
 
     @on(Input.Submitted, "#chat-input")
+    def bar_submitted(self, event: Input.Submitted) -> None:
+        if self.bar_mode == "filter":
+            target = self.bar_return or self.query_one(HypothesisList)
+            self._set_bar("chat")
+            event.input.value = ""
+            target.focus()
+            return
+        if self.bar_mode == "command":
+            line = event.value.strip()
+            event.input.value = ""
+            back = self.bar_return
+            self._set_bar("chat")
+            self.bar_return = None
+            (back or self.query_one(HypothesisList)).focus()
+            self.run_command(line)
+            return
+        self.chat_submitted(event)
+
+    def run_command(self, line: str) -> None:
+        """Run one `:` command."""
+        verb, _, arg = line.lstrip(":").strip().partition(" ")
+        verb, arg = verb.lower(), arg.strip()
+        if verb == "history":
+            self._show_history()
+        elif verb == "doctor":
+            self.query_one(TabbedContent).active = "health"
+            self.notify("Checking every configured source (compass doctor)…", timeout=4)
+            self.check_health()
+        elif verb == "theme":
+            from compass_tui.tui.render import set_palette  # noqa: PLC0415
+            from compass_tui.tui.session import THEMES  # noqa: PLC0415
+
+            if arg not in THEMES:
+                self.notify(f"unknown theme {arg!r}: one of {', '.join(THEMES)}", severity="error")
+                return
+            self.app.theme = f"compass-{arg}"
+            set_palette(self.app.current_theme)
+            self.query_one(EvidencePane)._shown = None
+            self._refresh_all()
+            self.notify(f"Theme {arg}.")
+        elif verb == "rerun":
+            self.action_rerun()
+        elif verb == "export":
+            self.action_export()
+        elif verb == "help":
+            self.action_help()
+        elif verb in ("quit", "q"):
+            self.app.exit()
+        elif verb:
+            self.notify(f"unknown command :{verb} (try :history :doctor :theme NAME :rerun)", severity="error")
+
+    def _show_history(self) -> None:
+        """`:history`: the latest investigations in the memory, in the chat pane."""
+        self.query_one(TabbedContent).active = "chat"
+        store = self.store_state.store if self.store_state else None
+        if store is None:
+            self._log(Text(f"history: {self.store_state.status if self.store_state else 'memory off'}", style="dim"))
+            return
+        try:
+            items = store.history(limit=10)
+        except Exception as e:
+            self._memory_failed(e)
+            return
+        self._log(Text(":history (newest first)", style="bold"))
+        if not items:
+            self._log(Text("no investigations recorded yet", style="dim"))
+        for it in items:
+            top = it["top_hypothesis"]
+            line = Text(f"{(it['recorded_at'] or '-').replace('T', ' ').rstrip('Z')}  ")
+            line.append(it["investigation_id"], style="bold")
+            line.append(f"  {it['incident']}  ")
+            line.append(f"{top['fault']}@{top['service']} {top['confidence']:.2f}" if top else "-")
+            line.append(f"  {it['verdict']}", style="italic")
+            self._log(line)
+
     def chat_submitted(self, event: Input.Submitted) -> None:
         line = event.value.strip()
         event.input.value = ""
+        self.history_at = None
         if not line:
             return
+        if not self.chat_history or self.chat_history[-1] != line:
+            self.chat_history.append(line)
         self.query_one(TabbedContent).active = "chat"
-        log = self.query_one("#chat-log", RichLog)
-        log.write(Text(f"› {line}", style="bold"))
+        self._log(Text(f"› {line}", style="bold"))
         cmd = chat.parse(line)
         hyps = list(self.hypotheses.values())
         if cmd.verb == "help":
-            log.write(Text(chat.HELP))
+            self._log(Text(chat.HELP))
         elif cmd.verb == "why":
             window = (self.request.window_start, self.request.window_end) if self.request else None
-            log.write(chat.answer_why(hyps, cmd.arg, self.options.grafana_url, window))
+            self._log(chat.answer_why(hyps, cmd.arg, self.options.grafana_url, window))
         elif cmd.verb == "why not":
-            log.write(chat.answer_why_not(hyps, cmd.arg))
+            self._log(chat.answer_why_not(hyps, cmd.arg))
         elif cmd.verb == "show":
-            log.write(chat.answer_show(hyps, cmd.arg))
+            self._log(chat.answer_show(hyps, cmd.arg))
         elif cmd.verb in ("promql", "logql"):
-            log.write(Text(f"running {cmd.verb} over the incident window…", style="dim"))
+            self._log(Text(f"running {cmd.verb} over the incident window…", style="dim"))
             self.run_chat_query(cmd.verb, cmd.arg)
         elif cmd.verb == "rerun":
             self.action_rerun()
@@ -651,7 +1070,7 @@ class InvestigationScreen(Screen):
             log.write(Text(f"asking {self.models.model_for('chat')}… (Esc cancels)", style="dim"))
             self.ask_model(line)
         else:
-            log.write(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`.\n"
+            self._log(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`.\n"
                            "With a chat model in the config ([models] chat = \"...\"), free-text questions are answered "
                            "from the data, citing the queries run.", style=""))
 

@@ -50,6 +50,29 @@ class RejectScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+class ReplaceScreen(ModalScreen[bool]):
+    """Ask before a second answer replaces the first: one investigation has one answer."""
+
+    CSS_PATH = "verdict.tcss"
+    BINDINGS = [
+        Binding("y", "answer(True)", "replace"),
+        Binding("n,escape", "answer(False)", "keep"),
+    ]
+
+    def __init__(self, current: str, new: str) -> None:
+        super().__init__()
+        self.current, self.new = current, new
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="prompt-box"):
+            yield Label(f"This investigation's answer is [b]{self.current}[/b].")
+            yield Label(f"Replace it with [b]{self.new}[/b]?")
+            yield Static("y replaces it · n or Esc keeps the current answer", classes="prompt-hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
 class CauseSuggester(Suggester):
     """Completes FAULT@SERVICE: catalog faults (and ``other:``) before the @, services after."""
 
@@ -84,7 +107,8 @@ class ActualScreen(ModalScreen[Correction | None]):
     def __init__(self, faults: list[str], services: list[str], initial: str = "") -> None:
         super().__init__()
         self.faults = list(faults)
-        self.services = sorted(set(services))
+        # in the order given (most suspect first), each once
+        self.services = list(dict.fromkeys(services))
         self.initial = initial
 
     def compose(self) -> ComposeResult:
@@ -98,8 +122,10 @@ class ActualScreen(ModalScreen[Correction | None]):
             )
             yield Label("What fixed it? (optional)")
             yield Input(placeholder="e.g. rolled back payments to v41", id="note")
+            shown = self.services[:8]
+            more = f" (+{len(self.services) - len(shown)} more: type after @, → completes)" if len(self.services) > len(shown) else ""
             yield Static(
-                "services seen: " + (", ".join(self.services) or "none yet") + "\nEnter saves · Esc cancels",
+                "services, most suspect first: " + (", ".join(shown) or "none yet") + more + "\nEnter saves · Esc cancels",
                 classes="prompt-hint",
             )
 

@@ -23,6 +23,7 @@ class IncidentHeader(Static):
     source_label: reactive[str] = reactive("")
     memory: reactive[str] = reactive("")
     failed: reactive[str | None] = reactive(None)
+    investigation_id: reactive[str | None] = reactive(None)
 
     def render(self) -> Text:
         top = Text(no_wrap=True, overflow="ellipsis")
@@ -35,25 +36,41 @@ class IncidentHeader(Static):
         if self.window:
             top.append("  window ", style="dim")
             top.append(f"{when(self.window[0])[:5]}–{when(self.window[1])[:5]} UTC")
-        bottom = Text(no_wrap=True, overflow="ellipsis")
-        bottom.append(" phase ", style="dim")
-        for p in PHASES:
-            if p == self.phase and not self.finished:
-                bottom.append(f"▸{p}", style="bold reverse")
-            elif self.phase and PHASES.index(p) < PHASES.index(self.phase) or self.finished:
-                bottom.append(f" {p}", style="")
-            else:
-                bottom.append(f" {p}", style="dim")
-            bottom.append(" ")
+        width = self.size.width or 200
+        core = Text(no_wrap=True, overflow="ellipsis")
+        if not self.finished or self.failed:
+            core.append(" phase ", style="dim")
+            for p in PHASES:
+                if p == self.phase and not self.finished:
+                    core.append(f"▸{p}", style="bold reverse")
+                elif self.phase and PHASES.index(p) < PHASES.index(self.phase) or self.finished:
+                    core.append(f" {p}", style="")
+                else:
+                    core.append(f" {p}", style="dim")
+                core.append(" ")
         if self.failed:
-            bottom.append(f" stopped: {self.failed}", style=style("bold $error"))
+            core.append(f" stopped: {self.failed}", style=style("bold $error"))
         else:
-            state = "done" if self.finished else "running"
-            bottom.append(f" {state} {self.elapsed:5.1f}s", style="bold" if not self.finished else "")
-        bottom.append("  · ", style="dim")
-        bottom.append(self.memory, style=style("bold $warning") if "unavailable" in self.memory else "dim")
-        bottom.append("  · ", style="dim")
-        bottom.append(self.source_label, style="bold" if "demo" in self.source_label else "dim")
+            if self.finished:
+                core.append(f" done {self.elapsed:.1f}s")
+            else:
+                core.append(f" running {self.elapsed:5.1f}s", style="bold")
+        if self.investigation_id and not self.failed:
+            # the id is what `compass feedback` and `y` need: it is never cut
+            core.append("  ")
+            core.append(self.investigation_id, style="bold")
+        memory = Text("  · ", style="dim")
+        memory.append(self.memory, style=style("bold $warning") if "unavailable" in self.memory else "dim")
+        source = Text("  · ", style="dim")
+        source.append(self.source_label, style="bold" if "demo" in self.source_label else "dim")
+        # what gives way when the line is short: the source, then the memory, never the id
+        room = width - core.cell_len
+        if room < memory.cell_len:
+            memory.truncate(max(0, room), overflow="ellipsis")
+        room -= memory.cell_len
+        if room < source.cell_len:
+            source.truncate(max(0, room), overflow="ellipsis")
+        bottom = core + memory + source
         both = Text("\n").join([top, bottom])
         both.no_wrap = True
         both.overflow = "ellipsis"
