@@ -219,6 +219,9 @@ class Watcher:
         else:
             await asyncio.to_thread(self.store.alert_group_investigated, job.key, report.investigation_id)
         top = next((h for h in report.hypotheses if h.status != "disproven"), None)
+        # done before it is said: a repeat that follows the line is "already investigated"
+        self.running.pop(job.key, None)
+        self.active.discard(job.key)
         self.emit(
             f"event=investigated group={short} alert={job.request.alertname} investigation={report.investigation_id} "
             f"top={top.fault + '@' + top.service if top else '-'} confidence={top.confidence if top else 0:.2f} "
