@@ -456,7 +456,7 @@ async def test_app_chat_answers_free_text_with_a_model_and_esc_cancels(tmp_path)
                     break
             screen = app.investigation
             log = screen.query_one("#chat-log", RichLog)
-            await pilot.press("slash")
+            await pilot.press("i")
             screen.query_one("#chat-input", Input).value = "what broke first?"
             await pilot.press("enter")
 

@@ -1067,7 +1067,7 @@ class InvestigationScreen(Screen):
         elif cmd.verb == "rerun":
             self.action_rerun()
         elif self.models is not None and self.models.model_for("chat"):
-            log.write(Text(f"asking {self.models.model_for('chat')}… (Esc cancels)", style="dim"))
+            self._log(Text(f"asking {self.models.model_for('chat')}… (Esc cancels)", style="dim"))
             self.ask_model(line)
         else:
             self._log(Text(f"I don't understand {line!r} without a model. " + chat.HELP.splitlines()[0] + " type `help`.\n"
