@@ -260,7 +260,8 @@ def localise(ctx: Ctx) -> list[Suspect]:
         raw = vals[0] + 0.25 * sum(vals[1:4])
         strong = [m for m in best.values() if m.sev >= 0.5 * vals[0] and m.onset is not None]
         first = min((m.onset for m in strong), default=None)
-        pods = [m.series.sub for m in ms if m.view == "own" and m.series.sub and m.sev >= 0.8 * vals[0]]
+        # only generic per-pod series carry a pod as their sub key (others: a pool, a peer)
+        pods = [m.series.sub for m in ms if m.view == "own" and m.signal.startswith("g:") and m.series.sub and m.sev >= 0.8 * vals[0]]
         suspects[svc] = Suspect(svc, raw, raw, first, sorted(ms, key=lambda m: -m.sev), pod=pods[0] if len(set(pods)) == 1 else None)
 
     _inherit(ctx, suspects)
