@@ -24,7 +24,7 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 def run_feedback(args: argparse.Namespace) -> int:
     """Record the engineer's verdict on a past investigation's cause."""
-    from compass_tui.store import AnswerExists, Store, StoreUnavailable, UnknownInvestigation, parse_cause
+    from compass_tui.store import AnswerExists, UnknownInvestigation, parse_cause
 
     if getattr(args, "no_store", False):
         _err("feedback", "feedback is kept in the memory; drop --no-store")
@@ -46,15 +46,9 @@ def run_feedback(args: argparse.Namespace) -> int:
     if verdict == "reject" and reason is None:
         _err("feedback", "--reject needs --reason TEXT (what ruled it out)")
         return 2
-    path = _store_path(args)
-    if not path.exists():
-        _err("feedback", f"no investigation {args.investigation_id!r}: nothing recorded yet in {path}")
-        return 2
-    try:
-        store = Store.open(path)
-    except StoreUnavailable as e:
-        _err("feedback", str(e))
-        return 1
+    store = _open_for_feedback(args)
+    if isinstance(store, int):
+        return store
     minutes = getattr(args, "minutes", None)
     if minutes is not None and verdict == "reject":
         _err("feedback", "--minutes goes with --confirm or --actual (how long finding the cause would have taken you)")
@@ -87,8 +81,8 @@ def run_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _undo(args: argparse.Namespace) -> int:
-    """``feedback ID --undo``: withdraw the latest verdict on the investigation."""
+def _open_for_feedback(args: argparse.Namespace):
+    """The memory a verdict goes into, or the exit status (with the one-line error said)."""
     from compass_tui.store import Store, StoreUnavailable
 
     path = _store_path(args)
@@ -96,10 +90,17 @@ def _undo(args: argparse.Namespace) -> int:
         _err("feedback", f"no investigation {args.investigation_id!r}: nothing recorded yet in {path}")
         return 2
     try:
-        store = Store.open(path)
+        return Store.open(path)
     except StoreUnavailable as e:
         _err("feedback", str(e))
         return 1
+
+
+def _undo(args: argparse.Namespace) -> int:
+    """``feedback ID --undo``: withdraw the latest verdict on the investigation."""
+    store = _open_for_feedback(args)
+    if isinstance(store, int):
+        return store
     try:
         undone = store.withdraw(args.investigation_id)
     finally:
