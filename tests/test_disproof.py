@@ -13,7 +13,9 @@ import pytest
 
 from compass_tui.engine import EngineDeps, run_to_report
 from compass_tui.engine.context import Candidate
-from compass_tui.engine.disproof import _magnitude, _temporal, status_of, to_hypothesis
+from compass_tui.engine import disproof
+from compass_tui.engine.disproof import _magnitude, _temporal, break_cycles, status_of, to_hypothesis
+from compass_tui.engine.faults.base import Rule
 from compass_tui.engine.request import request_from_bundle_meta
 from compass_tui.sim import FAULTS
 from compass_tui.telemetry.bundle import open_bundle
@@ -82,6 +84,61 @@ def test_every_check_of_a_real_investigation_agrees_with_its_verdict(sim_bundle_
         if h.status == "supported":
             assert not any(d.result == "failed" for d in h.disproof)
             assert any(e.kind != "memory" for e in h.evidence), f"{h.id} supported by memory alone"
+
+
+def _beats(loser: Candidate, winner: Candidate, factor: float = 0.5) -> None:
+    loser.lose_to(winner, f"{winner.id} explains it", factor)
+
+
+def test_two_explanations_do_not_rule_each_other_out() -> None:
+    pool = Candidate("db_connection_pool_exhaustion", "api", "database", 0.9, "pool", cause_onset=100.0)
+    db = Candidate("db_slow_queries", "api-db", "database", 0.8, "db", cause_onset=130.0)
+    _beats(pool, db, 0.35)
+    _beats(db, pool, 0.4)
+    break_cycles([pool, db])
+    assert status_of(pool) != "disproven"  # it began first: it stands
+    assert pool.factor == pytest.approx(1.0)
+    assert status_of(db) == "disproven"
+    assert db.why_not and "api" in db.why_not
+    [kept] = [d for d in pool.checks if d.strategy == "competing_explanation"]
+    assert kept.result == "survived" and "began first" in kept.detail
+    assert_agrees(kept.strategy, kept.result, kept.detail)
+
+
+def test_a_longer_cycle_is_broken_and_a_chain_is_left_alone() -> None:
+    a = Candidate("cache_failure", "redis", "cache", 0.7, "a", cause_onset=50.0)
+    b = Candidate("db_slow_queries", "db", "database", 0.9, "b", cause_onset=60.0)
+    c = Candidate("cpu_saturation", "api", "runtime", 0.8, "c", cause_onset=70.0)
+    _beats(a, b), _beats(b, c), _beats(c, a)
+    break_cycles([a, b, c])
+    assert [status_of(x) for x in (a, b, c)] == ["supported", "disproven", "disproven"]
+
+    x = Candidate("cache_failure", "redis", "cache", 0.7, "x", cause_onset=50.0)
+    y = Candidate("db_slow_queries", "db", "database", 0.9, "y", cause_onset=40.0)
+    z = Candidate("db_connection_pool_exhaustion", "api", "database", 0.8, "z", cause_onset=60.0)
+    _beats(y, x), _beats(z, y)  # z blames y, y blames x: x explains everything
+    break_cycles([x, y, z])
+    assert [status_of(v) for v in (x, y, z)] == ["supported", "disproven", "disproven"]
+
+
+def test_the_registry_rules_cannot_rule_each_other_out_in_a_cycle(monkeypatch) -> None:
+    """Two faults' own rules that each blame the other, run the way the engine runs every
+    competing rule: the one that began first survives, with a check that says why."""
+    def blames(loser: str, winner: str):
+        def run(ctx, cands, by_fault) -> None:
+            for c in by_fault.get(loser, []):
+                for w in by_fault.get(winner, []):
+                    c.lose_to(w, f"{w.id} explains it", 0.5)
+        return run
+
+    rules = [Rule(10, blames("db_slow_queries", "db_connection_pool_exhaustion")),
+             Rule(20, blames("db_connection_pool_exhaustion", "db_slow_queries"))]
+    monkeypatch.setattr(disproof, "competing_rules", lambda: rules)
+    pool = Candidate("db_connection_pool_exhaustion", "api", "database", 0.9, "pool", cause_onset=100.0)
+    db = Candidate("db_slow_queries", "api-db", "database", 0.8, "db", cause_onset=40.0)
+    disproof._competing(_ctx(), [pool, db])
+    assert status_of(db) == "supported" and status_of(pool) == "disproven"
+    assert any(d.result == "survived" and "began first" in d.detail for d in db.checks)
 
 
 def test_a_cause_only_the_memory_proposed_is_never_supported() -> None:

@@ -51,10 +51,20 @@ class Candidate:
     name, a database's clients, a surge's upstream services...); None for candidates from
     the memory or runbooks."""
     why_not: str | None = None
+    beaten: list[tuple[Candidate, Disproof, float]] = field(default_factory=list, repr=False, compare=False)
+    """Each competing candidate that ruled this one out, with the failed check and its factor
+    (see ``lose_to``): what lets two explanations that rule each other out be told apart."""
 
     @property
     def id(self) -> str:
         return f"{self.fault}@{self.service}"
+
+    def lose_to(self, winner: Candidate | None, detail: str, factor: float) -> None:
+        """``winner`` explains this candidate's signal better: fail the competing check and
+        remember who did it (None when no candidate of the winner's was proposed)."""
+        self.check("competing_explanation", False, detail, factor)
+        if winner is not None and winner is not self:
+            self.beaten.append((winner, self.checks[-1], factor))
 
     def check(self, strategy: str, ok: bool | None, detail: str, factor: float = 1.0) -> None:
         result = "skipped" if ok is None else ("survived" if ok else "failed")

@@ -170,7 +170,7 @@ def _downstream_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list
                 continue
             if o.service in ctx.graph.downstream(c.service) and o.cause_onset is not None and c.cause_onset is not None \
                     and o.cause_onset < c.cause_onset - ctx.grid.step and own < 0.5:
-                c.check("competing_explanation", False, f"{o.fault} on {o.service}, downstream, started first", 0.6)
+                c.lose_to(o, f"{o.fault} on {o.service}, downstream, started first", 0.6)
                 break
 
 
@@ -188,8 +188,68 @@ def _competing(ctx: Ctx, cands: list[Candidate]) -> None:
     by_fault: dict[str, list[Candidate]] = {}
     for c in cands:
         by_fault.setdefault(c.fault, []).append(c)
-    for rule in competing_rules():
-        rule.run(ctx, cands, by_fault)
+    try:
+        for rule in competing_rules():
+            rule.run(ctx, cands, by_fault)
+    finally:
+        break_cycles(cands)
+
+
+def break_cycles(cands: list[Candidate]) -> None:
+    """Competing explanations must not rule each other out in a circle (the pool blames the
+    database while the database blames the pool): in each cycle the cause that began first
+    (then the stronger) stands, and its failures against the others are withdrawn."""
+    while True:
+        # nodes numbered in candidate order, so the walk is deterministic
+        number = {id(c): k for k, c in enumerate(cands)}
+        edges: dict[int, set[int]] = {}
+        for c in cands:
+            for winner, _, _ in c.beaten:
+                if id(winner) in number:
+                    edges.setdefault(number[id(c)], set()).add(number[id(winner)])
+        cycle = _find_cycle(edges)
+        if not cycle:
+            return
+        members = [cands[k] for k in cycle]
+        keep = min(members, key=lambda c: (c.cause_onset is None, c.cause_onset or 0.0, -c.strength, c.id))
+        inside = {id(m) for m in members}
+        for winner, check, factor in [b for b in keep.beaten if id(b[0]) in inside]:
+            keep.beaten.remove((winner, check, factor))
+            if check in keep.checks:
+                keep.checks.remove(check)
+            keep.factor /= factor
+            first = winner.cause_onset is None or (keep.cause_onset is not None and keep.cause_onset < winner.cause_onset)
+            keep.check("competing_explanation", True,
+                       f"{winner.id} and this one each seemed to explain the other; this one "
+                       + ("began first" if first else "is the stronger signal"))
+        keep.why_not = next((d.detail for d in keep.checks if d.result == "failed"), None)
+
+
+def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
+    """One cycle of the graph ``node -> {nodes}``, as its nodes; [] when there is none."""
+    state: dict[int, int] = {}
+    stack: list[int] = []
+
+    def visit(n: int) -> list[int]:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        stack.pop()
+        state[n] = 2
+        return []
+
+    for n in sorted(edges):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return []
 
 
 def status_of(c: Candidate) -> str:

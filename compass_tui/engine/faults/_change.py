@@ -153,6 +153,6 @@ def later_specific(fault: str):
         for c in by_fault.get(fault, []):
             for o in specific:
                 if o.service == c.service and c.cause_onset is not None and o.cause_onset > c.cause_onset + 600:
-                    c.check("competing_explanation", False, f"{o.fault} of {o.service} began later, closer to the symptom", 0.6)
+                    c.lose_to(o, f"{o.fault} of {o.service} began later, closer to the symptom", 0.6)
                     break
     return run

@@ -90,7 +90,7 @@ def came_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candid
             behind = not ctx.graph.known or not cache_clients or c.service in cache_clients or \
                 any(c.service in ctx.graph.callees(x) for x in cache_clients)
             if behind:
-                c.check("competing_explanation", False, f"the cache {ca.service} failed first; load moved behind it", 0.5)
+                c.lose_to(ca, f"the cache {ca.service} failed first; load moved behind it", 0.5)
 
 
 FAULT = Fault(

@@ -24,7 +24,7 @@ def not_the_deploy(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Ca
     for c in by_fault.get("config_change", []):
         d = deploys.get(c.service)
         if d is not None and d.cause_onset is not None and c.cause_onset is not None and abs(d.cause_onset - c.cause_onset) < 300:
-            c.check("competing_explanation", False, "a new version shipped at the same time: the deploy, not the config", 0.6)
+            c.lose_to(d, "a new version shipped at the same time: the deploy, not the config", 0.6)
 
 
 FAULT = Fault(

@@ -108,7 +108,7 @@ def database_behind(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[C
         db = pool_target(ctx, c.service, getattr(c.facts, "pool", None))
         best = db_change(ctx, db, slowness_only=True) if db else None
         if best is not None and best[1] is not None and (c.cause_onset is None or best[1] <= c.cause_onset + ctx.grid.step):
-            c.check("competing_explanation", False, f"the database {db} itself slowed ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
+            c.lose_to(next((x for x in by_fault.get("db_slow_queries", []) if x.service == db), None), f"the database {db} itself slowed ({fmt_delta((c.cause_onset or ctx.onset) - best[1])} the pool filled): db_slow_queries on {db}", 0.35)
         else:
             c.check("competing_explanation", True, f"the database {db or 'behind the pool'} itself is not slow" if db else "no database-server slowdown explains it")
 

@@ -85,7 +85,7 @@ def one_client(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candid
         pools = [p for p in by_fault.get("db_connection_pool_exhaustion", []) if p.service in clients]
         if len(clients) >= 2 and len(slowed) <= 1 and pools and pools[0].cause_onset is not None and \
                 (c.cause_onset is None or pools[0].cause_onset <= c.cause_onset + ctx.grid.step):
-            c.check("competing_explanation", False, f"only {pools[0].service} suffers while other clients are fine: its pool, not the database", 0.4)
+            c.lose_to(pools[0], f"only {pools[0].service} suffers while other clients are fine: its pool, not the database", 0.4)
         else:
             c.check("competing_explanation", True, f"{len(slowed)} of {len(clients)} clients slowed together" if clients else "no competing cause on the clients")
 

@@ -87,7 +87,7 @@ def resolved_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Ca
             continue
         for c in by_fault.get("external_dependency_failure", []) + by_fault.get("certificate_expired", []):
             if c.cause_onset is None or d.cause_onset <= c.cause_onset + ctx.tol:
-                c.check("competing_explanation", False, f"name resolution through {d.service} failed first: calls to {c.service} fail to resolve", 0.5)
+                c.lose_to(d, f"name resolution through {d.service} failed first: calls to {c.service} fail to resolve", 0.5)
 
 
 def real_dns(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:

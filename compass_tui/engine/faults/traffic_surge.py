@@ -107,7 +107,7 @@ def upstream_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Ca
     for s in by_fault.get("traffic_surge", []):
         ups = getattr(s.facts, "ups", [])
         if ups:
-            s.check("competing_explanation", False, f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
+            s.lose_to(next((x for x in by_fault.get("traffic_surge", []) if x.service in ups), None), f"{', '.join(sorted(ups))} upstream rose first or together: the surge enters there", 0.4)
         else:
             s.check("competing_explanation", True, "no service upstream of it rose first")
 
@@ -128,7 +128,7 @@ def retries(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate
             margin = max(2 * ctx.grid.step, 60.0) if load_driven(c) else ctx.grid.step * 0.5
             began = min(c.cause_onset, getattr(c.facts, "ramp_onset", None) or c.cause_onset)
             if (below is None or c.service in below) and began < s.cause_onset - margin:
-                s.check("competing_explanation", False, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
+                s.lose_to(c, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
 
 
@@ -149,7 +149,7 @@ def explains_load(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Can
         for s in strong_surges:
             if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + slack and \
                     (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and load_rose(ctx, c.service))):
-                c.check("competing_explanation", False, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
+                c.lose_to(s, f"a traffic surge into {s.service} came first; this follows from the load", 0.5)
                 break
 
 
