@@ -121,6 +121,17 @@ class MetricInfo:
         return set(self.label_values)
 
 
+def pod_label(info: MetricInfo) -> str | None:
+    """The pod label of a per-service metric when some service runs several pods (more pods
+    than services), else None: with one pod each, the pod is the service."""
+    svc = info.svc_label
+    for label in POD_LABELS:
+        if label != svc and label in info.label_values and svc in info.label_values \
+                and len(info.label_values[label]) > len(info.label_values[svc]):
+            return label
+    return None
+
+
 @dataclass
 class SigSeries:
     """One signal of one service (or of one service and a sub-key: a pool, a peer)."""
@@ -484,6 +495,15 @@ class Discovery:
                 await self._per_service("cpu_util", q, svc)
             q = f"sum by ({svc}) (rate({sel(info.name, flt)}[{self.rw}]))"
             await self._per_service("cpu_cores", q, svc)
+            pod = pod_label(info)
+            if pod is not None:
+                # one pod pinned at its limit hides in its service's sum: read each pod too
+                if limits is not None and info.name.startswith("container_") and limits.svc_label == svc and pod in limits.labels:
+                    q = (f"sum by ({svc}, {pod}) (rate({sel(info.name, flt)}[{self.rw}])) / "
+                         f'sum by ({svc}, {pod}) ({limits.name}{{resource="cpu"}})')
+                    await self._per_service("cpu_util_pod", q, svc, pod)
+                q = f"sum by ({svc}, {pod}) (rate({sel(info.name, flt)}[{self.rw}]))"
+                await self._per_service("cpu_cores_pod", q, svc, pod)
         thr, per = self.stack.first("cpu_throttle"), self.stack.first("cpu_periods")
         if thr is not None and per is not None and thr.svc_label:
             s = thr.svc_label

@@ -32,6 +32,8 @@ KNOWN_SIGNALS: dict[str, tuple[str, int, str]] = {
     "cpu_util": ("cpu", 1, "own"),
     "cpu_cores": ("cpu", 1, "own"),
     "cpu_throttle": ("cpu", 1, "own"),
+    "cpu_util_pod": ("cpu", 1, "own"),
+    "cpu_cores_pod": ("cpu", 1, "own"),
     "mem_util": ("memory", 1, "own"),
     "mem_bytes": ("memory", 1, "own"),
     "heap_util": ("memory", 1, "own"),
@@ -77,11 +79,21 @@ Z_ON = 3.0
 ABS_FLOORS = {
     "error_ratio": 0.01, "client_error_ratio": 0.01, "cache_miss_ratio": 0.02, "dns_fail_ratio": 0.01,
     "latency_p99": 0.002, "latency_mean": 0.001, "client_latency": 0.001, "probe_duration": 0.002, "dns_lookup": 0.002,
-    "request_rate": 0.05, "cpu_util": 0.02, "cpu_cores": 0.03, "cpu_throttle": 0.02, "mem_util": 0.01, "heap_util": 0.01,
+    "request_rate": 0.05, "cpu_util": 0.02, "cpu_cores": 0.03, "cpu_throttle": 0.02,
+    "cpu_util_pod": 0.02, "cpu_cores_pod": 0.03, "mem_util": 0.01, "heap_util": 0.01,
     "restarts": 0.3, "process_restarts": 0.3, "pool_util": 0.05, "pool_pending": 0.5, "pool_timeouts": 0.05,
     "db_tx_duration": 0.2, "db_locks": 1.0, "db_active": 1.0, "db_slow_rate": 0.05, "db_up": 0.1, "cache_up": 0.1,
     "up": 0.1, "probe_success": 0.1, "disk_free": 0.005, "retrans_ratio": 0.002, "net_drops": 0.1, "cache_evictions": 0.5,
 }
+
+
+PER_POD = {"cpu_util_pod", "cpu_cores_pod"}
+"""The engine's own per-pod signals (their sub key is the pod)."""
+
+
+def is_per_pod(signal: str) -> bool:
+    """Does this signal's sub key name a pod (generic per-pod views and the per-pod CPU)?"""
+    return signal.startswith("g:") or signal in PER_POD
 
 
 @dataclass
@@ -260,8 +272,8 @@ def localise(ctx: Ctx) -> list[Suspect]:
         raw = vals[0] + 0.25 * sum(vals[1:4])
         strong = [m for m in best.values() if m.sev >= 0.5 * vals[0] and m.onset is not None]
         first = min((m.onset for m in strong), default=None)
-        # only generic per-pod series carry a pod as their sub key (others: a pool, a peer)
-        pods = [m.series.sub for m in ms if m.view == "own" and m.signal.startswith("g:") and m.series.sub and m.sev >= 0.8 * vals[0]]
+        # only per-pod series carry a pod as their sub key (others: a pool, a peer)
+        pods = [m.series.sub for m in ms if m.view == "own" and is_per_pod(m.signal) and m.series.sub and m.sev >= 0.8 * vals[0]]
         suspects[svc] = Suspect(svc, raw, raw, first, sorted(ms, key=lambda m: -m.sev), pod=pods[0] if len(set(pods)) == 1 else None)
 
     _inherit(ctx, suspects)

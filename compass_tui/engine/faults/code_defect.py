@@ -62,9 +62,10 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
     calm = not any(k in own and own[k].sev >= 1.0 for k in ("cpu", "memory", "disk", "saturation"))
-    if not own_lines and not deps_healthy and not (unknown_graph and trouble and calm):
+    if not own_lines and not deps_healthy and not (unknown_graph and calm):
         # nothing says the trouble is its own rather than passed on: where, not what (without
-        # a graph, errors of its own with calm resources and no change are the best reading)
+        # a graph, errors or latency of its own with calm resources and no change are the best
+        # reading; a specific cause that survives on it still ranks above)
         return None
     lead = (trouble or [lat])[0]
     t0 = lead.onset
@@ -79,7 +80,7 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{s.service}"}} |= "{frag(new[0].example)}"',
                                            f'new error template of its own in {s.service}: "{new[0].example[:120]}" ({new[0].post} lines)'))
     if unknown_graph and not own_lines:
-        c.strength -= 0.03
+        c.strength -= 0.03 if trouble else 0.06
         c.check("competing_explanation", None, f"no service graph places {s.service}: whether a dependency explains it could not be checked")
     if deps_healthy:
         callees = sorted(graph.callees(s.service))

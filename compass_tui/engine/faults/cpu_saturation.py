@@ -16,13 +16,17 @@ from compass_tui.engine.faults._common import rel
 from compass_tui.engine.faults.base import Facts, Fault
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 
-SIGNALS = ("cpu_util", "cpu_throttle", "cpu_cores")
+SIGNALS = ("cpu_util", "cpu_throttle", "cpu_cores", "cpu_util_pod", "cpu_cores_pod")
+LEVELS = (("cpu_util", 0.8), ("cpu_throttle", 0.2), ("cpu_cores", None), ("cpu_util_pod", 0.8), ("cpu_cores_pod", None))
+"""Each CPU signal and the level that counts as saturated (None: no limit known)."""
 
 
 @dataclass
 class CpuFacts(Facts):
     signal: str = ""
-    """Which CPU signal carried the rise (cpu_util, cpu_throttle or cpu_cores)."""
+    """Which CPU signal carried the rise (cpu_util, cpu_throttle or cpu_cores, or per pod)."""
+    pod: str | None = None
+    """The one pod whose CPU rose, when a per-pod series carried it."""
 
 
 def detect(ctx: Ctx) -> list[Candidate]:
@@ -31,35 +35,48 @@ def detect(ctx: Ctx) -> list[Candidate]:
     return [c for c in (cpu(ctx, svc) for svc in sorted(services)) if c]
 
 
+def _keys(ctx: Ctx, sig: str, svc: str) -> list[str]:
+    """The series keys of one service for a signal: the service, or each of its pods."""
+    if not sig.endswith("_pod"):
+        return [svc]
+    return sorted(k for k in ctx.stack.signals.get(sig, {}) if k.startswith(svc + "|"))
+
+
 def cpu(ctx: Ctx, svc: str) -> Candidate | None:
-    """The CPU saturation of one service, or None."""
+    """The CPU saturation of one service (or of one of its pods), or None."""
     best = None
-    for sig, level_ok in (("cpu_util", 0.8), ("cpu_throttle", 0.2), ("cpu_cores", None)):
-        ch = ctx.chg(sig, svc, 1)
-        if ch is None or not np.isfinite(ch.baseline):
-            continue
-        # without a limit, saturation can only be read from a large rise
-        # it must matter in cores or against the limit: 20x of almost nothing is nothing
-        small = (sig == "cpu_cores" and ch.after - ch.baseline < 0.05) or \
-            (sig == "cpu_util" and ch.after < 0.3) or (sig == "cpu_throttle" and ch.after < 0.05)
-        if ch.rose and not small and ch.ratio >= (1.3 if level_ok is not None else 1.6):
-            level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
-            score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
-            if best is None or score > best[0]:
-                best = (score, sig, ch)
-    util = ctx.chg("cpu_util", svc, 1, rel_floor=0.02, abs_floor=0.01, k=3.0)
-    if best is None and util is not None and np.isfinite(util.baseline) and util.onset is not None \
-            and util.after >= 0.95 and util.baseline <= 0.9:
-        # pinned at its limit: the rise may be small when it was already running hot
-        best = (0.6 + min(0.3, (util.after - util.baseline) * 2), "cpu_util", util)
+    for sig, level_ok in LEVELS:
+        kind = sig.removesuffix("_pod")
+        for key in _keys(ctx, sig, svc):
+            ch = ctx.chg(sig, key, 1)
+            if ch is None or not np.isfinite(ch.baseline):
+                continue
+            # without a limit, saturation can only be read from a large rise
+            # it must matter in cores or against the limit: 20x of almost nothing is nothing
+            small = (kind == "cpu_cores" and ch.after - ch.baseline < 0.05) or \
+                (kind == "cpu_util" and ch.after < 0.3) or (kind == "cpu_throttle" and ch.after < 0.05)
+            if ch.rose and not small and ch.ratio >= (1.3 if level_ok is not None else 1.6):
+                level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
+                score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
+                if best is None or score > best[0]:
+                    best = (score, sig, ch, key)
+    for sig in ("cpu_util", "cpu_util_pod"):
+        for key in _keys(ctx, sig, svc):
+            util = ctx.chg(sig, key, 1, rel_floor=0.02, abs_floor=0.01, k=3.0)
+            if best is None and util is not None and np.isfinite(util.baseline) and util.onset is not None \
+                    and util.after >= 0.95 and util.baseline <= 0.9:
+                # pinned at its limit: the rise may be small when it was already running hot
+                best = (0.6 + min(0.3, (util.after - util.baseline) * 2), sig, util, key)
     if best is None:
         return None
-    score, sig, ch = best
-    s = ctx.series(sig, svc)
-    what = {"cpu_util": "CPU usage against its limit", "cpu_throttle": "CPU throttling", "cpu_cores": "CPU usage"}[sig]
+    score, sig, ch, key = best
+    s = ctx.series(sig, key)
+    pod = s.sub if sig.endswith("_pod") else None
+    what = {"cpu_util": "CPU usage against its limit", "cpu_throttle": "CPU throttling",
+            "cpu_cores": "CPU usage"}[sig.removesuffix("_pod")] + (f" of pod {pod}" if pod else "")
     c = Candidate("cpu_saturation", svc, "infrastructure", score,
                   f"{svc} is CPU-saturated ({what} {ch.baseline:.2f} -> {ch.after:.2f})", ch.onset)
-    c.facts = CpuFacts(signal=sig)
+    c.facts = CpuFacts(signal=sig, pod=pod)
     c.evidence.append(ctx.metric_evidence(s, f"{what} on {svc} rose from {ch.baseline:.2f} to {ch.after:.2f} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
     load = None
     for lsig in ("ok_rate", "request_rate"):

@@ -3,7 +3,8 @@
 Supports: steady growth of the memory envelope before the symptom (garbage-collection saws
 ride on it), near the limit; restarts (OOM kills); out-of-memory log lines. Disproves: memory
 flat, or one step (a restart to a higher level, a cache warming) rather than growth all
-along; growth only after the onset (temporal precedence)."""
+along, or growth that levelled off well before the symptom; growth only after the onset
+(temporal precedence)."""
 
 from __future__ import annotations
 
@@ -94,7 +95,12 @@ def memory(ctx: Ctx, svc: str) -> Candidate | None:
     jumps = np.diff(v_env[start_i:peak_i + 1])
     jumps = jumps[np.isfinite(jumps)]
     one_step = rise > 0 and len(jumps) and float(jumps.max()) >= 0.5 * rise
-    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step:
+    # ...and is still growing when the trouble comes: a climb that levelled off long before
+    # (a restart warming up to a new level) is a step, unless it levelled off at the limit
+    tail_t = t_peak - max(span / 3.0, 3 * g.step)
+    tail_slope, _ = slope_per_s(g, v_env, tail_t, t_peak)
+    levelled = slope > 0 and tail_slope < 0.35 * slope and not near_limit
+    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step and not levelled:
         score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
         if util and peak >= 0.85:
             score += 0.15
