@@ -100,10 +100,19 @@ _COMPILED = {fam: [re.compile(p) for p in pats] for fam, pats in FAMILIES.items(
 VERSION_LABELS = ("version", "service_version", "app_version", "image_tag", "revision", "git_commit", "image")
 
 
+OWN_FAMILIES = {"requests", "latency_hist", "latency_sum", "latency_summary"}
+"""Families read as the reporting service's own (server-side) traffic and latency."""
+_CLIENT_SIDE = re.compile(r"(^|_)client(_|$)")
+
+
 def classify(name: str) -> list[str]:
-    """Families a metric name belongs to."""
+    """Families a metric name belongs to. A client-side metric (``http_client_request_duration_seconds``)
+    is the callers' view of their peers, never the reporting service's own latency or traffic."""
+    client = bool(_CLIENT_SIDE.search(name))
     out = []
     for fam, pats in _COMPILED.items():
+        if client and fam in OWN_FAMILIES:
+            continue
         if any(p.fullmatch(name) for p in pats):
             out.append(fam)
     return out
@@ -450,7 +459,8 @@ class Discovery:
             if not svc or "le" not in info.label_values:
                 continue
             q = f"histogram_quantile(0.99, sum by ({svc}, le) (rate({info.name}[{self.rw}])))"
-            for name in await self._per_service("latency_p99", q, svc):
+            # the first histogram in order of preference speaks for a service; others fill gaps
+            for name in await self._per_service("latency_p99", q, svc, keep_existing=True):
                 got.add(name)
         for info in self.stack.all("latency_summary"):
             svc = self._svc(info)
@@ -474,7 +484,7 @@ class Discovery:
             if count not in self.stack.metrics:
                 continue
             q = f"sum by ({svc}) (rate({info.name}[{self.rw}])) / sum by ({svc}) (rate({count}[{self.rw}]))"
-            await self._per_service("latency_mean", q, svc)
+            await self._per_service("latency_mean", q, svc, keep_existing=True)
         if not got and not self.stack.signals.get("latency_mean"):
             self.stack.missing["latency"] = "no request-duration histogram, summary or sum/count found: export *_duration_seconds"
 
