@@ -62,10 +62,10 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
     calm = not any(k in own and own[k].sev >= 1.0 for k in ("cpu", "memory", "disk", "saturation"))
-    if not own_lines and not deps_healthy and not (unknown_graph and calm):
+    if not own_lines and not deps_healthy and not (unknown_graph and (calm or trouble)):
         # nothing says the trouble is its own rather than passed on: where, not what (without
-        # a graph, errors or latency of its own with calm resources and no change are the best
-        # reading; a specific cause that survives on it still ranks above)
+        # a graph, errors of its own, or latency with calm resources, and no change are the
+        # best reading; a specific cause that survives on it still ranks above)
         return None
     lead = (trouble or [lat])[0]
     t0 = lead.onset
@@ -85,9 +85,16 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     if deps_healthy:
         callees = sorted(graph.callees(s.service))
         c.check("competing_explanation", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
+    # load explains it when much more arrived no later than the trouble began (the retries a
+    # failing service draws come after, and add less)
     load = own.get("traffic")
     rr = ctx.chg("request_rate", s.service, 1, rel_floor=0.15, k=3.0, must_hold=False)
-    if (rr is not None and rr.rose and rr.ratio >= 1.5) or (load is not None and load.peak > load.baseline and load.sev >= 1.0):
+
+    def in_time(onset: float | None) -> bool:
+        return onset is not None and (t0 is None or onset <= t0)
+
+    if (rr is not None and rr.rose and rr.ratio >= 1.5 and in_time(rr.onset)) or \
+            (load is not None and load.baseline > 0 and load.peak >= 1.5 * load.baseline and load.sev >= 1.0 and in_time(load.onset)):
         c.check("competing_explanation", False, f"{s.service} received more requests as its trouble began: load, not its code", 0.5)
     if near:
         t, kind, how, _ = near[-1]
