@@ -215,3 +215,47 @@ def test_a_service_mesh_alone_is_enough_to_find_a_code_defect(tmp_path):
     top = report.hypotheses[0]
     assert (top.fault, top.service) == ("code_defect", "cart")
     assert all('reporter=' in e.query for e in top.evidence if e.kind == "metric")
+
+
+def test_a_caller_whose_calls_to_every_peer_slowed_at_once_is_the_common_factor(tmp_path):
+    """cart's own process is starved: its calls to currency and to search both slow down, while
+    currency's own latency stays flat and nobody else sees either in trouble."""
+    rng = np.random.default_rng(13)
+
+    def starved(lat, err, cpu, client):
+        client[("cart", "currency")][ALERT_I - 3:] *= 25
+        client[("cart", "search")] = _noise(rng, 0.02)
+        client[("cart", "search")][ALERT_I - 3:] *= 25
+        lat["cart"][ALERT_I - 3:] += 0.6
+        lat["frontend"][ALERT_I - 2:] += 0.6
+        client[("frontend", "cart")][ALERT_I - 2:] += 0.6
+
+    report = _investigate(_write(tmp_path / "b", _chain(rng, starved), "frontend"))
+    assert report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]
+    assert report.hypotheses[0].service == "cart", [(h.fault, h.service, h.confidence, h.status, [d.detail for d in h.disproof if d.result == "failed"]) for h in report.hypotheses[:4]]
+    assert not any(h.service in ("currency", "search") and h.status == "supported" for h in report.hypotheses)
+
+
+def test_one_pod_pinned_at_its_cpu_limit_is_cpu_saturation_of_its_service(tmp_path):
+    """Three pods of currency; one is pinned at its limit, which the service's sum hides."""
+    rng = np.random.default_rng(17)
+    series = _chain(rng, lambda lat, err, cpu, client: None)
+    series = {k: v for k, v in series.items() if k[0] != "svc_cpu_usage_cores"}
+    for svc in ("frontend", "cart", "currency"):
+        for p in range(3):
+            pod = f"{svc}-5c7d9-{p}"
+            use = _noise(rng, 0.3, 0.03)
+            if svc == "currency" and p == 1:
+                use[ALERT_I - 4:] = 1.0 * (1 + 0.01 * rng.standard_normal(N - ALERT_I + 4))
+            labels = (("container", svc), ("pod", pod))
+            series[("container_cpu_usage_seconds_total", labels)] = np.cumsum(use * STEP)
+            series[("kube_pod_container_resource_limits", labels + (("resource", "cpu"),))] = np.full(N, 1.0)
+    lat = series[("svc_response_time_seconds", (("service", "currency"),))]
+    lat[ALERT_I - 3:] *= 4  # one pod in three serves slowly
+    series[("svc_response_time_seconds", (("service", "cart"),))][ALERT_I - 3:] += 0.02
+    series[("svc_response_time_seconds", (("service", "frontend"),))][ALERT_I - 2:] += 0.02
+    report = _investigate(_write(tmp_path / "b", series, "frontend"))
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    assert "currency-5c7d9-1" in top.title
+    assert any("currency-5c7d9-1" in e.summary or "pod" in e.query for e in top.evidence)

@@ -10,7 +10,7 @@ discovery already queried; each suspect keeps the queries behind its score.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -109,6 +109,9 @@ class Moved:
     sev: float
     baseline: float = float("nan")
     peak: float = float("nan")
+    common: tuple[str, ...] = ()
+    """Callers' view only: the other peers whose calls from the same caller slowed at once
+    (the caller is the common factor)."""
 
     @property
     def label(self) -> str:
@@ -261,6 +264,7 @@ def localise(ctx: Ctx) -> list[Suspect]:
         moved.setdefault(target, []).append(Moved(sig, kind, view, z, first, s, sev * w, base, peak))
     if ctx.logs is not None:
         _log_moves(ctx, moved)
+    _common_caller(moved, series_services(ctx))
 
     suspects: dict[str, Suspect] = {}
     for svc, ms in moved.items():
@@ -303,6 +307,46 @@ def _log_moves(ctx: Ctx, moved: dict[str, list[Moved]]) -> None:
         z = Z_ON * (1 + min(n, 400) / 20)
         dummy = SigSeries("log_errors", svc, np.full(ctx.grid.times.shape, np.nan), logs.query)
         moved.setdefault(svc, []).append(Moved("log_errors", "errors", "own", z, first, dummy, _sev(z) * 0.8))
+
+
+def _common_caller(moved: dict[str, list[Moved]], reporting: set[str]) -> None:
+    """A caller whose calls to several peers slowed (by as much) or failed at once, while no other
+    caller sees those peers in trouble and they show none of their own, is itself the common
+    factor (its CPU, its pool, its process): its view of them is its own trouble. A peer that
+    reports nothing itself, seen slow only by one caller in trouble, counts half: the slow
+    calls may be the caller's own making. ``reporting``: services with series of their own."""
+    seen_by: dict[str, set[str]] = {}
+    for target, ms in moved.items():
+        for m in ms:
+            if m.view == "callers" and m.kind in FELT and m.sev >= 0.3:
+                seen_by.setdefault(target, set()).add(m.series.service)
+    own_felt = {t for t, ms in moved.items() if any(m.view == "own" and m.kind in FELT and m.sev >= 0.3 for m in ms)}
+    alone: dict[str, set[str]] = {}
+    for target, callers in seen_by.items():
+        if len(callers) == 1 and target not in own_felt:
+            alone.setdefault(next(iter(callers)), set()).add(target)
+    for caller, targets in alone.items():
+        for target in targets - reporting if len(targets) < 2 and caller in own_felt else ():
+            # one witness, itself in trouble, of a peer that reports nothing of its own: the
+            # slow calls may be the caller's own making as much as the peer's
+            for i, m in enumerate(moved[target]):
+                if m.view == "callers" and m.series.service == caller:
+                    moved[target][i] = replace(m, sev=m.sev * 0.5)
+        # a delay of the caller's own adds about as much to every call; one peer far worse
+        # than the rest is that peer's trouble
+        rise = {t: max((m.peak - m.baseline for m in moved[t] if m.view == "callers" and m.series.service == caller
+                        and m.kind == "latency" and np.isfinite(m.peak - m.baseline)), default=0.0) for t in targets}
+        top = max(rise.values(), default=0.0)
+        if top > 0:
+            targets = {t for t in targets if rise[t] >= 0.25 * top}
+        if len(targets) < 2:
+            continue  # one peer in trouble: what its caller sees of it is its trouble
+        for target in targets:
+            others = tuple(sorted(targets - {target}))
+            for i, m in enumerate(moved[target]):
+                if m.view == "callers" and m.series.service == caller:
+                    moved[target][i] = replace(m, sev=m.sev * 0.3, common=others)
+                    moved.setdefault(caller, []).append(replace(m, view="own", sev=m.sev * 0.8))
 
 
 def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:

@@ -121,6 +121,9 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
         c.evidence.append(Evidence(kind="metric", summary=f"{s.service} has no server-side latency of its own to compare with",
                                    supports=False, source=ctx.source, query="(none)"))
     c.facts = NetworkFacts(callers_z=seen.z)
+    if seen.common:
+        c.check("competing_explanation", False, f"{seen.series.service}'s calls to {', '.join(seen.common[:3])} slowed at the "
+                f"same time: the caller is the common factor, not the path to {s.service}", 0.4)
     return c
 
 
