@@ -85,10 +85,13 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     if deps_healthy:
         callees = sorted(graph.callees(s.service))
         c.check("competing_explanation", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
-    # load explains it when much more arrived no later than the trouble began (the retries a
-    # failing service draws come after, and add less)
+    # load explains it when much more arrived no later than the trouble began; the retries a
+    # failing service draws fail too, so where successes are counted, more successes is load
     load = own.get("traffic")
-    rr = ctx.chg("request_rate", s.service, 1, rel_floor=0.15, k=3.0, must_hold=False)
+    ok = ctx.series("ok_rate", s.service) is not None
+    rr = ctx.chg("ok_rate" if ok else "request_rate", s.service, 1, rel_floor=0.15, k=3.0, must_hold=False)
+    if ok:
+        load = None  # the total (retries included) says nothing the successes do not
 
     def in_time(onset: float | None) -> bool:
         return onset is not None and (t0 is None or onset <= t0)
