@@ -117,9 +117,12 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
                                    f"{'flat' if own_lat is None else f'within {own_lat.z:.0f} sd'} while its callers waited",
                                    supports=True, source=ctx.source, query=own_latency_query(ctx, s.service)))
     else:
-        c.strength = strength + 0.02
+        # slow on the way or slow itself: without its own view the data cannot tell, so it is
+        # never shown as supported
+        c.strength = min(strength + 0.02, 0.48)
         c.evidence.append(Evidence(kind="metric", summary=f"{s.service} has no server-side latency of its own to compare with",
                                    supports=False, source=ctx.source, query="(none)"))
+        c.check("competing_explanation", None, f"without {s.service}'s own latency, a delay on the way cannot be told from {s.service} being slow itself")
     c.facts = NetworkFacts(callers_z=seen.z)
     if seen.common:
         c.check("competing_explanation", False, f"{seen.series.service}'s calls to {', '.join(seen.common[:3])} slowed at the "
