@@ -259,3 +259,23 @@ def test_one_pod_pinned_at_its_cpu_limit_is_cpu_saturation_of_its_service(tmp_pa
     assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
     assert "currency-5c7d9-1" in top.title
     assert any("currency-5c7d9-1" in e.summary or "pod" in e.query for e in top.evidence)
+
+
+def test_one_statistic_of_a_measure_is_read_never_the_max_across_statistics(tmp_path):
+    """Gauges labelled by statistic (avg, p99): currency's mean doubles while its p99, always
+    noisy, hides it; the max across statistics would read only the p99."""
+    rng = np.random.default_rng(29)
+    series = {}
+    for svc, base in (("frontend", 0.3), ("cart", 0.1), ("currency", 0.2)):
+        avg = _noise(rng, base, 0.03)
+        p99 = _noise(rng, 8 * base, 0.35)
+        if svc == "currency":
+            avg[ALERT_I - 3:] *= 2.0
+        if svc == "frontend":
+            avg[ALERT_I - 2:] += 0.1
+        series[("svc_latency_seconds", (("service", svc), ("statistic", "avg")))] = avg
+        series[("svc_latency_seconds", (("service", svc), ("statistic", "p99")))] = np.abs(p99)
+    report = _investigate(_write(tmp_path / "b", series, "frontend"))
+    top = report.suspects[0]
+    assert top.service == "currency", [(s.service, s.score) for s in report.suspects[:3]]
+    assert any('statistic="avg"' in sig.query for sig in top.signals)

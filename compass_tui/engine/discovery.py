@@ -852,6 +852,11 @@ def generic_names(names: list[str]) -> list[str]:
     return [n for _, n in picked[:MAX_GENERIC]]
 
 
+STAT_LABELS = ("statistic", "stat", "aggregation", "agg")
+"""Labels that say which statistic of one measure a series is (avg, p99, ...)."""
+STAT_PREFERENCE = ("avg", "average", "mean", "p50", "median", "50")
+
+
 def generic_specs(info: MetricInfo, known: set[str]) -> list[tuple[str, str, str | None, str, int, str, str]]:
     """How to read a generic metric: (signal suffix, query with $RW for the rate window, service
     label, sub label, kind, direction, view) for each view of it; empty when nothing in it
@@ -863,6 +868,13 @@ def generic_specs(info: MetricInfo, known: set[str]) -> list[tuple[str, str, str
     if "le" in labels:
         return []
     base_m = []
+    # one statistic of a measure, never the max across different statistics of it: the mean
+    # (least noisy), else the median, else the first
+    stat = next((l for l in STAT_LABELS if l in labels and len(labels[l]) > 1), None)
+    if stat is not None:
+        vals = sorted(labels[stat])
+        pick = next((v for pref in STAT_PREFERENCE for v in vals if v.lower() == pref), vals[0])
+        base_m.append(f'{stat}="{pick}"')
     if "quantile" in labels:
         qs = sorted((q for q in labels["quantile"] if _isnum(q)), key=float)
         if qs:
