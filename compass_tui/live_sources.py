@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,29 @@ def open_live_backend(config: Config, window: tuple[float, float] | None = None)
     verb (or ``await backend.start()``); close with ``await backend.aclose()`` from the
     same event loop. ``window`` (unix seconds) bounds discovery calls that take a range."""
     return McpBackend.from_config(config, window=window)
+
+
+async def fit_step_to_samples(backend: Any, request: Any) -> float | None:
+    """Raise a live request's step to a whole number of the sources' scrape intervals.
+
+    A step finer than the scrape interval only repeats each sample (Prometheus's lookback)
+    and leaves a rate window of a few steps with one sample, so the series the engine judges
+    are not the ones a bundle of the same data gives (its step is the interval). Returns the
+    interval found, or None (the request unchanged) when the backend cannot tell."""
+    probe = getattr(backend, "sample_interval", None)
+    if probe is None:
+        return None
+    try:
+        interval = await probe(request.started_at)
+    except Exception:  # the step stays as asked: a probe must not stop the investigation
+        return None
+    if not interval or interval <= 0:
+        return None
+    ratio = float(request.step_s) / interval
+    # a step already a whole number of scrapes (within jitter) stays; otherwise round up
+    scrapes = max(1, round(ratio) if abs(ratio - round(ratio)) < 0.05 else math.ceil(ratio))
+    request.step_s = float(scrapes * interval)
+    return interval
 
 
 async def firing_alerts(config: Config) -> list[dict[str, Any]]:

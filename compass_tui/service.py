@@ -243,7 +243,8 @@ async def open_source(options: AppOptions) -> Opened:
         return Opened(request=request, backend=backend, notes=notes)
     if src.kind == "recorded" and src.request is not None:
         # A recorded investigation: the live sources, when configured, serve the chat's queries.
-        backend, notes = (await open_live_backend(options, src.request)) if configured_live(options.config) else (None, [])
+        backend, notes = ((await open_live_backend(options, src.request, fit_step=False))
+                          if configured_live(options.config) else (None, []))
         return Opened(request=src.request, backend=backend, notes=notes)
     if src.kind == "request":
         if src.request is None:
@@ -253,8 +254,10 @@ async def open_source(options: AppOptions) -> Opened:
     raise SourceError(f"unknown source {src.kind}")
 
 
-async def open_live_backend(options: AppOptions, request: InvestigationRequest) -> tuple[Any | None, list[str]]:
-    """The backend over the configured MCP servers, started, or (None, [why]) when there is none."""
+async def open_live_backend(options: AppOptions, request: InvestigationRequest,
+                            fit_step: bool = True) -> tuple[Any | None, list[str]]:
+    """The backend over the configured MCP servers, started, or (None, [why]) when there is none.
+    ``fit_step``: the request's step becomes a whole number of the sources' scrape intervals."""
     config = options.config
     if config is None or not configured_live(config):
         why = options.config_error or "no live source configured (run `compass init`)"
@@ -278,6 +281,10 @@ async def open_live_backend(options: AppOptions, request: InvestigationRequest) 
         # nothing can answer: say why rather than run an investigation of zero queries
         await backend.aclose()
         return None, [f"no data source reachable: {'; '.join(notes)}"]
+    if fit_step:
+        from compass_tui.live_sources import fit_step_to_samples  # noqa: PLC0415
+
+        await fit_step_to_samples(backend, request)
     return backend, notes
 
 

@@ -4,6 +4,7 @@ does, and an investigation through it must find the culprit of metric-visible fa
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -144,6 +145,88 @@ async def test_investigation_through_prometheus_mcp_finds_the_culprit(sim_bundle
         assert [(h.fault, h.service, h.status) for h in live.hypotheses] == [
             (h.fault, h.service, h.status) for h in ref.hypotheses
         ]
+
+
+def metrics_only_copy(bundle: Path, dest: Path) -> Path:
+    """The bundle as the live stack has it: its metrics, nothing else."""
+    dest.mkdir()
+    for name in ("bundle.json", "incident.json", "metrics.om"):
+        shutil.copy(bundle / name, dest / name)
+    return dest
+
+
+METRIC_VISIBLE_FAULTS = ["cpu_saturation", "memory_leak", "disk_full", "cache_failure", "dns_failure",
+                         "db_slow_queries", "db_connection_pool_exhaustion", "traffic_surge"]
+# Per fault: two scenarios with the realism knobs drawn as usual, one clean one. Whatever the
+# engine concludes (right or wrong), the live path must conclude the same from the same data.
+PARITY_CASES = [(f, seed, realism) for f in METRIC_VISIBLE_FAULTS
+                for seed, realism in ((11, "random"), (12, "random"), (13, "off"))]
+
+
+@pytest.mark.parametrize("fault, seed, realism", PARITY_CASES)
+async def test_live_path_ranks_as_the_bundle_path(sim_bundle_factory, tmp_path, fault, seed, realism):
+    """The live path as `compass investigate --alert` and `compass watch` take it (the request
+    built from the alert, the backend opened by the application service, which fits the step to
+    the scrape interval it finds) ranks exactly as the bundle path does on the same metrics."""
+    from compass_tui import service
+    from compass_tui.config import Config
+    from compass_tui.engine.deps import EngineDeps
+    from compass_tui.engine.orchestrator import run_to_report
+    from compass_tui.engine.request import request_from_alert, request_from_bundle_meta
+
+    path = Path(sim_bundle_factory(fault, seed, realism=realism))
+    incident = json.loads((path / "incident.json").read_text())
+    manifest = json.loads((path / "bundle.json").read_text())
+    ref_req = request_from_bundle_meta(manifest, incident)
+    # the alert's window pinned to the bundle's (the data there is the same); the step is the live path's own
+    req = request_from_alert(incident, window=(ref_req.window_start, ref_req.window_end))
+    with PrometheusServer((path / "metrics.om").read_text(), tmp_path / "prom") as url:
+        cmd = prometheus_mcp_command()
+        cfg = McpServerConfig(command=cmd[0], args=cmd[1:], env={"PROMETHEUS_URL": url}, cwd=str(tmp_path))
+        options = service.options_for_config(Config(mcp_servers={"prometheus": cfg}), no_store=True)
+        # the server starts (a process of its own) while the bundle path runs here
+        opening = asyncio.create_task(service.open_live_backend(options, req))
+        offline = await asyncio.to_thread(open_bundle, metrics_only_copy(path, tmp_path / "metrics-only"))
+        try:
+            ref = await run_to_report(ref_req, EngineDeps(backend=offline))
+        finally:
+            offline.close()
+        backend, notes = await opening
+        assert backend is not None, notes
+        try:
+            assert req.step_s == ref_req.step_s  # the step the live path chose: the data's scrape interval
+            live = await run_to_report(req, EngineDeps(backend=backend))
+        finally:
+            await service.close_backend(backend)
+    failed = [c.error for c in backend.calls if not c.ok]
+    assert not failed, failed[:3]
+    want = [(h.fault, h.service, h.status) for h in ref.hypotheses]
+    got = [(h.fault, h.service, h.status) for h in live.hypotheses]
+    assert got[:1] == want[:1]
+    assert got == want
+
+
+async def test_the_live_step_is_a_whole_number_of_scrapes():
+    from types import SimpleNamespace
+
+    from compass_tui.live_sources import fit_step_to_samples
+
+    class Probe:
+        def __init__(self, interval):
+            self.interval = interval
+
+        async def sample_interval(self, at):
+            if isinstance(self.interval, Exception):
+                raise self.interval
+            return self.interval
+
+    for step, interval, want in [(15.0, 60.0, 60.0), (75.0, 60.0, 120.0), (60.0, 59.99, 59.99), (30.0, 10.0, 30.0),
+                                 (15.0, None, 15.0), (15.0, RuntimeError("down"), 15.0)]:
+        req = SimpleNamespace(step_s=step, started_at=0.0)
+        await fit_step_to_samples(Probe(interval), req)
+        assert req.step_s == pytest.approx(want), (step, interval)
+    req = SimpleNamespace(step_s=15.0, started_at=0.0)
+    assert await fit_step_to_samples(object(), req) is None and req.step_s == 15.0  # a backend that cannot tell
 
 
 def mcp_grafana_binary() -> str | None:

@@ -81,6 +81,8 @@ MAX_POINTS = 2_000_000
 """Samples kept from one metric result across its series."""
 MAX_TRACES_FETCHED = 500
 """Traces fetched one by one after a trace search (Grafana's Tempo tools have no bulk fetch)."""
+SAMPLE_PROBE_SPAN_S = 1800.0
+"""How far back ``sample_interval`` looks at raw samples: a few scrapes even at 5 minutes."""
 
 
 class ToolRefused(Exception):
@@ -113,6 +115,11 @@ def _redact(text: str, secrets: list[str]) -> str:
         if s and len(s) >= 4:
             text = text.replace(s, "***")
     return text
+
+
+def _label_value(v: str) -> str:
+    """A label value quoted for a PromQL matcher."""
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -627,6 +634,25 @@ class McpBackend:
             }
         out = await self._call(st.name, tool, args)
         return self._metric_result(promql, out)
+
+    async def sample_interval(self, at: float, span_s: float = SAMPLE_PROBE_SPAN_S) -> float | None:
+        """The scrape interval of the metrics before ``at``, in seconds: the median spacing of
+        the raw samples of a typical ``up`` series (the one with the median sample count over
+        ``span_s``). None when it cannot be told (no ``up``, or a source that cannot return raw
+        samples). Two bounded queries."""
+        rng = f"{max(60, int(span_s))}s"
+        counts = await self.query_instant(f"count_over_time(up[{rng}])", at)
+        if counts.status != "ok" or not counts.series:
+            return None
+        typical = sorted(counts.series, key=lambda s: (float(s.v[-1]) if len(s.v) else 0.0,
+                                                       sorted(s.labels.items())))[len(counts.series) // 2]
+        matchers = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(typical.labels.items()) if k != "__name__")
+        raw = await self.query_instant(f"up{{{matchers}}}[{rng}]", at)
+        if raw.status != "ok" or not raw.series or len(raw.series[0].t) < 3:
+            return None
+        spacing = float(np.median(np.diff(raw.series[0].t)))
+        # Prometheus keeps milliseconds; a jittered scrape still has one typical spacing
+        return round(spacing, 3) if spacing > 0 else None
 
     def _metric_result(self, query: str, out: CallOutcome) -> MetricResult:
         src = f"{out.server}/{out.tool}"
