@@ -3,8 +3,8 @@
 Supports: steady growth of the memory envelope before the symptom (garbage-collection saws
 ride on it), near the limit; restarts (OOM kills); out-of-memory log lines. Disproves: memory
 flat, or one step (a restart to a higher level, a cache warming) rather than growth all
-along, or growth that levelled off well before the symptom; growth only after the onset
-(temporal precedence)."""
+along, or a rise packed into one short climb (a restart warming up to a new level); growth
+only after the onset (temporal precedence)."""
 
 from __future__ import annotations
 
@@ -95,11 +95,23 @@ def memory(ctx: Ctx, svc: str) -> Candidate | None:
     jumps = np.diff(v_env[start_i:peak_i + 1])
     jumps = jumps[np.isfinite(jumps)]
     one_step = rise > 0 and len(jumps) and float(jumps.max()) >= 0.5 * rise
-    # ...and is still growing when the trouble comes: a climb that levelled off long before
-    # (a restart warming up to a new level) is a step, unless it levelled off at the limit
-    tail_t = t_peak - max(span / 3.0, 3 * g.step)
-    tail_slope, _ = slope_per_s(g, v_env, tail_t, t_peak)
-    levelled = slope > 0 and tail_slope < 0.35 * slope and not near_limit
+    # ...and not in one climb that then levelled off (a restart warming up to a new level): a
+    # leak that began late still climbs until the trouble (or the limit)
+    k = max(2, int(round((t_peak - t_start) / 4.0 / g.step)))
+    seg_env = v_env[start_i:peak_i + 1]
+    fin = np.isfinite(seg_env)
+    levelled = False
+    if fin.sum() > k and not near_limit:
+        ahead = np.fmax.accumulate(np.where(fin, seg_env, seg_env[fin][0]))
+        total = float(ahead[-1] - ahead[0])
+        gains = ahead[k:] - ahead[:-k]
+        j = int(np.argmax(gains))
+        climb, after = float(gains[j]), float(ahead[-1] - ahead[j + k])
+        post_steps = len(ahead) - 1 - (j + k)
+        # most of the rise in one quarter of the stretch, then a stretch at least half as long
+        # growing at under a third of the climb's pace
+        levelled = total > 0 and climb >= 0.6 * total and post_steps >= 0.5 * k and \
+            after / max(post_steps, 1) < 0.35 * climb / k
     if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step and not levelled:
         score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
         if util and peak >= 0.85:
