@@ -178,3 +178,19 @@ def test_memory_raises_a_cause_the_data_measured_rather_than_replacing_it(sim_bu
     assert taught.agent == "memory" and taught.status != "supported"
     assert third.hypotheses[0].id == taught.id  # still ranked first: what the engineer taught
     store.close()
+
+
+def test_many_cpus_rising_in_one_step_share_a_cause_and_a_surge_that_came_first_explains_them() -> None:
+    from compass_tui.engine.faults.cpu_saturation import shared_cause
+
+    cpus = [Candidate("cpu_saturation", f"db-{i}", "infrastructure", 0.8, "cpu", cause_onset=1000.0 + 10 * i) for i in range(3)]
+    surge = Candidate("traffic_surge", "edge", "application", 0.7, "surge", cause_onset=990.0)
+    alone = Candidate("cpu_saturation", "api", "infrastructure", 0.8, "cpu", cause_onset=5000.0)
+    cands = cpus + [surge, alone]
+    shared_cause(_ctx(), cands, {"cpu_saturation": cpus + [alone], "traffic_surge": [surge]})
+    assert all(status_of(c) == "disproven" for c in cpus)
+    assert all(c.beaten and c.beaten[0][0] is surge for c in cpus)
+    assert status_of(alone) == "supported" and alone.factor == 1.0  # one CPU on its own is its own
+    for c in cpus:
+        for d in c.checks:
+            assert_agrees(d.strategy, d.result, d.detail)

@@ -13,7 +13,7 @@ import numpy as np
 
 from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.faults._common import rel
-from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.faults.base import Facts, Fault, Rule
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 
 SIGNALS = ("cpu_util", "cpu_throttle", "cpu_cores", "cpu_util_pod", "cpu_cores_pod")
@@ -107,8 +107,27 @@ def cpu(ctx: Ctx, svc: str) -> Candidate | None:
     return c
 
 
+def shared_cause(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
+    """Three or more services whose CPU rose in the same step share a cause (load, a noisy
+    host, a batch job), which one service's own CPU does not explain: each counts less, and a
+    surge into them that came no later explains them (the surge rules weigh that)."""
+    cpus = [c for c in by_fault.get("cpu_saturation", []) if c.cause_onset is not None]
+    for c in cpus:
+        together = [o for o in cpus if abs(o.cause_onset - c.cause_onset) <= ctx.grid.step]
+        if len(together) >= 3:
+            c.factor *= 0.7
+            c.check("competing_explanation", None, f"{len(together)} services' CPU rose in the same step "
+                    f"({', '.join(sorted(o.service for o in together if o is not c)[:3])}, ...): a shared cause is as likely")
+            surges = [s for s in by_fault.get("traffic_surge", []) if s.cause_onset is not None
+                      and s.cause_onset <= c.cause_onset + ctx.grid.step and s.strength >= 0.5
+                      and not any(d.result == "failed" for d in s.checks)]
+            if surges:
+                c.lose_to(surges[0], f"a traffic surge into {surges[0].service} came no later, and {len(together)} "
+                          "services' CPU rose with it: the load, not this CPU", 0.6)
+
+
 FAULT = Fault(
     id="cpu_saturation", title="CPU at or near its limit, or throttled", order=1,
-    detectors={"infrastructure": detect}, facts=CpuFacts,
+    detectors={"infrastructure": detect}, facts=CpuFacts, rules=(Rule(55, shared_cause),),
     load_driven=lambda c: True, acute=True, explained_by_downstream=True,
 )
