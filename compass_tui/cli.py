@@ -163,11 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command or "app"
     module_name, func_name = COMMANDS[command].split(":")
+    from compass_tui import logs
+
+    # libraries' warnings and tracebacks go to the log file, never over the report or the app
+    logs.setup()
     try:
         func = getattr(importlib.import_module(module_name), func_name)
         return int(func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug is one line and the log, not a traceback
+        import logging
+
+        logging.getLogger("compass").exception("compass %s failed", command)
+        text = (str(e).strip().splitlines() or [""])[0]
+        print(f"compass: {command} failed: {type(e).__name__}{': ' + text if text else ''} (details in {logs.where()})",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -105,6 +105,10 @@ async def _run(options, opened, store, args, t0, out=None) -> int:
         return _err("the investigation produced no report")
     if memory_error:
         print(f"compass: {memory_error}", file=sys.stderr)
+    from compass_tui.logs import failure_notices
+
+    for line in failure_notices(opened.backend):  # a source that failed midway: one line each
+        print(f"compass: {line}", file=sys.stderr)
     if getattr(args, "json", False):
         out.write(json.dumps(report.to_json_dict(), indent=2) + "\n")
     elif not getattr(args, "events", False):

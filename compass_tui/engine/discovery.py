@@ -97,6 +97,17 @@ FAMILIES: dict[str, list[str]] = {
     "config_reload": [r"config_last_reload_success_timestamp_seconds", r"[a-z0-9_]*config_last_reload_success_timestamp_seconds", r"[a-z0-9_]*config_hash", r"[a-z0-9_]*feature_flag[a-z0-9_]*"],
 }
 _COMPILED = {fam: [re.compile(p) for p in pats] for fam, pats in FAMILIES.items()}
+MISSING_FAMILIES: dict[str, tuple[str, ...]] = {
+    "requests": ("requests",), "latency": ("latency_hist", "latency_summary", "latency_sum"), "cpu": ("cpu",),
+    "memory": ("memory", "jvm_used"), "restarts": ("restarts", "start_time"),
+    "pools": ("hikari_active", "hikari_max", "otel_pool_usage", "otel_pool_max", "gosql_inuse", "gosql_max"),
+    "db_server": ("pg_tx", "pg_locks", "pg_activity", "mysql_slow", "mysql_running", "mysql_proc", "mysql_lockwaits"),
+    "disk": ("fs_avail", "fs_size", "vol_avail", "vol_cap"), "network": ("retrans", "outsegs", "net_drop"),
+    "tls": ("cert_expiry",), "dns": ("dns_responses", "dns_lookup"),
+    "cache": ("redis_up", "redis_hits", "redis_misses", "cache_generic_hits", "cache_generic_misses"), "liveness": ("up",),
+}
+"""A missing-signal entry -> the families whose metrics would have filled it (so a metric the
+source could not look up is not reported as one the stack lacks)."""
 VERSION_LABELS = ("version", "service_version", "app_version", "image_tag", "revision", "git_commit", "image")
 
 
@@ -245,6 +256,10 @@ class Discovery:
         self.agent = "discovery"
         self.pod_info: list[dict[str, str]] = []
         self.host_map: dict[str, set[str]] = {}
+        self.unlooked: set[str] = set()
+        """Metric names whose label lookup failed (the source could not answer)."""
+        self.failed: dict[str, str] = {}
+        """signal -> the error of its query that could not run."""
 
     # ---------------------------------------------------------------- metadata
 
@@ -257,9 +272,12 @@ class Discovery:
         async def one(name: str, fams: list[str]):
             async with sem:
                 try:
-                    labelsets = await self.runner.series(self.agent, name, self.grid.start, self.grid.end) or []
+                    got = await self.runner.series(self.agent, name, self.grid.start, self.grid.end)
                 except BudgetExhausted:
                     return
+            if got is None:  # the lookup failed: unknown, not absent
+                self.unlooked.add(name)
+            labelsets = got or []
             info = MetricInfo(name=name, families=fams)
             for ls in labelsets[:20000]:
                 for k, v in ls.items():
@@ -351,21 +369,35 @@ class Discovery:
 
     # ---------------------------------------------------------------- signal queries
 
-    async def _series(self, promql: str) -> list:
+    async def _series(self, promql: str, signal: str = "metrics") -> list:
         try:
             r = await self.runner.range(self.agent, promql, self.grid.start, self.grid.end, self.grid.step)
         except BudgetExhausted:
             return []
+        if r is None or r.status == "error":
+            self.failed.setdefault(signal, getattr(r, "error", None) or "no answer")
         if r is None or r.status != "ok":
             return []
         return r.series
+
+    def unchecked(self, missing: str, names_listed: bool = True) -> bool:
+        """True when a missing-signal entry may be wrong because the source could not
+        answer: the metric names were not listed, or a metric that would fill it was listed
+        but could not be looked up."""
+        if not names_listed:
+            return True
+        fams = set(MISSING_FAMILIES.get(missing, ()))
+        if any(fams & set(classify(n)) for n in self.unlooked):
+            return True
+        # its metrics exist but came back with nothing: the queries that failed are why
+        return bool(self.failed) and any(fams & set(m.families) for m in self.stack.metrics.values())
 
     async def _per_service(self, signal: str, promql: str, svc_label: str, sub_label: str | tuple | None = None,
                            keep_existing: bool = False) -> dict[str, SigSeries]:
         out: dict[str, SigSeries] = {}
         by_host = svc_label in HOST_LABELS and svc_label not in SERVICE_LABELS
         by_object = svc_label in OBJECT_LABELS
-        for s in await self._series(promql):
+        for s in await self._series(promql, signal):
             name = svc_name(s.labels, svc_label)
             if not name:
                 continue
@@ -423,15 +455,15 @@ class Discovery:
                 err_sel = 'outcome="SERVER_ERROR"'
             elif status:
                 err_sel = f'{status}=~"5.."'
-            totals = {svc_name(s.labels, svc): s for s in await self._series(total_q) if svc_name(s.labels, svc)}
+            totals = {svc_name(s.labels, svc): s for s in await self._series(total_q, "request_rate") if svc_name(s.labels, svc)}
             errs, oks = {}, {}
             if err_sel:
                 err_q = (f"sum by ({svc}) (rate({info.name}{{{err_sel}}}[{self.rw}])) / "
                          f"sum by ({svc}) (rate({info.name}[{self.rw}]))")
-                errs = {svc_name(s.labels, svc): s for s in await self._series(err_q)}
+                errs = {svc_name(s.labels, svc): s for s in await self._series(err_q, "error_ratio")}
                 ok_sel = err_sel.replace("=~", "!~", 1) if "=~" in err_sel else err_sel.replace("=", "!=", 1)
                 ok_q = f"sum by ({svc}) (rate({info.name}{{{ok_sel}}}[{self.rw}]))"
-                oks = {svc_name(s.labels, svc): s for s in await self._series(ok_q)}
+                oks = {svc_name(s.labels, svc): s for s in await self._series(ok_q, "ok_rate")}
             for name, tot in totals.items():
                 tv = self.grid.align(tot.t, tot.v)
                 level = float(np.nanmedian(tv)) if np.isfinite(tv).any() else 0.0
@@ -737,7 +769,7 @@ class Discovery:
             texts = []
             for q in qs:
                 texts.append(q)
-                for ser in await self._series(q):
+                for ser in await self._series(q, "client_error_ratio"):
                     pv = next((ser.labels[x] for x in peers if ser.labels.get(x)), "")
                     key = f"{svc_name(ser.labels, s)}|{pv}"
                     v = self.grid.align(ser.t, ser.v)

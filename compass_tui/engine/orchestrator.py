@@ -138,10 +138,18 @@ class _Run:
         trace_services = {s.service for s in spans}
         log_label, log_services = await logs_label_task if logs_label_task else (None, set())
         disc = Discovery(self.runner, grid)
+        self.discovery = disc
         stack = await disc.discover(names, trace_services | log_services)
         await disc.compute()
+        failures = self._source_failures()
         for sig, reason in stack.missing.items():
-            self.degrade(sig, reason)
+            if failures and disc.unchecked(sig, names_listed=bool(names)):
+                # the source failed before it could say: never blame the instrumentation for it
+                self.degrade(sig, f"not checked: {failures[0].short()}; whether the stack has it is unknown",
+                             f"see source:{failures[0].server}")
+            else:
+                self.degrade(sig, reason)
+        self._source_degraded()
         annotations = await ann_task if ann_task else []
 
         # ---------------- orient
@@ -183,7 +191,10 @@ class _Run:
         ctx.suspects = localise(ctx)
         self.suspects = [suspect_out(s, i) for i, s in enumerate(ctx.suspects[:20], 1)]
         self.events.put_nowait(SuspectsRanked(suspects=self.suspects, onset=format_time(ctx.onset), at_s=self.at()))
-        if not ctx.graph.known:
+        if not ctx.graph.known and self._source_failures():
+            self.degrade("service_graph", f"no service graph: {self._source_failures()[0].short()}, so its traces, client "
+                         "metrics or log peers could not be read; scope checks are skipped", f"see source:{self._source_failures()[0].server}")
+        elif not ctx.graph.known:
             self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped "
                          "and suspects are ordered by when and how far their signals moved",
                          "send traces (Tempo) or client-side request metrics with a peer label")
@@ -231,6 +242,7 @@ class _Run:
             self.events.put_nowait(HypothesisUpdated(hypothesis=h, at_s=self.at()))
         if self.runner.budget_note:
             self.degrade("budget", f"stopped early: {self.runner.budget_note}; ranked what was checked")
+        self._source_degraded()
 
         # ---------------- decide
         self.phase("decide")
@@ -238,6 +250,44 @@ class _Run:
             self.events.put_nowait(CostSpent(agent=agent, cost=cost, total_usd=self.model_session.usd if self.model_session else 0.0,
                                              budget_usd=self.model_session.caps.max_usd if self.model_session else self.deps.budget.max_usd))
         self.report = self._report(ranked)
+
+    def _source_failures(self) -> list:
+        """How the backend's sources failed so far (``SourceFailure``-like), [] when none did."""
+        fn = getattr(self.deps.backend, "source_failures", None)
+        try:
+            return list(fn()) if callable(fn) else []
+        except Exception:  # a report on failures must not become one
+            return []
+
+    def _source_degraded(self) -> None:
+        """One entry per failed source: how and since when, what could not be checked
+        because of it, and that what was found before is kept. Refreshed at the end, so it
+        counts what failed after discovery too."""
+        failures = self._source_failures()
+        if not failures:
+            return
+        disc = getattr(self, "discovery", None)
+        lost = sorted(disc.failed) if disc is not None else []
+        lost += [d.signal for d in self.degraded if d.reason.startswith("not checked: ") and d.signal not in lost]
+        failed = {a: n for a, n in self.runner.failed.items() if n}
+        for f in failures:
+            parts = [f.detail()]
+            if failed:
+                by = ", ".join(f"{a} {n}" for a, n in sorted(failed.items(), key=lambda x: -x[1]))
+                parts.append(f"{sum(failed.values())} queries could not run ({by})")
+            if lost:
+                shown = ", ".join(lost[:12]) + (f" and {len(lost) - 12} more" if len(lost) > 12 else "")
+                parts.append(f"not checked: {shown}")
+            parts.append("what was found before is kept")
+            reason = "; ".join(parts)
+            fix = "the log file has the details; `compass doctor` checks the server"
+            signal = f"source:{f.server}"
+            for d in self.degraded:
+                if d.signal == signal:
+                    d.reason, d.fix = reason, fix  # the report's entry says the whole of it
+                    break
+            else:
+                self.degrade(signal, reason, fix)
 
     async def _verify_log_evidence(self, hyps) -> None:
         """Run each cited log query of the leading hypotheses, so the evidence names a query
@@ -376,7 +426,9 @@ class _Run:
                 ctx.onset = onsets[0]
         else:
             ctx.onset = g.alert_at - min(2 * g.step, 120.0)
-            self.degrade("symptom", "could not see the symptom's onset in the alerting service's errors or latency; using the alert time")
+            failed = self._source_failures()
+            why = f" ({failed[0].short()})" if failed else ""
+            self.degrade("symptom", f"could not see the symptom's onset in the alerting service's errors or latency{why}; using the alert time")
 
     def _affected(self, ctx: Ctx) -> None:
         for sig, kw in (("error_ratio", dict(abs_floor=0.002, rel_floor=0.3)), ("latency_p99", dict(rel_floor=0.2)),

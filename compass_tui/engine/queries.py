@@ -33,6 +33,8 @@ class QueryRunner:
         self._cache: dict[tuple, object] = {}
         self._inflight: dict[tuple, asyncio.Future] = {}
         self.budget_note: str | None = None
+        self.failed: dict[str, int] = defaultdict(int)
+        """agent -> its queries that could not run (the source answered an error or nothing)."""
 
     @property
     def source(self) -> str:
@@ -75,6 +77,8 @@ class QueryRunner:
         else:
             status = getattr(result, "status", "error") if result is not None else "error"
         rows = _rows(result)
+        if status == "error":
+            self.failed[agent] += 1
         self.events.put_nowait(
             QueryRan(agent=agent, source=self.source, query=text, status=status, rows=rows, wall_s=wall, error=error)
         )

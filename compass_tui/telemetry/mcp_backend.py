@@ -13,7 +13,11 @@ must be exited by the task that entered them; verbs called from any task only se
 Calls run concurrently under a semaphore, with a timeout, and a retry for transport
 failures. Only tools on an explicit read allow-list are ever called. A server that will not
 start, dies, hangs, answers garbage or too much, or rejects a query makes the verb return
-status ``error`` saying what failed; nothing raises into the engine.
+status ``error`` saying what failed; nothing raises into the engine (``series`` excepted, whose
+failure the query runner records as a failed query). Each server's failures are kept as a
+``SourceFailure`` (what went wrong, since when, after how many answered calls) so the report
+can say that the source failed rather than that a signal does not exist; the details (the
+server's last stderr lines, the garbage it printed, the exceptions) go to the log.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -85,8 +90,15 @@ SAMPLE_PROBE_SPAN_S = 1800.0
 """How far back ``sample_interval`` looks at raw samples: a few scrapes even at 5 minutes."""
 
 
+log = logging.getLogger("compass.mcp")
+
+
 class ToolRefused(Exception):
     """A tool outside the read allow-list was asked for."""
+
+
+class SourceFailed(Exception):
+    """A server could not answer a lookup (``series``); the message is one line."""
 
 
 def rfc3339(t: float) -> str:
@@ -127,6 +139,32 @@ def _one_line(text: str, limit: int = 400) -> str:
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
+def _text_size(res: Any) -> int:
+    """Characters of text in a tool result (what the result cap measures)."""
+    return sum(len(getattr(c, "text", "") or "") for c in (getattr(res, "content", None) or []) if getattr(c, "type", "") == "text")
+
+
+def _is_rpc_error(e: BaseException) -> bool:
+    try:
+        from mcp.shared.exceptions import MCPError
+    except ImportError:  # pragma: no cover - the SDK is a dependency
+        return False
+    return isinstance(e, MCPError)
+
+
+def _garbage_text(e: BaseException) -> str:
+    """The offending line of a JSON-RPC parse error (pydantic keeps it as the input)."""
+    errors = getattr(e, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            if isinstance(first.get("input"), str):
+                return first["input"]
+        except Exception:  # noqa: BLE001 - any shape: fall back to the message
+            pass
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 @dataclass
 class CallOutcome:
     """What one tool call gave: the decoded payload or the error, and its wall time."""
@@ -137,6 +175,8 @@ class CallOutcome:
     error: str | None = None
     wall_s: float = 0.0
     size: int = 0
+    fault: str | None = None
+    """Why it failed, as a SourceFailure kind: died, hung, garbage, too_big, errors."""
 
 
 @dataclass
@@ -159,7 +199,7 @@ class ServerState:
     session: Any = None
     tools: dict[str, Any] = field(default_factory=dict)
     family: str | None = None  # "grafana" or "prometheus"
-    status: str = "pending"  # pending, ready, failed, dead, hung
+    status: str = "pending"  # pending, ready, failed, dead, hung, garbage, closed
     error: str | None = None
     server_info: str | None = None
     datasources: dict[str, str] = field(default_factory=dict)  # signal -> uid
@@ -169,6 +209,14 @@ class ServerState:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     secrets: list[str] = field(default_factory=list)
+    answered: int = 0
+    """Tool calls answered without error."""
+    garbage: list[str] = field(default_factory=list)
+    """Lines the server printed on stdout that are not JSON-RPC (the first few)."""
+    garbage_count: int = 0
+    failure: SourceFailure | None = None
+    faults: dict[str, int] = field(default_factory=dict)
+    """fault kind -> failed calls of that kind."""
 
     def stderr_tail(self, n: int = 3) -> str:
         if not self.stderr_path:
@@ -180,6 +228,72 @@ class ServerState:
             return ""
         # the server's own last words are the best hint of why it failed
         return _one_line(" | ".join(lines[-n:]), 300)
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%H:%M:%SZ")
+
+
+def _bare(error: str, server: str) -> str:
+    """An error without its ``server/tool: `` prefix (the failure already names the server)."""
+    head, sep, rest = error.partition(": ")
+    return rest if sep and head.split("/")[0] == server else error
+
+
+@dataclass
+class SourceFailure:
+    """How one server failed during an investigation: the kind (``died``, ``hung``,
+    ``garbage``, ``too_big`` or ``errors``), since when, after how many answered calls, and
+    how many calls failed since."""
+
+    server: str
+    kind: str
+    since: float
+    """time.time() of the first failed call."""
+    answered_before: int
+    first_error: str
+    failed_calls: int = 0
+    answered_after: int = 0
+    timeout_s: float | None = None
+    cap_bytes: int | None = None
+    last_words: str = ""
+    """The server's last stderr line when it failed (the log has more)."""
+
+    sample: str = ""
+    """For garbage: the first line it printed that is not JSON-RPC."""
+
+    def short(self) -> str:
+        """Which server failed, how and since when, in a few words."""
+        s, at = self.server, _clock(self.since)
+        return {
+            "died": f"the MCP server {s} died at {at}",
+            "hung": f"the MCP server {s} stopped answering at {at}",
+            "garbage": f"the MCP server {s} answered garbage at {at}",
+            "too_big": f"the MCP server {s} answered results too big to read from {at} on",
+        }.get(self.kind, f"the MCP server {s} answered errors from {at} on")
+
+    def headline(self) -> str:
+        """One line: which server failed, how, since when, after how many answers."""
+        s, n = self.server, self.answered_before
+        after = f"after answering {n} call{'s' if n != 1 else ''}"
+        why = _one_line(_bare(self.first_error, s), 120)
+        if self.kind == "died":
+            return f"{self.short()}, {after} (its connection closed)"
+        if self.kind == "hung":
+            return f"{self.short()}, {after} (no answer within {self.timeout_s or 0:g}s)"
+        if self.kind == "garbage":
+            what = f"lines that are not JSON-RPC, e.g. {_one_line(self.sample, 60)!r}" if self.sample else why
+            return f"{self.short()}, {after} ({what})"
+        if self.kind == "too_big":
+            k = self.failed_calls
+            return f"{self.short()}: {k} result{'s' if k != 1 else ''} over the {self.cap_bytes}-byte cap (mcp_max_result_bytes)"
+        total = self.failed_calls + n + self.answered_after
+        return f"{self.short()}: {self.failed_calls} of {total} calls failed ({why})"
+
+    def detail(self) -> str:
+        """The headline, with the server's last stderr line when it died."""
+        words = f"; its last stderr line: {_one_line(self.last_words, 120)}" if self.last_words and self.kind == "died" else ""
+        return self.headline() + words
 
 
 def _family(tools: dict[str, Any]) -> str | None:
@@ -279,13 +393,24 @@ class McpBackend:
         """The owner task of one server: opens, waits for stop, closes, in this one task."""
         from mcp import ClientSession
 
+        cap = self.max_result_bytes
+
+        class Session(ClientSession):
+            async def validate_tool_result(self, name: str, result: Any) -> None:
+                # a result over the cap is refused anyway; checking a huge one against the
+                # tool's output schema would hold the event loop for seconds
+                if _text_size(result) <= cap:
+                    await super().validate_tool_result(name, result)
+
         cfg = st.config
         try:
             async with contextlib.AsyncExitStack() as stack:
                 try:
                     async with asyncio.timeout(cfg.startup_timeout_s):
                         read, write = await self._open_transport(st, stack)
-                        session = await stack.enter_async_context(ClientSession(read, write))
+                        session = await stack.enter_async_context(
+                            Session(read, write, message_handler=self._message_handler(st))
+                        )
                         init = await session.initialize()
                         info = getattr(init, "server_info", None)
                         if info is not None:
@@ -319,10 +444,72 @@ class McpBackend:
             elif st.status == "pending":
                 st.status = "failed"
                 st.error = self._start_error(st, e)
+            if not isinstance(e, asyncio.CancelledError):
+                log.warning("%s: the session ended: %s", st.name, st.error, exc_info=e)
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
+            if st.status == "failed":
+                log.warning("%s: %s%s", st.name, st.error, self._stderr_for_log(st))
             st.ready.set()
+
+    def _message_handler(self, st: ServerState):
+        """What the session passes on besides answers: a line on the server's stdout that is
+        not JSON-RPC arrives here as the parse error (the SDK has logged it with its traceback)."""
+
+        async def handle(message: Any) -> None:
+            if isinstance(message, Exception):
+                st.garbage_count += 1
+                if len(st.garbage) < 3:
+                    st.garbage.append(_one_line(_redact(_garbage_text(message), st.secrets), 80))
+                    log.warning("%s: printed a line on stdout that is not JSON-RPC: %s", st.name, st.garbage[-1])
+
+        return handle
+
+    def _stderr_for_log(self, st: ServerState) -> str:
+        if not st.stderr_path:
+            return ""
+        try:
+            with open(st.stderr_path, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-4000:].strip()
+        except OSError:
+            return ""
+        return f"\n  the server's stderr (last lines):\n    " + "\n    ".join(_redact(tail, st.secrets).splitlines()[-30:]) if tail else ""
+
+    def _failed(self, st: ServerState, out: CallOutcome) -> None:
+        """Count one failed call against its server, and keep the first as the failure."""
+        kind = out.fault or "errors"
+        st.faults[kind] = st.faults.get(kind, 0) + 1
+        if st.failure is None:
+            st.failure = SourceFailure(server=st.name, kind=kind, since=time.time(), answered_before=st.answered,
+                                       first_error=out.error or kind, timeout_s=st.config.tool_timeout_s,
+                                       cap_bytes=self.max_result_bytes)
+            log.warning("%s: first failed call (%s): %s%s", st.name, out.tool, out.error, self._stderr_for_log(st))
+        else:
+            log.info("%s/%s failed: %s", st.name, out.tool, out.error)
+        st.failure.failed_calls += 1
+        if st.status in ("dead", "hung", "garbage") and not st.failure.last_words:
+            st.failure.last_words = st.stderr_tail(1)
+        if st.garbage and not st.failure.sample:
+            st.failure.sample = st.garbage[0]
+        # a server that died, hung or talks garbage says so, whatever its first failure was
+        if st.status in ("dead", "hung", "garbage") and st.failure.kind not in ("died", "hung", "garbage"):
+            st.failure.kind = {"dead": "died"}.get(st.status, st.status)
+
+    def _malformed(self, out: CallOutcome, error: str) -> str:
+        """A decoded answer whose shape is not what the tool promises: a failed call too."""
+        st = self.servers.get(out.server)
+        if st is not None:
+            if st.failure is not None and st.failure.answered_after:
+                st.failure.answered_after -= 1
+            elif st.failure is None and st.answered:
+                st.answered -= 1
+            self._failed(st, CallOutcome(out.server, out.tool, error=error, fault="garbage"))
+        return error
+
+    def source_failures(self) -> list[SourceFailure]:
+        """The servers that failed calls during this investigation, with how and since when."""
+        return [st.failure for st in self.servers.values() if st.failure is not None]
 
     def _start_error(self, st: ServerState, e: BaseException) -> str:
         msg = str(e) or type(e).__name__
@@ -418,42 +605,60 @@ class McpBackend:
         if st is None:
             return CallOutcome(server, tool, error=f"no MCP server named {server!r} is configured")
         if st.status != "ready" or st.session is None:
-            return CallOutcome(server, tool, error=f"{server}: {st.status}: {st.error or 'not started'}")
+            out = CallOutcome(server, tool, error=f"{server}: {st.status}: {st.error or 'not started'}",
+                              fault={"dead": "died"}.get(st.status, st.status))
+            if st.status in ("dead", "hung", "garbage"):
+                self._failed(st, out)  # a call the failure cost
+            return out
         if tool not in st.tools:
             return CallOutcome(server, tool, error=f"{server} has no tool {tool}")
         limit = timeout_s or st.config.tool_timeout_s
         attempts = self.retries + 1
         last_err = "no attempt"
+        fault = "errors"
         t0 = time.perf_counter()
         async with self._sem:
             for attempt in range(attempts):
                 if st.status != "ready" or st.session is None:
                     last_err = f"{server}: {st.status}: {st.error}"
+                    fault = {"dead": "died"}.get(st.status, st.status)
                     break
                 try:
                     async with asyncio.timeout(limit):
                         res = await st.session.call_tool(tool, args)
                 except TimeoutError:
                     # a hung server stays hung: stop sending it work instead of queueing more
-                    st.status = "hung"
-                    st.error = f"{tool} got no answer within {limit:g}s"
-                    last_err = f"{server}/{tool}: no answer within {limit:g}s (server marked degraded)"
+                    if st.garbage_count > 0:
+                        # it answered, but with lines that are not JSON-RPC: the answer is lost
+                        st.status, fault = "garbage", "garbage"
+                        sample = st.garbage[0] if st.garbage else "?"
+                        st.error = f"answered lines that are not JSON-RPC (e.g. {sample!r}) and no answer within {limit:g}s"
+                        last_err = f"{server}/{tool}: {st.error} (server marked degraded)"
+                    else:
+                        st.status, fault = "hung", "hung"
+                        st.error = f"{tool} got no answer within {limit:g}s"
+                        last_err = f"{server}/{tool}: no answer within {limit:g}s (server marked degraded)"
                     break
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001 - transport failures become errors
                     last_err = f"{server}/{tool}: {_one_line(_redact(str(e) or type(e).__name__, st.secrets))}"
+                    log.info("%s/%s raised %s", server, tool, type(e).__name__, exc_info=e)
                     if st.task is not None and st.task.done():
-                        st.status = "dead"
+                        st.status, fault = "dead", "died"
                         st.error = st.error or "the server process exited"
                         break
                     closed = type(e).__name__ in ("ClosedResourceError", "BrokenResourceError", "EndOfStream")
                     if closed or "connection closed" in str(e).lower():
-                        st.status = "dead"
+                        st.status, fault = "dead", "died"
                         st.error = "connection closed (the server exited?)" + (
                             f": {st.stderr_tail()}" if st.stderr_tail() else ""
                         )
                         last_err = f"{server}/{tool}: {st.error}"
+                        break
+                    if _is_rpc_error(e):
+                        # a JSON-RPC error is the server's answer: asking again gets the same
+                        last_err = f"{server}/{tool}: JSON-RPC error: {_one_line(_redact(str(e), st.secrets))}"
                         break
                     if attempt + 1 < attempts:
                         await asyncio.sleep(0.2 * (attempt + 1))
@@ -462,17 +667,25 @@ class McpBackend:
                 out = self._decode(st, tool, res)
                 out.wall_s = wall
                 self.calls.append(CallRecord(server, tool, wall, out.error is None, out.error))
+                if out.error:
+                    self._failed(st, out)
+                else:
+                    st.answered += 1
+                    if st.failure is not None:
+                        st.failure.answered_after += 1
                 return out
         wall = time.perf_counter() - t0
         self.calls.append(CallRecord(server, tool, wall, False, last_err))
-        return CallOutcome(server, tool, error=last_err, wall_s=wall)
+        out = CallOutcome(server, tool, error=last_err, wall_s=wall, fault=fault)
+        self._failed(st, out)
+        return out
 
     def _decode(self, st: ServerState, tool: str, res: Any) -> CallOutcome:
         texts = [getattr(c, "text", "") for c in (res.content or []) if getattr(c, "type", "") == "text"]
-        size = sum(len(t) for t in texts)
+        size = _text_size(res)
         if size > self.max_result_bytes:
             return CallOutcome(
-                st.name, tool, size=size,
+                st.name, tool, size=size, fault="too_big",
                 error=f"{st.name}/{tool}: result of {size} bytes is over the {self.max_result_bytes}-byte cap; narrow the query",
             )
         if res.is_error:
@@ -494,7 +707,7 @@ class McpBackend:
             return CallOutcome(st.name, tool, payload=json.loads(text), size=size)
         except ValueError:
             return CallOutcome(
-                st.name, tool, size=size,
+                st.name, tool, size=size, fault="garbage",
                 error=f"{st.name}/{tool}: malformed result (not JSON): {_one_line(text, 120)}",
             )
 
@@ -503,7 +716,7 @@ class McpBackend:
     def _server_for(self, signal: str) -> ServerState | None:
         """The first ready server (in config order) that can answer a signal."""
         for st in self.servers.values():
-            if st.status not in ("ready", "hung", "dead"):
+            if st.status not in ("ready", "hung", "dead", "garbage"):
                 continue
             if signal == "metrics":
                 if st.family == "prometheus" and "execute_range_query" in st.tools:
@@ -537,7 +750,7 @@ class McpBackend:
             return f"no MCP server configured; add one with {needs} (run `compass init`)"
         notes = []
         for st in self.servers.values():
-            if st.status in ("failed", "dead", "hung", "closed"):
+            if st.status in ("failed", "dead", "hung", "garbage", "closed"):
                 notes.append(f"{st.name} {st.status}: {st.error}")
             elif st.family == "grafana":
                 ds = {"metrics": "Prometheus", "logs": "Loki", "traces": "Tempo"}.get(signal)
@@ -588,6 +801,10 @@ class McpBackend:
         # (the metric name included) of every series that had a sample in it.
         rng = max(1, int(math.ceil(end - start)))
         res = await self.query_instant(f"last_over_time({selector}[{rng}s])", end)
+        if res.status == "error":
+            # an empty answer and a failed one must not look alike: the engine would take
+            # a metric the server could not look up for one the stack does not have
+            raise SourceFailed(res.error or "the lookup failed")
         if res.status != "ok":
             return []
         seen: dict[tuple, dict[str, str]] = {}
@@ -663,7 +880,7 @@ class McpBackend:
         except (ValueError, TypeError, KeyError, IndexError) as e:
             return MetricResult(
                 query=query, source=src, status="error", wall_s=out.wall_s,
-                error=f"{src}: malformed result: {_one_line(str(e), 160)}",
+                error=self._malformed(out, f"{src}: malformed result: {_one_line(str(e), 160)}"),
             )
         res.wall_s = out.wall_s
         return res
@@ -719,7 +936,7 @@ class McpBackend:
             res = parse_loki_logs(out.payload, logql, src, limit)
         except (ValueError, TypeError, KeyError) as e:
             return LogResult(query=logql, source=src, status="error", wall_s=out.wall_s,
-                             error=f"{src}: malformed result: {_one_line(str(e), 160)}")
+                             error=self._malformed(out, f"{src}: malformed result: {_one_line(str(e), 160)}"))
         res.wall_s = out.wall_s
         return res
 
@@ -746,7 +963,7 @@ class McpBackend:
             res = parse_loki_metric(out.payload, logql, src)
         except (ValueError, TypeError, KeyError) as e:
             return MetricResult(query=logql, source=src, status="error", wall_s=out.wall_s,
-                                error=f"{src}: malformed result: {_one_line(str(e), 160)}")
+                                error=self._malformed(out, f"{src}: malformed result: {_one_line(str(e), 160)}"))
         res.wall_s = out.wall_s
         return res
 
@@ -774,7 +991,7 @@ class McpBackend:
         payload = out.payload if isinstance(out.payload, dict) else {}
         hits = payload.get("traces") or []
         if not isinstance(hits, list):
-            return TraceResult(query=q, source=src, status="error", error=f"{src}: malformed result: traces is not a list")
+            return TraceResult(query=q, source=src, status="error", error=self._malformed(out, f"{src}: malformed result: traces is not a list"))
         ids = []
         for h in hits:
             tid = h.get("traceID") or h.get("traceId") if isinstance(h, dict) else None
@@ -792,7 +1009,7 @@ class McpBackend:
             try:
                 spans = parse_otlp_spans(o.payload)
             except (ValueError, TypeError, KeyError, AttributeError) as e:
-                return f"{st.name}/get_tempo_trace: malformed trace {tid}: {_one_line(str(e), 120)}"
+                return self._malformed(o, f"{st.name}/get_tempo_trace: malformed trace {tid}: {_one_line(str(e), 120)}")
             self._trace_cache[tid] = spans
             return spans
 
@@ -832,7 +1049,7 @@ class McpBackend:
             anns = parse_annotations(out.payload)
         except (ValueError, TypeError, KeyError) as e:
             return AnnotationResult(query=query, source=src, status="error", wall_s=out.wall_s,
-                                    error=f"{src}: malformed result: {_one_line(str(e), 160)}")
+                                    error=self._malformed(out, f"{src}: malformed result: {_one_line(str(e), 160)}"))
         return AnnotationResult(query=query, source=src, status="ok" if anns else "no_data", annotations=anns, wall_s=out.wall_s)
 
     # ------------------------------------------------------------ introspection
