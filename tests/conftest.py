@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _log_dir(tmp_path_factory):
+    """The log file of every compass the tests run (in this process or as a subprocess) goes
+    to a temporary state directory, never the user's ~/.local/state."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+    yield
 
 
 @pytest.fixture(scope="session")

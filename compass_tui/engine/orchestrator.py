@@ -276,8 +276,10 @@ class _Run:
                 by = ", ".join(f"{a} {n}" for a, n in sorted(failed.items(), key=lambda x: -x[1]))
                 parts.append(f"{sum(failed.values())} queries could not run ({by})")
             if lost:
-                shown = ", ".join(lost[:12]) + (f" and {len(lost) - 12} more" if len(lost) > 12 else "")
-                parts.append(f"not checked: {shown}")
+                parts.append(f"not checked: {_some(lost)}")
+            unlooked = sorted(disc.unlooked) if disc is not None else []
+            if unlooked:
+                parts.append(f"metrics not looked up: {_some(unlooked)}")
             parts.append("what was found before is kept")
             reason = "; ".join(parts)
             fix = "the log file has the details; `compass doctor` checks the server"
@@ -528,6 +530,10 @@ class _Run:
                     completion_tokens=sum(c.completion_tokens for c in ms.calls), by_agent=by_agent,
                     calls=len(ms.calls), budget_hit=ms.budget_hit, budget_usd=ms.caps.max_usd,
                     model_calls=list(ms.calls))
+
+
+def _some(names: list[str], n: int = 12) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 async def investigate(request: InvestigationRequest, deps: EngineDeps) -> AsyncIterator[Event]:

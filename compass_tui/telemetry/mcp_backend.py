@@ -139,6 +139,11 @@ def _one_line(text: str, limit: int = 400) -> str:
     return t if len(t) <= limit else t[: limit - 1] + "…"
 
 
+def _query_of(args: dict[str, Any]) -> str:
+    q = args.get("query") or args.get("expr") or args.get("logql") or ""
+    return _one_line(str(q), 200)
+
+
 def _text_size(res: Any) -> int:
     """Characters of text in a tool result (what the result cap measures)."""
     return sum(len(getattr(c, "text", "") or "") for c in (getattr(res, "content", None) or []) if getattr(c, "type", "") == "text")
@@ -177,6 +182,8 @@ class CallOutcome:
     size: int = 0
     fault: str | None = None
     """Why it failed, as a SourceFailure kind: died, hung, garbage, too_big, errors."""
+    query: str = ""
+    """The query it carried (for the log)."""
 
 
 @dataclass
@@ -484,9 +491,10 @@ class McpBackend:
             st.failure = SourceFailure(server=st.name, kind=kind, since=time.time(), answered_before=st.answered,
                                        first_error=out.error or kind, timeout_s=st.config.tool_timeout_s,
                                        cap_bytes=self.max_result_bytes)
-            log.warning("%s: first failed call (%s): %s%s", st.name, out.tool, out.error, self._stderr_for_log(st))
+            log.warning("%s: first failed call (%s%s): %s%s", st.name, out.tool, f" {out.query}" if out.query else "",
+                        out.error, self._stderr_for_log(st))
         else:
-            log.info("%s/%s failed: %s", st.name, out.tool, out.error)
+            log.info("%s/%s%s failed: %s", st.name, out.tool, f" {out.query}" if out.query else "", out.error)
         st.failure.failed_calls += 1
         if st.status in ("dead", "hung", "garbage") and not st.failure.last_words:
             st.failure.last_words = st.stderr_tail(1)
@@ -668,6 +676,7 @@ class McpBackend:
                 out.wall_s = wall
                 self.calls.append(CallRecord(server, tool, wall, out.error is None, out.error))
                 if out.error:
+                    out.query = _query_of(args)
                     self._failed(st, out)
                 else:
                     st.answered += 1
@@ -676,7 +685,7 @@ class McpBackend:
                 return out
         wall = time.perf_counter() - t0
         self.calls.append(CallRecord(server, tool, wall, False, last_err))
-        out = CallOutcome(server, tool, error=last_err, wall_s=wall, fault=fault)
+        out = CallOutcome(server, tool, error=last_err, wall_s=wall, fault=fault, query=_query_of(args))
         self._failed(st, out)
         return out
 

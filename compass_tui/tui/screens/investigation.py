@@ -458,12 +458,23 @@ class InvestigationScreen(Screen):
         elif isinstance(event, SignalDegraded):
             self.degraded.append(event.degraded)
             self._refresh_health()
+            if event.degraded.signal.startswith("source:"):
+                self._source_failed(event.degraded)
         elif isinstance(event, SuspectsRanked):
             self.query_one(SuspectsPane).update_suspects(event.suspects, event.onset)
         elif isinstance(event, Progress):
             self.query_one("#hypotheses", HypothesisList).border_subtitle = event.message[:60]
         elif isinstance(event, Finished):
             self._finished(event)
+
+    def _source_failed(self, d: Degraded) -> None:
+        """A source that failed midway: one line saying what failed and where the log is."""
+        from compass_tui.logs import failure_notices, where  # noqa: PLC0415
+
+        server = d.signal.split(":", 1)[1]
+        lines = [n for n in failure_notices(self.backend) if n.startswith(f"the MCP server {server} ")]
+        text = lines[0] if lines else f"{d.reason.split('; ')[0]}; details in {where()}"
+        self.notify(text, title="source failed", severity="error", timeout=15)
 
     def _log(self, renderable: Any) -> None:
         """Write to the chat log (it wraps to its pane, whenever that is shown)."""
