@@ -7,6 +7,7 @@ they arrive, so the first hypothesis is on screen long before the last check fin
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import time
@@ -207,6 +208,7 @@ class _Run:
             try:
                 found = fn(ctx)
             except Exception as e:  # one agent failing must not lose the others' work
+                logging.getLogger("compass.engine").error("the %s agent failed", name, exc_info=e)
                 self.degrade(f"agent:{name}", f"the {name} agent failed: {type(e).__name__}: {e}")
                 found = []
             self.runner.costs[name].wall_s += time.perf_counter() - t_agent
@@ -556,6 +558,7 @@ async def investigate(request: InvestigationRequest, deps: EngineDeps) -> AsyncI
             break
         exc = task.exception()
         if exc is not None:
+            logging.getLogger("compass.engine").error("the investigation stopped early", exc_info=exc)
             run.degrade("engine", f"the investigation stopped early: {type(exc).__name__}: {exc}")
             while not run.events.empty():
                 yield run.events.get_nowait()
