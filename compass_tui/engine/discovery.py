@@ -111,6 +111,8 @@ source could not look up is not reported as one the stack lacks)."""
 VERSION_LABELS = ("version", "service_version", "app_version", "image_tag", "revision", "git_commit", "image")
 
 
+_TOKEN = re.compile(r"[^-_.]+")
+"""A token of a Kubernetes object's name."""
 OWN_FAMILIES = {"requests", "latency_hist", "latency_sum", "latency_summary"}
 """Families read as the reporting service's own (server-side) traffic and latency."""
 _CLIENT_SIDE = re.compile(r"(^|_)client(_|$)")
@@ -357,10 +359,16 @@ class Discovery:
     def object_service(self, name: str) -> str:
         """The service a Kubernetes object (PVC, pod, deployment) belongs to: the longest known
         service name inside it, else the name without its pod hash."""
+        # every run of whole tokens (split at - _ .) is a candidate: linear in the services
+        # seen, not in their number times the objects' (500 services, 2500 objects)
+        services = self.stack.services
+        spans = [m.span() for m in _TOKEN.finditer(name)]
         best = ""
-        for k in self.stack.services:
-            if len(k) > len(best) and re.search(rf"(^|[-_.]){re.escape(k)}($|[-_.])", name):
-                best = k
+        for i in range(len(spans)):
+            for j in range(i, len(spans)):
+                k = name[spans[i][0]:spans[j][1]]
+                if len(k) > len(best) and k in services:
+                    best = k
         return best or service_from_pod(name)
 
     def host_services(self, host: str) -> set[str]:
