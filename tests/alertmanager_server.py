@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -21,17 +20,16 @@ from pathlib import Path
 
 import pytest
 
+try:
+    from tests.prometheus_server import free_port, stop_process
+except ImportError:  # pragma: no cover - run from inside tests/
+    from prometheus_server import free_port, stop_process  # type: ignore[no-redef]
+
 READY_TIMEOUT_S = 30.0
 
 
 def binary() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AlertmanagerServer:
@@ -97,13 +95,7 @@ class AlertmanagerServer:
             assert resp.status == 200
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None
         if getattr(self, "_log", None) is not None:
             self._log.close()

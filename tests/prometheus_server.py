@@ -42,10 +42,22 @@ def missing_binaries() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """Terminate a server process, killing it when it does not exit within 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 class PrometheusServer:
@@ -77,7 +89,7 @@ class PrometheusServer:
         )
         if load.returncode != 0:
             raise RuntimeError(f"promtool could not load {om}: {load.stderr.strip() or load.stdout.strip()}")
-        port = _free_port()
+        port = free_port()
         self.base_url = f"http://127.0.0.1:{port}"
         self._log = open(log, "wb")  # noqa: SIM115 - closed in __exit__
         self.proc = subprocess.Popen(
@@ -109,13 +121,7 @@ class PrometheusServer:
         raise RuntimeError(f"prometheus not ready after {READY_TIMEOUT_S}s at {self.base_url}")
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None
         if getattr(self, "_log", None) is not None:
             self._log.close()
