@@ -78,11 +78,18 @@ def evidence_text(hypotheses: list[Hypothesis], which: str) -> str:
     return "\n".join(lines)
 
 
-def _metric_text(r: Any) -> str:
+def _no_result(r: Any) -> str | None:
+    """What to say instead of a result that did not come or failed; None for a good one."""
     if r is None:
         return "no answer"
     if getattr(r, "status", "ok") == "error":
         return f"error: {r.error}"
+    return None
+
+
+def _metric_text(r: Any) -> str:
+    if (said := _no_result(r)) is not None:
+        return said
     out = [f"{len(r.series)} series"]
     for s in r.series[:12]:
         vals = [float(v) for v in s.v if not math.isnan(float(v))]
@@ -92,10 +99,8 @@ def _metric_text(r: Any) -> str:
 
 
 def _log_text(r: Any) -> str:
-    if r is None:
-        return "no answer"
-    if getattr(r, "status", "ok") == "error":
-        return f"error: {r.error}"
+    if (said := _no_result(r)) is not None:
+        return said
     return "\n".join([f"{len(r.lines)} lines"] + [ln.line[:300] for ln in r.lines[:15]])
 
 
