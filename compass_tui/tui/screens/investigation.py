@@ -38,6 +38,7 @@ from compass_tui.models import (
     SuspectsRanked,
 )
 from compass_tui.tui import chat
+from compass_tui.tui.keys import motion_bindings
 from compass_tui.tui.messages import (
     ChatAnswer,
     EngineEvent,
@@ -79,14 +80,7 @@ COMMANDS = ("history", "doctor", "theme dark", "theme light", "theme high-contra
 class KeyScroll(VerticalScroll):
     """A scrolling pane that answers j/k, g/G and Ctrl+D/U like the rest of the app."""
 
-    BINDINGS = [
-        Binding("j", "scroll_down", "down", show=False),
-        Binding("k", "scroll_up", "up", show=False),
-        Binding("g", "scroll_home", "top", show=False),
-        Binding("G", "scroll_end", "bottom", show=False),
-        Binding("ctrl+d", "half(1)", "half page down", show=False),
-        Binding("ctrl+u", "half(-1)", "half page up", show=False),
-    ]
+    BINDINGS = motion_bindings("scroll_down", "scroll_up", "scroll_home", "scroll_end", "half(1)", "half(-1)")
 
     def action_half(self, direction: int) -> None:
         self.scroll_relative(y=direction * max(1, self.size.height // 2))

@@ -10,6 +10,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from compass_tui.models import Chart, Evidence, Hypothesis
+from compass_tui.tui.keys import motion_bindings
 from compass_tui.tui.render import chart_text, evidence_link, evidence_text, hypothesis_detail
 
 CHART_HEIGHT = 10
@@ -68,12 +69,8 @@ class EvidencePane(VerticalScroll):
     move between its evidence items, ``y`` copies the current one's query, ``Y`` its link."""
 
     BINDINGS = [
-        Binding("j,down", "move(1)", "next item", show=False),
-        Binding("k,up", "move(-1)", "previous item", show=False),
-        Binding("g", "edge(0)", "first", show=False),
-        Binding("G", "edge(-1)", "last", show=False),
-        Binding("ctrl+d", "half(1)", "half page down", show=False),
-        Binding("ctrl+u", "half(-1)", "half page up", show=False),
+        *motion_bindings("move(1)", "move(-1)", "edge(0)", "edge(-1)", "half(1)", "half(-1)",
+                         down_keys="j,down", up_keys="k,up"),
         Binding("y", "screen.copy_query", "copy query"),
         Binding("Y", "screen.copy_link", "copy link", key_display="Y"),
         Binding("slash", "screen.filter", "filter", key_display="/"),

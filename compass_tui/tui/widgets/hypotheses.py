@@ -8,6 +8,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from compass_tui.models import Hypothesis
+from compass_tui.tui.keys import motion_bindings
 from compass_tui.tui.render import hypothesis_prompt, ordered
 
 NONE_SURVIVED = "Nothing survived the disproof checks. The strongest candidates, none of them proven:"
@@ -20,12 +21,7 @@ class HypothesisList(OptionList):
     them while the list has focus."""
 
     BINDINGS = [
-        Binding("j", "cursor_down", "down", show=False),
-        Binding("k", "cursor_up", "up", show=False),
-        Binding("g", "first", "top", show=False),
-        Binding("G", "last", "bottom", show=False),
-        Binding("ctrl+d", "page_down", "half page down", show=False),
-        Binding("ctrl+u", "page_up", "half page up", show=False),
+        *motion_bindings("cursor_down", "cursor_up", "first", "last", "page_down", "page_up"),
         Binding("c", "screen.confirm", "confirm"),
         Binding("x", "screen.reject", "reject"),
         Binding("a", "screen.actual", "actually…"),
