@@ -31,23 +31,20 @@ class CpuFacts(Facts):
 
 def detect(ctx: Ctx) -> list[Candidate]:
     """One candidate per service whose CPU rose enough to matter."""
-    services = {s.service for sig in SIGNALS for s in ctx.stack.signals.get(sig, {}).values()}
-    return [c for c in (cpu(ctx, svc) for svc in sorted(services)) if c]
+    keys: dict[str, dict[str, list[str]]] = {}  # service -> signal -> its series keys (pods)
+    for sig in SIGNALS:
+        for key, s in sorted(ctx.stack.signals.get(sig, {}).items()):
+            keys.setdefault(s.service, {}).setdefault(sig, []).append(key)
+    return [c for c in (cpu(ctx, svc, keys[svc]) for svc in sorted(keys)) if c]
 
 
-def _keys(ctx: Ctx, sig: str, svc: str) -> list[str]:
-    """The series keys of one service for a signal: the service, or each of its pods."""
-    if not sig.endswith("_pod"):
-        return [svc]
-    return sorted(k for k in ctx.stack.signals.get(sig, {}) if k.startswith(svc + "|"))
-
-
-def cpu(ctx: Ctx, svc: str) -> Candidate | None:
-    """The CPU saturation of one service (or of one of its pods), or None."""
+def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
+    """The CPU saturation of one service (or of one of its pods), or None. ``keys``: its
+    series keys per CPU signal (the service, or each of its pods)."""
     best = None
     for sig, level_ok in LEVELS:
         kind = sig.removesuffix("_pod")
-        for key in _keys(ctx, sig, svc):
+        for key in keys.get(sig, []):
             ch = ctx.chg(sig, key, 1)
             if ch is None or not np.isfinite(ch.baseline):
                 continue
@@ -61,7 +58,7 @@ def cpu(ctx: Ctx, svc: str) -> Candidate | None:
                 if best is None or score > best[0]:
                     best = (score, sig, ch, key)
     for sig in ("cpu_util", "cpu_util_pod"):
-        for key in _keys(ctx, sig, svc):
+        for key in keys.get(sig, []):
             util = ctx.chg(sig, key, 1, rel_floor=0.02, abs_floor=0.01, k=3.0)
             if best is None and util is not None and np.isfinite(util.baseline) and util.onset is not None \
                     and util.after >= 0.95 and util.baseline <= 0.9:
