@@ -105,13 +105,6 @@ def _span(seconds: float) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
 
 
-def _overrule(c: Candidate, strategy: str, detail: str, factor: float) -> None:
-    """Fail ``strategy`` for ``c``, withdrawing an earlier survival of the same check: one
-    check cannot both pass and fail for one hypothesis."""
-    c.checks = [d for d in c.checks if not (d.strategy == strategy and d.result == "survived")]
-    c.check(strategy, False, detail, factor)
-
-
 def _scope(ctx: Ctx, c: Candidate) -> None:
     f = _fault(c)
     if f is not None and f.scope is not None and f.scope(ctx, c):

@@ -88,16 +88,6 @@ def _rfc3339(t: float | None) -> str | None:
     return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _alert_service(report_json: str | None) -> str | None:
-    """The service the alert named, from a recorded report (None when it named none)."""
-    if not report_json:
-        return None
-    try:
-        return (json.loads(report_json).get("incident") or {}).get("service") or None
-    except ValueError:
-        return None
-
-
 def signature_from_key(key: str) -> Signature:
     """The inverse of ``Signature.key()``: ``alert|service|shape|moved,moved``."""
     parts = key.split("|")

@@ -1,4 +1,4 @@
-"""The store's vocabulary as the app uses it: causes, the catalog, the report's signature.
+"""The store's vocabulary as the app uses it: causes, the catalog, the services to offer.
 
 Imported lazily from the store so the app still opens (without memory) if the store cannot.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from compass_tui.models import Report, Signature
 
 def catalog_faults() -> list[str]:
     """The catalog's fault ids, in catalog order, from the engine's fault registry (the same
@@ -34,40 +33,6 @@ def parse_cause(text: str) -> tuple[str, str]:
     if fault not in catalog_faults() and not fault.startswith("other:"):
         raise ValueError(f"unknown fault {fault!r}: use a catalog id or other:<slug>")
     return fault, service
-
-
-def signature_for(report: Report, finished: Any = None, request: Any = None) -> Signature | None:
-    """The incident signature to record the report under, from wherever the engine exposes it:
-    ``engine.signature_of(report)``, the Finished event's ``signature``, or the report's key."""
-    try:
-        from compass_tui import engine  # noqa: PLC0415
-
-        fn = getattr(engine, "signature_of", None)
-        if callable(fn):
-            sig = fn(report)
-            if isinstance(sig, Signature):
-                return sig
-    except Exception:
-        pass
-    sig = getattr(finished, "signature", None) if finished is not None else None
-    if isinstance(sig, Signature):
-        return sig
-    raw = report.signature
-    if isinstance(raw, Signature):
-        return raw
-    if isinstance(raw, str) and raw.count("|") == 3:
-        # Signature.key() format: alertname|service|shape|moved,moved
-        alert, service, shape, moved = raw.split("|")
-        return Signature(
-            alertname=None if alert == "-" else alert,
-            service=None if service == "-" else service,
-            shape=shape,
-            moved=[m for m in moved.split(",") if m],
-        )
-    if request is not None:
-        # The engine gave no signature: the alert and its service still let the memory match.
-        return Signature(alertname=getattr(request, "alertname", None), service=getattr(request, "service", None))
-    return None
 
 
 def answer_of(log: list[dict]) -> tuple[str, str, str] | None:
