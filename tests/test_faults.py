@@ -250,6 +250,37 @@ def test_traffic_surge_explains_the_cpu_it_saturates():
     assert cpu is not None and any("traffic surge into api came first" in d.detail for d in cpu.checks)
 
 
+def test_a_retry_storm_at_the_entry_is_read_by_its_raw_rate_not_its_successes():
+    # offered load tripled at the entry; little more of it than before succeeds
+    ctx = make_ctx({("request_rate", "web"): level(10, 30, 88), ("ok_rate", "web"): level(10, 17, 88),
+                    ("request_rate", "api"): level(10, 12), ("latency_p99", "api"): level(0.2, 2.0)},
+                   edges=[("web", "api")], symptom="web", affected={"api": ONSET})
+    c = found(all_candidates(ctx), "traffic_surge", "web")
+    assert c is not None and c.facts.signal == "request_rate" and "3.0x" in c.title
+
+
+def test_a_burst_over_before_the_alert_does_not_explain_the_trouble_that_outlasted_it():
+    held = make_ctx({("request_rate", "web"): level(10, 40, 88)}, symptom="web")
+    burst = level(10, 40, 88)
+    burst[92:] = level(10)[92:]  # back to its usual load four minutes later, eight before the alert
+    over = make_ctx({("request_rate", "web"): burst}, symptom="web")
+    c_held = found(all_candidates(held), "traffic_surge", "web")
+    c_over = found(all_candidates(over), "traffic_surge", "web")
+    assert c_held is not None and c_over is not None
+    assert c_over.strength < 0.6 * c_held.strength
+    assert any("before the alert" in e.summary and not e.supports for e in c_over.evidence)
+
+
+def test_a_surge_through_another_door_is_in_scope_when_it_saturates_what_both_call():
+    series = {("request_rate", "partners"): level(10, 40, 88), ("latency_p99", "db"): level(0.02, 0.5, 89),
+              ("latency_p99", "web"): level(0.2, 2.0, 90)}
+    shared = make_ctx(series, edges=[("partners", "db"), ("web", "db")], symptom="web", affected={"db": at(89), "web": ONSET})
+    apart = make_ctx(series, edges=[("partners", "ledger"), ("web", "db")], symptom="web", affected={"db": at(89), "web": ONSET},
+                     services={"ledger"})
+    assert checks(found(all_candidates(shared), "traffic_surge", "partners"), "scope") == ["survived"]
+    assert checks(found(all_candidates(apart), "traffic_surge", "partners"), "scope") == ["failed"]
+
+
 # ------------------------------------------------------------------ network and dependencies
 
 

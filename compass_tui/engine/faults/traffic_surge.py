@@ -55,7 +55,10 @@ def detect(ctx: Ctx) -> list[Candidate]:
         options = [o for o in options if o[1].onset <= ctx.onset + 600
                    and o[1].after - o[1].baseline >= 0.3 and o[1].baseline >= 0.05]
         if options:
-            sig, ch = min(options, key=lambda o: o[1].onset)
+            # the earliest credible start; of two that start together (within a step), the larger
+            # rise: at an entry, a retry storm's offered load is the raw rate, not its successes
+            first = min(o[1].onset for o in options)
+            sig, ch = max((o for o in options if o[1].onset <= first + ctx.grid.step), key=lambda o: o[1].ratio)
             rising[svc] = ch
             sig_of[svc] = sig
     out = []
@@ -72,6 +75,12 @@ def detect(ctx: Ctx) -> list[Candidate]:
         c = Candidate("traffic_surge", svc, "application", min(score, 1.0),
                       f"{svc} receives {fmt_ratio(ch.ratio)} its usual traffic", ch.onset)
         c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{'successful ' if sig == 'ok_rate' else ''}request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
+        ended = _ended(ctx, ctx.series(sig, svc).values, ch)
+        if ended is not None:
+            # a burst that was over before the page: the trouble outlasted the load
+            c.strength *= 0.5
+            c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"the rate of {svc} was back to its usual level by {fmt_time(ended)}, "
+                                                  "before the alert: the trouble outlasted the extra load", supports=False))
         if retriers:
             c.strength *= 0.45
             c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or ctx.series(sig, svc),
@@ -80,6 +89,22 @@ def detect(ctx: Ctx) -> list[Candidate]:
         c.facts = SurgeFacts(ups=ups, signal=sig)
         out.append(c)
     return out
+
+
+def _ended(ctx: Ctx, values: np.ndarray, ch) -> float | None:
+    """When a surge was over before the alert: the rate back within a quarter of its rise for
+    two minutes (and three points) at least. None while it still held."""
+    t = ctx.grid.times
+    bar = ch.baseline + 0.25 * (ch.after - ch.baseline)
+    need = max(3, int(np.ceil(120 / ctx.grid.step)))
+    run = 0
+    for i in np.nonzero((t > ch.onset) & (t <= ctx.grid.alert_at))[0]:
+        if not np.isfinite(values[i]):
+            continue
+        run = run + 1 if values[i] < bar else 0
+        if run >= need:
+            return float(t[i - need + 1])
+    return None
 
 
 def scope(ctx: Ctx, c: Candidate) -> bool:
@@ -93,6 +118,9 @@ def scope(ctx: Ctx, c: Candidate) -> bool:
         c.check("scope", True, f"the alerting service {s} is {'this service' if s == c.service else 'downstream of it'}")
     elif c.service in ctx.graph.downstream(s):
         c.check("scope", True, f"{c.service} is downstream of the alerting service {s}")
+    elif shared := sorted((ctx.graph.downstream(c.service) & ctx.graph.downstream(s)) & set(ctx.affected)):
+        # load entering one door saturates what both call: the other door feels it
+        c.check("scope", True, f"the surge reaches {', '.join(shared[:3])}, which the alerting service {s} also calls and which degraded")
     else:
         c.check("scope", False, f"{c.service} and the alerting service {s} are not on one call path", 0.45)
     return True
@@ -145,7 +173,7 @@ def explains_load(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Can
         if f is None or f.load_driven is None:
             continue
         # a database that got slow on its own (long transactions, locks) needs the surge first
-        slack = ctx.tol if load_driven(c) else -ctx.grid.step * 0.5
+        slack = ctx.tol if load_driven(c) else 0.0
         for s in strong_surges:
             if s.cause_onset is not None and c.cause_onset - 900 <= s.cause_onset <= c.cause_onset + slack and \
                     (c.service == s.service or (c.service in ctx.graph.downstream(s.service) and load_rose(ctx, c.service))):
