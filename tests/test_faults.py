@@ -411,6 +411,26 @@ def test_code_defect_disproven_by_a_deploy_just_before():
     assert c is not None and status_of(c) == "disproven" and "explains it better" in c.why_not
 
 
+def _slow_suspect_ctx(cpu_from: int):
+    """A service whose latency rose at the onset, with no service graph, and whose CPU rose at
+    ``cpu_from``."""
+    ctx = make_ctx({("latency_p99", "cart"): level(0.05, 0.4), ("cpu_cores", "cart"): level(0.4, 0.6, cpu_from),
+                    ("request_rate", "cart"): level(10)}, symptom="cart", affected={"cart": ONSET})
+    ctx.graph = ServiceGraph()
+    cpu = _moved(ctx, "cpu_cores", "cpu", "own", "cart", 6, 0.4, 0.6)
+    cpu.onset = at(cpu_from)
+    ctx.suspects = [_suspect(ctx, "cart", [_moved(ctx, "latency_p99", "latency", "own", "cart", 30, 0.05, 0.4), cpu])]
+    return ctx
+
+
+def test_code_defect_of_latency_alone_unless_a_resource_moved_in_time_to_explain_it():
+    # a CPU that rose with the latency may be why it is slow: that is the resource's fault
+    assert found(origin(_slow_suspect_ctx(ONSET_I)), "code_defect") is None
+    # one that rose only after it, or long before while the latency stayed flat, explains nothing
+    assert found(origin(_slow_suspect_ctx(ONSET_I + 10)), "code_defect", "cart") is not None
+    assert found(origin(_slow_suspect_ctx(ONSET_I - 30)), "code_defect", "cart") is not None
+
+
 def test_unexplained_says_where_and_is_never_supported():
     cands = origin(ctx := _errors_suspect_ctx())
     c = found(cands, "unexplained", "cart")

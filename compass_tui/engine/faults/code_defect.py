@@ -49,7 +49,7 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         return None
     if is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
-    resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0]
+    resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat)]
     if not trouble and resources:
         return None  # slow and short of a resource: that resource's fault, not its code
     own_lines = own_new_templates(ctx, s.service)
@@ -61,7 +61,7 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     if s.inherited_share >= 0.5 and not own_lines:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
-    calm = not any(k in own and own[k].sev >= 1.0 for k in ("cpu", "memory", "disk", "saturation"))
+    calm = not any(k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat) for k in ("cpu", "memory", "disk", "saturation"))
     if not own_lines and not deps_healthy and not (unknown_graph and (calm or trouble)):
         # nothing says the trouble is its own rather than passed on: where, not what (without
         # a graph, errors of its own, or latency with calm resources, and no change are the
@@ -118,6 +118,17 @@ def below_specific(ctx: Ctx, cands: list[Candidate]) -> None:
             cap = 0.95 * max(confidence(x) for x in others)
             if c.strength * c.factor > cap:
                 c.factor = cap / max(c.strength, 1e-9)
+
+
+def _in_step(ctx: Ctx, res, lat) -> bool:
+    """Could this resource have slowed it? Not if it moved only after the latency began. A CPU
+    short enough to slow a service does so within minutes: one that rose long before a latency
+    that stayed flat meanwhile did not. Memory and disk fill slowly, so earlier is fine."""
+    if lat is None or lat.onset is None or res.onset is None:
+        return True
+    if res.onset > lat.onset + ctx.tol:
+        return False
+    return res.kind != "cpu" or res.onset >= lat.onset - max(4 * ctx.tol, 600.0)
 
 
 def _where_reading(c: Candidate) -> bool:
