@@ -214,6 +214,56 @@ def node_views(edges: list[tuple[str, str]], nodes: list[str]) -> dict[str, Node
     return views
 
 
+def graph_edges(edges: list[tuple[str, str]], views: dict[str, NodeView]) -> dict[str, str]:
+    """callee node -> calling service, for the calls a service-graph exporter would count and
+    the node statistics alone can give: between two services that record their own requests,
+    into a callee that exactly one service calls (so all of its requests are that caller's)."""
+    callers: dict[str, set[str]] = defaultdict(set)
+    for a, b in edges:
+        va, vb = views.get(a), views.get(b)
+        if va is None or vb is None or va.family_prefix or vb.family_prefix:
+            continue
+        if va.labels["service"] != vb.labels["service"]:
+            callers[b].add(va.labels["service"])
+    return {b: next(iter(cs)) for b, cs in callers.items() if len(cs) == 1}
+
+
+def service_graph_lines(times: list[float], columns: list[tuple[str, str, str]], rows: list[list[float | None]],
+                        edges: list[tuple[str, str]], views: dict[str, NodeView]) -> list[str]:
+    """Tempo-style service-graph counters (``traces_service_graph_request_total`` and
+    ``_failed_total``, labelled ``client`` and ``server``) for the edges ``graph_edges`` gives:
+    the callee's own request count and faults, accumulated; gaps stay gaps."""
+    into = graph_edges(edges, views)
+    req = {c[0]: j for j, c in enumerate(columns) if c[1] == "requests" and c[2] == "Sum" and c[0] in into}
+    avail = {c[0]: j for j, c in enumerate(columns) if c[1] == "availability" and c[0] in into}
+    counts: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for node, j in sorted(req.items()):
+        key = (into[node], views[node].labels["service"])
+        if key in counts:
+            continue  # one node of the callee speaks for it (a Lambda and its function)
+        total = failed = 0.0
+        pts = []
+        for t, row in zip(times, rows):
+            n = row[j]
+            if n is None or not math.isfinite(n):
+                continue
+            a = row[avail[node]] if node in avail else None
+            total += n
+            failed += n * (1.0 - a / 100.0) if a is not None and math.isfinite(a) else 0.0
+            pts.append((t, total, failed))
+        counts[key] = pts
+    if not counts:
+        return []
+    out = []
+    for name, idx, what in (("traces_service_graph_request", 1, "Calls from client to server"),
+                            ("traces_service_graph_request_failed", 2, "Failed calls from client to server")):
+        out += [f"# TYPE {name} counter", f"# HELP {name} {what}, counted from the server's own request statistics."]
+        for (cl, sv), pts in sorted(counts.items()):
+            for p in pts:
+                out.append(f'{name}_total{{client="{_esc(cl)}",server="{_esc(sv)}"}} {_fmt(round(p[idx], 3))} {int(p[0])}')
+    return out
+
+
 def _esc(v: str) -> str:
     return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -233,7 +283,7 @@ _HELP = {
 
 
 def openmetrics_text(times: list[float], columns: list[tuple[str, str, str]], rows: list[list[float | None]],
-                     views: dict[str, NodeView]) -> str:
+                     views: dict[str, NodeView], edges: list[tuple[str, str]] = ()) -> str:
     """The OpenMetrics exposition (explicit timestamps, ending ``# EOF``) of the rows."""
     series: dict[str, dict[tuple, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for j, (node, metric, stat) in enumerate(columns):
@@ -268,6 +318,7 @@ def openmetrics_text(times: list[float], columns: list[tuple[str, str, str]], ro
             body = ",".join(f'{k}="{_esc(v)}"' for k, v in key)
             for t, v in sorted(series[family][key]):
                 out.append(f"{family}{{{body}}} {_fmt(v)} {int(t)}")
+    out += service_graph_lines(times, columns, rows, list(edges), views)
     out.append("# EOF")
     return "\n".join(out) + "\n"
 
@@ -363,7 +414,7 @@ def convert_issue(scenario: Scenario, issue: Issue, out_dir: str | Path, baselin
     }
     (path / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
     (path / "incident.json").write_text(json.dumps(incident_payload(issue), indent=1) + "\n")
-    (path / "metrics.om").write_text(openmetrics_text(times, columns, rows, views))
+    (path / "metrics.om").write_text(openmetrics_text(times, columns, rows, views, scenario.edges))
     (path / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return path
 

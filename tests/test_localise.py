@@ -279,3 +279,25 @@ def test_one_statistic_of_a_measure_is_read_never_the_max_across_statistics(tmp_
     top = report.suspects[0]
     assert top.service == "currency", [(s.service, s.score) for s in report.suspects[:3]]
     assert any('statistic="avg"' in sig.query for sig in top.signals)
+
+
+def _gateway_in_front_of_a_worker(rng, with_graph: bool):
+    """frontend -> gateway -> worker, each with its own mean latency; the worker slows and the
+    gateway in front of it, a thin layer, shows the same seconds on a calmer base. Tempo's
+    service-graph counters (``client``, ``server``) name the calls when ``with_graph``."""
+    lat = {"frontend": _noise(rng, 0.30, 0.05), "gateway": _noise(rng, 0.20, 0.01), "worker": _noise(rng, 0.18, 0.15)}
+    for svc in lat:
+        lat[svc][ALERT_I - 4:] += 0.5
+    series = {("svc_latency_seconds", (("service", s), ("statistic", "avg"))): v for s, v in lat.items()}
+    if with_graph:
+        for a, b in (("frontend", "gateway"), ("gateway", "worker")):
+            series[("traces_service_graph_request_total", (("client", a), ("server", b)))] = np.cumsum(_noise(rng, 10.0, 0.02) * STEP)
+    return series
+
+
+def test_tempo_service_graph_metrics_place_the_culprit_behind_the_layer_in_front_of_it(tmp_path):
+    without = _investigate(_write(tmp_path / "a", _gateway_in_front_of_a_worker(np.random.default_rng(31), False), "frontend"))
+    assert without.suspects[0].service == "gateway"  # no graph: the calmer base reads as the origin
+    report = _investigate(_write(tmp_path / "b", _gateway_in_front_of_a_worker(np.random.default_rng(31), True), "frontend"))
+    assert report.suspects[0].service == "worker", [(s.service, s.score) for s in report.suspects[:3]]
+    assert not any(d.signal == "service_graph" for d in report.degraded)

@@ -184,7 +184,14 @@ def test_convert_writes_a_valid_bundle_with_earlier_recording_as_baseline(tiny_d
     names = {lab["__name__"] for lab in md.labels}
     assert names == {"request_latency_seconds", "requests_per_second", "request_availability_ratio",
                      "client_request_latency_seconds", "client_requests_per_second",
-                     "client_request_availability_ratio"}
+                     "client_request_availability_ratio",
+                     "traces_service_graph_request_total", "traces_service_graph_request_failed_total"}
+    # Service-graph counters only where the callee's own counts are all one caller's calls:
+    # Front -> Api (the client node is not a service); Table has two callers, so no edge.
+    edges = [(i, lab) for i, lab in enumerate(md.labels) if lab["__name__"] == "traces_service_graph_request_total"]
+    assert [(lab["client"], lab["server"]) for _, lab in edges] == [("Front", "Api")]
+    i = edges[0][0]
+    assert list(md.v[md.offsets[i]:md.offsets[i] + 2]) == pytest.approx([600.0, 1201.0])
     lat = [lab for lab in md.labels if lab["__name__"] == "client_request_latency_seconds"]
     assert {(lab["service"], lab["server_address"]) for lab in lat} == {("Api", "db.example.com"), ("client", "Api")}
     rps = next(i for i, lab in enumerate(md.labels) if lab["__name__"] == "requests_per_second" and lab["service"] == "Front")

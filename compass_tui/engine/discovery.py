@@ -93,6 +93,10 @@ FAMILIES: dict[str, list[str]] = {
     "pod_info": [r"kube_pod_info"],
     "client_count": [r"http_client_request_duration_seconds_count", r"http_client_requests_seconds_count", r"http_client_duration_milliseconds_count", r"http_client_duration_seconds_count", r"grpc_client_handled_total"],
     "client_sum": [r"http_client_request_duration_seconds_sum", r"http_client_requests_seconds_sum", r"http_client_duration_milliseconds_sum", r"http_client_duration_seconds_sum"],
+    # Tempo's metrics generator (service graphs from spans): one series per call edge
+    "sg_requests": [r"traces_service_graph_request_total"], "sg_failed": [r"traces_service_graph_request_failed_total"],
+    "sg_client_sum": [r"traces_service_graph_request_client_seconds_sum"],
+    "sg_client_count": [r"traces_service_graph_request_client_seconds_count"],
     "build_info": [r"build_info", r"[a-z0-9_]+_build_info", r"target_info", r"app_info", r"service_info", r"version_info"],
     "config_reload": [r"config_last_reload_success_timestamp_seconds", r"[a-z0-9_]*config_last_reload_success_timestamp_seconds", r"[a-z0-9_]*config_hash", r"[a-z0-9_]*feature_flag[a-z0-9_]*"],
 }
@@ -437,7 +441,7 @@ class Discovery:
         tasks = [
             self._requests(), self._latency(), self._cpu(), self._memory(), self._restarts(), self._pools(),
             self._db_servers(), self._disk(), self._network(), self._tls(), self._dns(), self._cache(),
-            self._liveness(), self._clients(), self._versions(), self._config_reload(), self._generic(),
+            self._liveness(), self._calls(), self._versions(), self._config_reload(), self._generic(),
         ]
         await asyncio.gather(*tasks)
         return st
@@ -794,6 +798,36 @@ class Discovery:
         if sm is not None and sm.svc_label == s:
             q = f"sum by ({by}) (rate({sm.name}[{self.rw}])) / sum by ({by}) (rate({c.name}[{self.rw}]))"
             await self._per_service("client_latency", q, s, peer)
+
+    async def _calls(self) -> None:
+        await self._clients()
+        await self._service_graph()  # after the client metrics: they say it first where both exist
+
+    async def _service_graph(self) -> None:
+        """Tempo's service-graph metrics: every call edge ``client`` -> ``server`` seen in spans
+        (``sg_rate``, which the graph reads), and where no client metric says it already, the
+        callers' view of the server: the share of its calls that failed and their latency."""
+        r = self.stack.first("sg_requests")
+        if r is None or not {"client", "server"} <= set(r.label_values):
+            return
+        total_q = f"sum by (client, server) (rate({r.name}[{self.rw}]))"
+        totals = await self._per_service("sg_rate", total_q, "client", "server")
+        f = self.stack.first("sg_failed")
+        if f is not None:
+            fail_q = f"sum by (client, server) (rate({f.name}[{self.rw}]))"
+            failed = {key: s for key, s in (await self._per_service("sg_failed_rate", fail_q, "client", "server")).items()}
+            for key, tot in totals.items():
+                if key in self.stack.signals.get("client_error_ratio", {}):
+                    continue
+                ev = np.nan_to_num(failed[key].values) if key in failed else np.zeros_like(tot.values)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.where(tot.values > 0, ev / tot.values, np.nan)
+                self.stack.add(SigSeries("client_error_ratio", tot.service, ratio, f"{fail_q}\n/ {total_q}", tot.sub))
+        sm, cn = self.stack.first("sg_client_sum"), self.stack.first("sg_client_count")
+        if sm is not None and cn is not None:
+            q = (f"sum by (client, server) (rate({sm.name}[{self.rw}])) / "
+                 f"sum by (client, server) (rate({cn.name}[{self.rw}]))")
+            await self._per_service("client_latency", q, "client", "server", keep_existing=True)
 
     async def _versions(self) -> None:
         for info in self.stack.all("build_info"):

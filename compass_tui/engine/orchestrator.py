@@ -161,9 +161,10 @@ class _Run:
         known = stack.services | trace_services | log_services
         self.services = sorted(known)
         add_traces(ctx.graph, spans, ctx.onset, known)
-        for key in stack.signals.get("client_rate", {}):
-            svc, _, peer = key.partition("|")
-            ctx.graph.add(svc, peer, "client metrics")
+        for sig, how in (("client_rate", "client metrics"), ("sg_rate", "service graph metrics")):
+            for key in stack.signals.get(sig, {}):
+                svc, _, peer = key.partition("|")
+                ctx.graph.add(svc, peer, how)
         for key, s in stack.signals.get("pool_util", {}).items():
             if s.sub and s.sub in known:
                 ctx.graph.add(s.service, s.sub, "pool labels")
