@@ -230,37 +230,31 @@ def graph_edges(edges: list[tuple[str, str]], views: dict[str, NodeView]) -> dic
 
 def service_graph_lines(times: list[float], columns: list[tuple[str, str, str]], rows: list[list[float | None]],
                         edges: list[tuple[str, str]], views: dict[str, NodeView]) -> list[str]:
-    """Tempo-style service-graph counters (``traces_service_graph_request_total`` and
-    ``_failed_total``, labelled ``client`` and ``server``) for the edges ``graph_edges`` gives:
-    the callee's own request count and faults, accumulated; gaps stay gaps."""
+    """Tempo-style service-graph counters (``traces_service_graph_request_total``, labelled
+    ``client`` and ``server``) for the edges ``graph_edges`` gives: the callee's own request
+    count, accumulated; gaps stay gaps. Its failures are not written as the calls' failures:
+    they are the callee's own availability already, and would count twice as a callers' view."""
     into = graph_edges(edges, views)
     req = {c[0]: j for j, c in enumerate(columns) if c[1] == "requests" and c[2] == "Sum" and c[0] in into}
-    avail = {c[0]: j for j, c in enumerate(columns) if c[1] == "availability" and c[0] in into}
-    counts: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    counts: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for node, j in sorted(req.items()):
         key = (into[node], views[node].labels["service"])
         if key in counts:
             continue  # one node of the callee speaks for it (a Lambda and its function)
-        total = failed = 0.0
+        total = 0.0
         pts = []
         for t, row in zip(times, rows):
             n = row[j]
-            if n is None or not math.isfinite(n):
-                continue
-            a = row[avail[node]] if node in avail else None
-            total += n
-            failed += n * (1.0 - a / 100.0) if a is not None and math.isfinite(a) else 0.0
-            pts.append((t, total, failed))
+            if n is not None and math.isfinite(n):
+                total += n
+                pts.append((t, total))
         counts[key] = pts
     if not counts:
         return []
-    out = []
-    for name, idx, what in (("traces_service_graph_request", 1, "Calls from client to server"),
-                            ("traces_service_graph_request_failed", 2, "Failed calls from client to server")):
-        out += [f"# TYPE {name} counter", f"# HELP {name} {what}, counted from the server's own request statistics."]
-        for (cl, sv), pts in sorted(counts.items()):
-            for p in pts:
-                out.append(f'{name}_total{{client="{_esc(cl)}",server="{_esc(sv)}"}} {_fmt(round(p[idx], 3))} {int(p[0])}')
+    name = "traces_service_graph_request"
+    out = [f"# TYPE {name} counter", f"# HELP {name} Calls from client to server, counted from the server's own request statistics."]
+    for (cl, sv), pts in sorted(counts.items()):
+        out += [f'{name}_total{{client="{_esc(cl)}",server="{_esc(sv)}"}} {_fmt(round(v, 3))} {int(t)}' for t, v in pts]
     return out
 
 

@@ -185,7 +185,7 @@ def test_convert_writes_a_valid_bundle_with_earlier_recording_as_baseline(tiny_d
     assert names == {"request_latency_seconds", "requests_per_second", "request_availability_ratio",
                      "client_request_latency_seconds", "client_requests_per_second",
                      "client_request_availability_ratio",
-                     "traces_service_graph_request_total", "traces_service_graph_request_failed_total"}
+                     "traces_service_graph_request_total"}
     # Service-graph counters only where the callee's own counts are all one caller's calls:
     # Front -> Api (the client node is not a service); Table has two callers, so no edge.
     edges = [(i, lab) for i, lab in enumerate(md.labels) if lab["__name__"] == "traces_service_graph_request_total"]
