@@ -301,3 +301,24 @@ def test_tempo_service_graph_metrics_place_the_culprit_behind_the_layer_in_front
     report = _investigate(_write(tmp_path / "b", _gateway_in_front_of_a_worker(np.random.default_rng(31), True), "frontend"))
     assert report.suspects[0].service == "worker", [(s.service, s.score) for s in report.suspects[:3]]
     assert not any(d.signal == "service_graph" for d in report.degraded)
+
+
+def _a_rare_caller_and_a_busy_one(rng, with_rates: bool):
+    """batch serves one request a minute and fails one of them for a few minutes (50 %, 0 %);
+    cart serves fifty a second and three in a hundred start failing."""
+    avail = {"batch": np.ones(N), "cart": np.clip(_noise(rng, 0.999, 0.0005), 0, 1), "frontend": np.clip(_noise(rng, 0.999, 0.0005), 0, 1)}
+    avail["batch"][ALERT_I - 5:ALERT_I - 1] = [0.5, 0.0, 0.5, 0.0]
+    avail["cart"][ALERT_I - 3:] -= 0.03
+    avail["frontend"][ALERT_I - 2:] -= 0.02
+    series = {("svc_availability_ratio", (("service", s),)): v for s, v in avail.items()}
+    if with_rates:
+        for s, rps in (("batch", 1 / 60), ("cart", 50.0), ("frontend", 80.0)):
+            series[("svc_requests_per_second", (("service", s),))] = _noise(rng, rps, 0.02)
+    return series
+
+
+def test_a_ratio_moved_by_one_request_is_noise_where_the_request_rate_says_so(tmp_path):
+    without = _investigate(_write(tmp_path / "a", _a_rare_caller_and_a_busy_one(np.random.default_rng(33), False), "frontend"))
+    assert without.suspects[0].service == "batch"  # no counts: 50 % looks like a collapse
+    report = _investigate(_write(tmp_path / "b", _a_rare_caller_and_a_busy_one(np.random.default_rng(33), True), "frontend"))
+    assert report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]

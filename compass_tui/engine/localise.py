@@ -152,9 +152,12 @@ def _sev(z: float) -> float:
     return min(6.0, 1.0 + math.log2(z / Z_ON))
 
 
-def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: float = 0.0, abs_floor: float = 0.0):
+def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: float = 0.0, abs_floor: float = 0.0,
+             share_of_good: bool = False):
     """(z, onset, baseline, peak) of one series: how far it went past a robust baseline in the
-    incident window, in its bad direction (either for direction 0)."""
+    incident window, in its bad direction (either for direction 0). ``share_of_good``: the
+    series is a share of requests that went well (availability, success ratio), so its level
+    is how much failed (99.9 % to 97 % is 30 times the failures, not 3 % less)."""
     t = grid.times
     finite = np.isfinite(values)
     if finite.sum() < 6:
@@ -170,8 +173,9 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
     med = float(np.median(base))
     mad = 1.4826 * float(np.median(np.abs(base - med)))
     q1, q3 = np.percentile(base, [25, 75])
-    scale_floor = 0.005 * float(np.nanmax(np.abs(values[finite])))
-    scale = max(mad, float(q3 - q1) / 1.349, 0.05 * abs(med), scale_floor, abs_floor, 1e-12)
+    scale_floor = 0.005 * float(np.nanmax(np.abs(1.0 - values[finite] if share_of_good else values[finite])))
+    level = abs(1.0 - med) if share_of_good else abs(med)
+    scale = max(mad, float(q3 - q1) / 1.349, 0.05 * level, scale_floor, abs_floor, 1e-12)
     # the lead-in is short: the tail of an earlier incident in the window is not this one
     lead = min(900.0, max(600.0, 2 * step))
     post = max(1800.0, 8 * step)
@@ -233,6 +237,52 @@ def symptom_series(ctx: Ctx, svc: str):
                 yield s, meta.direction, SYMPTOM_KINDS[meta.kind]
 
 
+RATIO_KINDS = {"errors", "success", "availability"}
+NOT_REQUEST_RATIOS = {"up", "probe_success", "db_up", "cache_up", "cache_miss_ratio", "dns_fail_ratio"}
+
+
+def share_of_good(sig: str, kind: str, s: SigSeries) -> bool:
+    """A share of requests that went well: a success or availability gauge within [0, 1]
+    (a rate of successful requests is a count, however small)."""
+    if kind not in ("success", "availability") or sig in NOT_REQUEST_RATIOS or "rate(" in s.query:
+        return False
+    values = s.values
+    v = values[np.isfinite(values)]
+    return len(v) > 0 and float(v.min()) >= 0.0 and float(v.max()) <= 1.0 + 1e-9
+
+
+def _rates(ctx: Ctx) -> dict[tuple[str, str], SigSeries]:
+    """(view, key) -> the request rate a ratio of that key is a share of: a service's own
+    requests, or a caller's calls to a peer."""
+    out: dict[tuple[str, str], SigSeries] = {}
+    for sig, kind, _, view, s in _series_of(ctx):
+        if kind == "traffic":
+            key = s.service if s.sub is None else f"{s.service}|{s.sub}"
+            out.setdefault((view, key), s)
+    for sig in ("client_rate", "sg_rate"):
+        for key, s in ctx.stack.signals.get(sig, {}).items():
+            out.setdefault(("callers", key), s)
+    return out
+
+
+def count_floor(ctx: Ctx, rates: dict, sig: str, kind: str, view: str, s: SigSeries) -> float:
+    """The smallest move of a request ratio that is more than one request's worth: a service
+    that served two requests in a step and failed one is at 50 %, and that is noise. 1/n, with
+    n the requests its usual rate puts in one point (a step, or the rate's window)."""
+    if kind not in RATIO_KINDS or sig in NOT_REQUEST_RATIOS:
+        return 0.0
+    key = s.service if s.sub is None else f"{s.service}|{s.sub}"
+    rate = rates.get((view, key)) or rates.get((view, s.service))
+    if rate is None:
+        return 0.0
+    base = rate.values[np.isfinite(rate.values) & (ctx.grid.times <= ctx.grid.baseline_end)]
+    if len(base) < 4:
+        return 0.0
+    window = max(ctx.grid.step, 2.0 * rate_lag(s.query, ctx.grid.step))
+    n = float(np.median(base)) * window
+    return min(1.0, 1.0 / n) if n > 0 else 0.0
+
+
 def series_services(ctx: Ctx) -> set[str]:
     """Services that have a series of their own."""
     out = set()
@@ -247,8 +297,10 @@ def localise(ctx: Ctx) -> list[Suspect]:
     g = ctx.grid
     onset = ctx.onset
     moved: dict[str, list[Moved]] = {}
+    rates = _rates(ctx)
     for sig, kind, direction, view, s in _series_of(ctx):
-        r = series_z(g, s.values, direction, onset, rate_lag(s.query, g.step), ABS_FLOORS.get(sig, 0.0))
+        floor = max(ABS_FLOORS.get(sig, 0.0), count_floor(ctx, rates, sig, kind, view, s))
+        r = series_z(g, s.values, direction, onset, rate_lag(s.query, g.step), floor, share_of_good(sig, kind, s))
         if r is None:
             continue
         z, first, base, peak = r
