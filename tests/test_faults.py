@@ -250,6 +250,22 @@ def test_traffic_surge_explains_the_cpu_it_saturates():
     assert cpu is not None and any("traffic surge into api came first" in d.detail for d in cpu.checks)
 
 
+def _surge_over_an_earlier_cpu(web_felt_at: int) -> Candidate:
+    ctx = make_ctx({("request_rate", "web"): level(10, 40, 88), ("cpu_util", "api"): level(0.3, 0.97, 80),
+                    ("latency_p99", "api"): level(0.2, 2.0, 80), ("latency_p99", "web"): level(0.2, 2.0, web_felt_at)},
+                   edges=[("web", "api")], symptom="web", affected={"api": at(80), "web": at(web_felt_at)})
+    return found(all_candidates(ctx), "traffic_surge", "web")
+
+
+def test_a_surge_is_retries_only_when_the_surging_service_was_failing_before_it_rose():
+    # api's CPU was saturated first either way; web's clients only had something to retry
+    # when web itself was slow before its rate rose
+    retried = _surge_over_an_earlier_cpu(84)
+    assert status_of(retried) == "disproven" and "retries" in retried.why_not
+    new_load = _surge_over_an_earlier_cpu(ONSET_I)
+    assert not any("retries" in d.detail for d in new_load.checks)
+
+
 def test_a_retry_storm_at_the_entry_is_read_by_its_raw_rate_not_its_successes():
     # offered load tripled at the entry; little more of it than before succeeds
     ctx = make_ctx({("request_rate", "web"): level(10, 30, 88), ("ok_rate", "web"): level(10, 17, 88),

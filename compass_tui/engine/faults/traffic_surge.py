@@ -145,6 +145,11 @@ def retries(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate
     for s in by_fault.get("traffic_surge", []):
         if s.cause_onset is None:
             continue
+        # retries resend calls that failed or timed out: the surging service itself must have
+        # been failing or slow no later than its rate rose, or no one had anything to retry
+        felt = ctx.affected.get(s.service)
+        if felt is not None and felt > s.cause_onset + ctx.grid.step * 0.5:
+            continue
         below = ctx.graph.downstream(s.service) | {s.service} if ctx.graph.known else None
         for c in cands:
             if c.fault == "traffic_surge" or c.cause_onset is None or c.strength < 0.6:
