@@ -13,7 +13,7 @@ from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.discovery import SigSeries, Stack
 from compass_tui.engine.disproof import run_checks, status_of
 from compass_tui.engine.faults import REGISTRY, fault_ids, get
-from compass_tui.engine.graph import ServiceGraph
+from compass_tui.engine.graph import EdgeStats, ServiceGraph
 from compass_tui.engine.localise import Moved, Suspect
 from compass_tui.engine.origin import origin
 from compass_tui.engine.timeseries import Grid
@@ -309,6 +309,26 @@ def test_network_degradation_supported_by_retransmits():
 def test_network_degradation_declines_flat_retransmits():
     ctx = make_ctx({("retrans_ratio", "api"): level(0.001)}, affected={"api": ONSET})
     assert found(all_candidates(ctx), "network_degradation") is None
+
+
+def _traced_call(extra_s: float) -> Ctx:
+    """web calls api; after the onset the client side of each call takes ``extra_s`` longer
+    while api's own server span does not."""
+    ctx = make_ctx({("latency_p99", "web"): level(0.2, 0.4)}, edges=[("web", "api")], symptom="web", affected={"web": ONSET})
+    rng = np.random.default_rng(5)
+    server = list(0.05 + 0.002 * rng.standard_normal(40))
+    ctx.graph.edge_stats[("web", "api")] = EdgeStats(base_client=[x + 0.002 for x in server[:20]], base_server=server[:20],
+                                                    post_client=[x + 0.002 + extra_s for x in server[20:]], post_server=server[20:],
+                                                    base_n=20, post_n=20)
+    return ctx
+
+
+def test_network_degradation_from_traces_alone_when_calls_wait_longer_than_the_callee_works():
+    c = found(all_candidates(_traced_call(0.15)), "network_degradation", "api")
+    assert c is not None and c.agent == "network" and status_of(c) != "disproven"
+    assert any("150 ms more between caller and callee" in e.summary for e in c.evidence)
+    # a millisecond more is clock noise, not a delay on the path
+    assert found(all_candidates(_traced_call(0.001)), "network_degradation", "api") is None
 
 
 def _suspect(ctx: Ctx, svc: str, moved: list[Moved], norm: float = 1.0) -> Suspect:

@@ -35,8 +35,10 @@ class NetworkFacts(Facts):
 def detect(ctx: Ctx) -> list[Candidate]:
     """Retransmits or drops on a service, or a client/server duration gap in traces."""
     out: list[Candidate] = []
-    for svc in {s.service for s in ctx.stack.signals.get("retrans_ratio", {}).values()} | \
-               {s.service for s in ctx.stack.signals.get("net_drops", {}).values()}:
+    # services with network metrics of their own, and every callee the traces time from both ends
+    for svc in sorted({s.service for s in ctx.stack.signals.get("retrans_ratio", {}).values()} |
+                      {s.service for s in ctx.stack.signals.get("net_drops", {}).values()} |
+                      {b for (_, b), st in ctx.graph.edge_stats.items() if st.post_client and st.post_server}):
         c = net(ctx, svc)
         if c:
             out.append(c)
@@ -51,8 +53,8 @@ def net(ctx: Ctx, svc: str) -> Candidate | None:
         if ch is not None and ch.rose and ch.ratio >= 2.0:
             if best is None or ch.z > best[1].z:
                 best = (sig, ch)
-    gap = client_server_gap(ctx, svc)
-    if best is None and (gap is None or gap < 3.0):
+    gap, added = client_server_gap(ctx, svc)
+    if best is None and (gap is None or gap < 3.0 or added < 0.005):
         return None
     score = 0.0
     c = Candidate("network_degradation", svc, "network", 0.0, f"packet loss or delay on the path to {svc}", None)
@@ -63,16 +65,19 @@ def net(ctx: Ctx, svc: str) -> Candidate | None:
         c.cause_onset = ch.onset
         what = "TCP retransmits" if sig == "retrans_ratio" else "dropped packets"
         c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
-    if gap is not None and gap >= 3.0:
-        score += 0.25
-        c.evidence.append(trace_evidence(ctx, svc, f"client-side durations of calls to {svc} are {gap:.1f}x its server-side durations (after the onset vs before)"))
+    if gap is not None and gap >= 3.0 and added >= 0.005:
+        # the time between the caller and the callee grew while the callee's own time did not:
+        # on its own that is the path (a few ms at least, so clock noise is not a delay)
+        score += 0.25 if best is not None else 0.5 + min(0.2, 0.05 * float(np.log2(gap / 3.0)))
+        c.evidence.append(trace_evidence(ctx, svc, f"calls to {svc} spend {added * 1000:.0f} ms more between caller and callee than before "
+                                                   f"({gap:.1f}x; client-side against server-side span durations)"))
     c.strength = min(score, 1.0)
     return c
 
 
-def client_server_gap(ctx: Ctx, svc: str) -> float | None:
-    """How much more the client-side minus server-side time of calls to svc grew after the
-    onset, relative to before (traces)."""
+def client_server_gap(ctx: Ctx, svc: str) -> tuple[float | None, float]:
+    """How much the client-side minus server-side time of calls to svc grew after the onset:
+    (after / before, after - before in seconds), from traces; (None, 0) without them."""
     gaps_b, gaps_p = [], []
     for (a, b), st in ctx.graph.edge_stats.items():
         if b != svc or not st.post_client or not st.post_server:
@@ -81,10 +86,10 @@ def client_server_gap(ctx: Ctx, svc: str) -> float | None:
         if st.base_client and st.base_server:
             gaps_b.append(median(st.base_client) - median(st.base_server))
     if not gaps_p:
-        return None
+        return None, 0.0
     gp = float(np.median(gaps_p))
     gb = float(np.median(gaps_b)) if gaps_b else 0.0
-    return gp / max(gb, 0.005)
+    return gp / max(gb, 0.005), gp - gb
 
 
 # ------------------------------------------------------------------ origin agent
