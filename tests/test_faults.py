@@ -439,6 +439,21 @@ def test_code_defect_supported_when_errors_begin_in_its_own_code():
     assert status_of(c) == "supported"
 
 
+def test_code_defect_of_a_service_whose_dependency_went_bad_only_after_it():
+    def with_currency_from(i: int) -> Candidate | None:
+        ctx = _errors_suspect_ctx()
+        late = _suspect(ctx, "currency", [], norm=0.8)
+        late.onset = at(i)
+        ctx.suspects.append(late)
+        return found(origin(ctx), "code_defect", "cart")
+
+    # currency in trouble as early as cart: cart's errors may be passed on from it
+    assert with_currency_from(ONSET_I) is None
+    # ten minutes later: a consequence, so what cart calls was healthy when cart began to fail
+    c = with_currency_from(ONSET_I + 10)
+    assert c is not None and c.facts.deps_healthy
+
+
 def test_code_defect_disproven_by_a_deploy_just_before():
     ann = [Annotation(time=at(85), time_end=None, tags=["deploy", "service:cart"], text="deploy of cart")]
     cands = origin(ctx := _errors_suspect_ctx(ann))

@@ -55,7 +55,10 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     own_lines = own_new_templates(ctx, s.service)
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
-    sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service}
+    began = (trouble or [lat])[0].onset
+    # a dependency in trouble explains it only if its trouble began no later than this one's
+    sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service
+            and (x.onset is None or began is None or x.onset <= began + ctx.tol)}
     deps_healthy = deps_known and not (graph.callees(s.service) & sick) and \
         not any(_calls_failing(ctx, s.service, d) for d in graph.callees(s.service))
     if s.inherited_share >= 0.5 and not own_lines:
