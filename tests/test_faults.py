@@ -311,14 +311,15 @@ def test_network_degradation_declines_flat_retransmits():
     assert found(all_candidates(ctx), "network_degradation") is None
 
 
-def _traced_call(extra_s: float) -> Ctx:
+def _traced_call(extra_s: float, server_mult: float = 1.0) -> Ctx:
     """web calls api; after the onset the client side of each call takes ``extra_s`` longer
-    while api's own server span does not."""
+    than api's own server span, which takes ``server_mult`` times as long as before."""
     ctx = make_ctx({("latency_p99", "web"): level(0.2, 0.4)}, edges=[("web", "api")], symptom="web", affected={"web": ONSET})
     rng = np.random.default_rng(5)
     server = list(0.05 + 0.002 * rng.standard_normal(40))
+    post = [x * server_mult for x in server[20:]]
     ctx.graph.edge_stats[("web", "api")] = EdgeStats(base_client=[x + 0.002 for x in server[:20]], base_server=server[:20],
-                                                    post_client=[x + 0.002 + extra_s for x in server[20:]], post_server=server[20:],
+                                                    post_client=[x + 0.002 + extra_s for x in post], post_server=post,
                                                     base_n=20, post_n=20)
     return ctx
 
@@ -329,6 +330,8 @@ def test_network_degradation_from_traces_alone_when_calls_wait_longer_than_the_c
     assert any("150 ms more between caller and callee" in e.summary for e in c.evidence)
     # a millisecond more is clock noise, not a delay on the path
     assert found(all_candidates(_traced_call(0.001)), "network_degradation", "api") is None
+    # api slowed itself: its callers queue for it, and that is not the path
+    assert found(all_candidates(_traced_call(0.15, server_mult=4.0)), "network_degradation", "api") is None
 
 
 def _suspect(ctx: Ctx, svc: str, moved: list[Moved], norm: float = 1.0) -> Suspect:

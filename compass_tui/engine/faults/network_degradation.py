@@ -54,7 +54,10 @@ def net(ctx: Ctx, svc: str) -> Candidate | None:
             if best is None or ch.z > best[1].z:
                 best = (sig, ch)
     gap, added = client_server_gap(ctx, svc)
-    if best is None and (gap is None or gap < 3.0 or added < 0.005):
+    # from traces alone only while the callee's own time held: a callee that slowed itself
+    # also makes its callers queue for it (an accept queue, a pool), and that is not the path
+    path_only = gap is not None and gap >= 3.0 and added >= 0.005 and server_growth(ctx, svc) <= 1.5
+    if best is None and not path_only:
         return None
     score = 0.0
     c = Candidate("network_degradation", svc, "network", 0.0, f"packet loss or delay on the path to {svc}", None)
@@ -65,7 +68,7 @@ def net(ctx: Ctx, svc: str) -> Candidate | None:
         c.cause_onset = ch.onset
         what = "TCP retransmits" if sig == "retrans_ratio" else "dropped packets"
         c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
-    if gap is not None and gap >= 3.0 and added >= 0.005:
+    if path_only or (best is not None and gap is not None and gap >= 3.0 and added >= 0.005):
         # the time between the caller and the callee grew while the callee's own time did not:
         # on its own that is the path (a few ms at least, so clock noise is not a delay)
         score += 0.25 if best is not None else 0.5 + min(0.2, 0.05 * float(np.log2(gap / 3.0)))
@@ -90,6 +93,14 @@ def client_server_gap(ctx: Ctx, svc: str) -> tuple[float | None, float]:
     gp = float(np.median(gaps_p))
     gb = float(np.median(gaps_b)) if gaps_b else 0.0
     return gp / max(gb, 0.005), gp - gb
+
+
+def server_growth(ctx: Ctx, svc: str) -> float:
+    """How many times longer the callee's own server spans took after the onset than before
+    (the median over its traced callers; 1.0 when it cannot be told)."""
+    ratios = [median(st.post_server) / max(median(st.base_server), 1e-3) for (_, b), st in ctx.graph.edge_stats.items()
+              if b == svc and st.post_server and st.base_server]
+    return float(np.median(ratios)) if ratios else 1.0
 
 
 # ------------------------------------------------------------------ origin agent
