@@ -322,6 +322,21 @@ def test_large_fleet_stays_valid_and_bounded():
     assert sum(len(v) for v in files.values()) < 150e6
 
 
+def test_a_rollout_in_a_trimmed_fleet_keeps_the_service_in_view_from_the_start():
+    """Fewer pods are written than run; a deploy replaces them. The written pods must still
+    cover the whole window, or the service appears from nothing at the rollout."""
+    inc = generate("db_slow_queries", 2, SimOptions(realism="off"))
+    deploys = [d for d in inc.decoys if d["kind"] == "deploy_near_onset"]
+    assert deploys, "this seed rolls out a bystander near the onset"
+    svc = deploys[0]["svc"]
+    series = parse_om(render_files(inc)["metrics.om"].decode())
+    cpu = [pts for k, pts in series.items() if k.startswith("container_cpu_usage_seconds_total{")
+           and labels_of(k).get("container") == svc]
+    assert len(cpu) >= 2
+    first = min(t for pts in cpu for t, _ in pts)
+    assert first <= inc.start + inc.model.step
+
+
 # ---------------------------------------------------------------------- realism knobs
 _SERVER_FAMILIES = ("http_request_duration_seconds", "http_server_requests_seconds",
                     "http_server_request_duration_seconds", "grpc_server_handling_seconds")

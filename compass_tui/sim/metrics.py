@@ -170,8 +170,12 @@ class MetricsRenderer:
         most = max(2, self.max_pods) if bad and any(p.name in bad for p in pods) else self.max_pods
         if len(pods) <= most:
             return pods
-        # Large fleets: keep the first instances, plus every pod that changed (deploys, restarts).
-        keep = [p for p in pods if p.name in bad] + [p for p in pods if (p.restarts or p.start > 0) and p.name not in bad]
+        # Large fleets: keep the first instances, plus every pod that changed (deploys, restarts),
+        # and always one that was there from the start: a rollout replaces pods, it does not
+        # make the service appear from nothing.
+        first = next((p for p in pods if p.start == 0 and p.name not in bad), None)
+        keep = [p for p in pods if p.name in bad] + ([first] if first is not None else []) + \
+            [p for p in pods if (p.restarts or p.start > 0) and p.name not in bad and p is not first]
         keep = keep[:most]
         for p in pods:
             if len(keep) >= most:
