@@ -156,7 +156,7 @@ class SuspectSignal(BaseModel):
 
     signal: str
     kind: str
-    view: Literal["own", "callers"]
+    view: Literal["own", "callers", "outbound"]
     z: float
     """Robust z-score of its excursion (median and IQR/MAD of the baseline)."""
     onset: str | None = None

@@ -322,3 +322,29 @@ def test_a_ratio_moved_by_one_request_is_noise_where_the_request_rate_says_so(tm
     assert without.suspects[0].service == "batch"  # no counts: 50 % looks like a collapse
     report = _investigate(_write(tmp_path / "b", _a_rare_caller_and_a_busy_one(np.random.default_rng(33), True), "frontend"))
     assert report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]
+
+
+def _waiting_caller(rng, with_outbound: bool):
+    """frontend calls cart, cart calls currency (no graph, no peer label anywhere). currency
+    slows; cart and frontend, on calmer bases, show the same seconds; their client-side
+    latency (which peer, it does not say) rises with it when ``with_outbound``."""
+    lat = {"frontend": _noise(rng, 0.30, 0.05), "cart": _noise(rng, 0.20, 0.01), "currency": _noise(rng, 0.18, 0.15)}
+    for svc in lat:
+        lat[svc][ALERT_I - 4:] += 0.5
+    series = {("svc_latency_seconds", (("service", s),)): v for s, v in lat.items()}
+    if with_outbound:
+        for svc, base, waits in (("frontend", 0.2, True), ("cart", 0.17, True), ("currency", 0.01, False)):
+            out = _noise(rng, base, 0.01)
+            if waits:
+                out[ALERT_I - 4:] += 0.5
+            series[("svc_client_latency_seconds", (("service", svc),))] = out
+    return series
+
+
+def test_a_service_whose_outbound_calls_slowed_with_it_yields_even_without_a_graph(tmp_path):
+    without = _investigate(_write(tmp_path / "a", _waiting_caller(np.random.default_rng(35), False), "frontend"))
+    assert without.suspects[0].service == "cart"
+    report = _investigate(_write(tmp_path / "b", _waiting_caller(np.random.default_rng(35), True), "frontend"))
+    assert report.suspects[0].service == "currency", [(s.service, s.score) for s in report.suspects[:3]]
+    cart = next(s for s in report.suspects if s.service == "cart")
+    assert any(sig.view == "outbound" for sig in cart.signals)

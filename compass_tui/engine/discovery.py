@@ -975,7 +975,10 @@ def generic_specs(info: MetricInfo, known: set[str]) -> list[tuple[str, str, str
             views.append(("g", dst, None, "own", ['reporter="destination"']))
     elif info.svc_label:
         sub = next((l for l in POD_LABELS if l in labels and l != info.svc_label and len(labels[l]) > 1), None)
-        views.append(("g", info.svc_label, sub, "own", []))
+        # a client-side measure naming no peer is the service waiting on its dependencies
+        # (which one is not said): its outbound view, never its own latency or errors
+        outbound = bool(_CLIENT_SIDE.search(name)) and kind in ("latency", "errors")
+        views.append(("g", info.svc_label, sub, "outbound" if outbound else "own", []))
     out = []
     for prefix, svc_label, sub_label, view, extra in views:
         m = ",".join(base_m + extra)

@@ -87,6 +87,9 @@ ABS_FLOORS = {
 }
 
 
+OUTBOUND = "outbound"
+"""The view of a service's calls to its dependencies, without a peer named."""
+
 PER_POD = {"cpu_util_pod", "cpu_cores_pod"}
 """The engine's own per-pod signals (their sub key is the pod)."""
 
@@ -135,10 +138,10 @@ class Suspect:
     norm: float = 0.0
 
     def kinds(self, view: str | None = None) -> dict[str, Moved]:
-        """The strongest moved series per kind (of one view, or both)."""
+        """The strongest moved series per kind (of one view, or of its own and its callers')."""
         out: dict[str, Moved] = {}
         for m in self.moved:
-            if view is not None and m.view != view:
+            if (view is not None and m.view != view) or (view is None and m.view == OUTBOUND):
                 continue
             if m.kind not in out or m.sev > out[m.kind].sev:
                 out[m.kind] = m
@@ -322,8 +325,12 @@ def localise(ctx: Ctx) -> list[Suspect]:
     for svc, ms in moved.items():
         best: dict[str, Moved] = {}
         for m in ms:
+            if m.view == OUTBOUND:
+                continue  # what it waited for says where its trouble came from, not how much it has
             if m.kind not in best or m.sev > best[m.kind].sev:
                 best[m.kind] = m
+        if not best:
+            continue
         vals = sorted((m.sev for m in best.values()), reverse=True)
         raw = vals[0] + 0.25 * sum(vals[1:4])
         strong = [m for m in best.values() if m.sev >= 0.5 * vals[0] and m.onset is not None]
@@ -402,16 +409,18 @@ def _common_caller(moved: dict[str, list[Moved]], reporting: set[str]) -> None:
 
 
 def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
-    """A service whose latency or errors only echo a dependency's trouble yields to it."""
+    """A service whose latency or errors only echo a dependency's trouble yields to it: a
+    dependency in the graph in trouble no later than it, or its own outbound calls slowing or
+    failing no later than it (which dependency, the stack does not say)."""
     graph = ctx.graph
-    if not graph.known:
-        return
     tol = max(2 * ctx.grid.step, 60.0)
     # what a dependency passes up is what its callers can feel: its latency and errors
     felt = {k: sum(m.sev for kk, m in s.kinds().items() if kk in FELT) for k, s in suspects.items()}
     for svc, s in suspects.items():
-        deps = [d for d in graph.callees(svc) if d in suspects]
-        if not deps:
+        deps = [d for d in graph.callees(svc) if d in suspects] if graph.known else []
+        waited = sum(m.sev for k, m in s.kinds(OUTBOUND).items() if k in FELT and m.onset is not None
+                     and (s.onset is None or m.onset <= s.onset + tol))
+        if not deps and waited <= 0:
             continue
         own = s.kinds()
         # what its callers see of it is inherited as much as what it sees of itself
@@ -427,10 +436,10 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
                 continue
             if felt[d] > 0:
                 blame.append((felt[d], d))
-        if not blame:
+        if not blame and waited <= 0:
             continue
         blame.sort(reverse=True)
-        share = min(1.0, blame[0][0] / max(inh, 1e-9))
+        share = min(1.0, max(blame[0][0] if blame else 0.0, waited) / max(inh, 1e-9))
         s.inherited_from = [d for _, d in blame[:3]]
         s.inherited_share = share
         kept = inh * (1.0 - 0.7 * share) + rest

@@ -33,7 +33,7 @@ class SuspectsPane(Static):
                 text.append(f"  from {s.onset[11:19]}", style="dim")
             text.append("\n")
             for sig in s.signals[:3]:
-                who = "callers see" if sig.view == "callers" else "own"
+                who = {"callers": "callers see", "outbound": "its calls"}.get(sig.view, "own")
                 text.append(f"      {who} {sig.kind}: {sig.signal}, {sig.z:.0f} sd", style="dim")
                 text.append("\n")
             if s.inherited_from:
