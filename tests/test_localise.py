@@ -348,3 +348,14 @@ def test_a_service_whose_outbound_calls_slowed_with_it_yields_even_without_a_gra
     assert report.suspects[0].service == "currency", [(s.service, s.score) for s in report.suspects[:3]]
     cart = next(s for s in report.suspects if s.service == "cart")
     assert any(sig.view == "outbound" for sig in cart.signals)
+
+
+def test_a_success_rate_in_percent_is_read_by_its_failures(tmp_path):
+    """cart's success rate, in percent, goes from 99.9 to 97: thirty times the failures."""
+    rng = np.random.default_rng(37)
+    ok = {s: np.clip(_noise(rng, 99.9, 0.0003), 0, 100) for s in ("frontend", "cart", "currency")}
+    ok["cart"][ALERT_I - 3:] -= 3.0
+    ok["frontend"][ALERT_I - 2:] -= 0.5
+    series = {("pod_success_rate_percent", (("service", s), ("pod", f"{s}-7d9f8-abcde"))): v for s, v in ok.items()}
+    report = _investigate(_write(tmp_path / "b", series, "frontend"))
+    assert report.suspects and report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]

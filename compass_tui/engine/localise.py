@@ -156,11 +156,12 @@ def _sev(z: float) -> float:
 
 
 def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: float = 0.0, abs_floor: float = 0.0,
-             share_of_good: bool = False):
+             share_of_good: float = 0.0):
     """(z, onset, baseline, peak) of one series: how far it went past a robust baseline in the
     incident window, in its bad direction (either for direction 0). ``share_of_good``: the
-    series is a share of requests that went well (availability, success ratio), so its level
-    is how much failed (99.9 % to 97 % is 30 times the failures, not 3 % less)."""
+    series is a share of requests that went well (availability, success ratio) out of this
+    much (1, or 100 for a percentage), so its level is how much failed (99.9 % to 97 % is 30
+    times the failures, not 3 % less)."""
     t = grid.times
     finite = np.isfinite(values)
     if finite.sum() < 6:
@@ -176,8 +177,8 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
     med = float(np.median(base))
     mad = 1.4826 * float(np.median(np.abs(base - med)))
     q1, q3 = np.percentile(base, [25, 75])
-    scale_floor = 0.005 * float(np.nanmax(np.abs(1.0 - values[finite] if share_of_good else values[finite])))
-    level = abs(1.0 - med) if share_of_good else abs(med)
+    scale_floor = 0.005 * float(np.nanmax(np.abs(share_of_good - values[finite] if share_of_good else values[finite])))
+    level = abs(share_of_good - med) if share_of_good else abs(med)
     scale = max(mad, float(q3 - q1) / 1.349, 0.05 * level, scale_floor, abs_floor, 1e-12)
     # the lead-in is short: the tail of an earlier incident in the window is not this one
     lead = min(900.0, max(600.0, 2 * step))
@@ -244,14 +245,19 @@ RATIO_KINDS = {"errors", "success", "availability"}
 NOT_REQUEST_RATIOS = {"up", "probe_success", "db_up", "cache_up", "cache_miss_ratio", "dns_fail_ratio"}
 
 
-def share_of_good(sig: str, kind: str, s: SigSeries) -> bool:
-    """A share of requests that went well: a success or availability gauge within [0, 1]
-    (a rate of successful requests is a count, however small)."""
+def share_of_good(sig: str, kind: str, s: SigSeries) -> float:
+    """Out of how much a series is a share of requests that went well: 1 for a success or
+    availability gauge within [0, 1], 100 for one in percent (mostly near 100); 0 for
+    anything else (a rate of successful requests is a count, however small)."""
     if kind not in ("success", "availability") or sig in NOT_REQUEST_RATIOS or "rate(" in s.query:
-        return False
-    values = s.values
-    v = values[np.isfinite(values)]
-    return len(v) > 0 and float(v.min()) >= 0.0 and float(v.max()) <= 1.0 + 1e-9
+        return 0.0
+    v = s.values[np.isfinite(s.values)]
+    if not len(v) or float(v.min()) < 0.0:
+        return 0.0
+    top = float(v.max())
+    if top <= 1.0 + 1e-9:
+        return 1.0
+    return 100.0 if top <= 100.0 + 1e-6 and float(np.median(v)) >= 50.0 else 0.0
 
 
 def _rates(ctx: Ctx) -> dict[tuple[str, str], SigSeries]:
