@@ -359,3 +359,25 @@ def test_a_success_rate_in_percent_is_read_by_its_failures(tmp_path):
     series = {("pod_success_rate_percent", (("service", s), ("pod", f"{s}-7d9f8-abcde"))): v for s, v in ok.items()}
     report = _investigate(_write(tmp_path / "b", series, "frontend"))
     assert report.suspects and report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]
+
+
+def test_a_cpu_percentage_under_an_unknown_name_is_read_against_the_limit(tmp_path):
+    """Per-pod CPU as a percentage of the limit, latency per pod, under names no family knows:
+    the pod pinned near 100 % is CPU saturation of its service."""
+    rng = np.random.default_rng(39)
+    series = {}
+    for svc, base in (("frontend", 0.12), ("currency", 0.01)):
+        for pod in (f"{svc}-7d9f8c6b5-x2x4z", f"{svc}-7d9f8c6b5-k9q8w"):
+            lat = _noise(rng, base, 0.1)
+            cpu = np.clip(_noise(rng, 12.0, 0.15), 0, 100)
+            if pod == "currency-7d9f8c6b5-x2x4z":
+                cpu[ALERT_I - 6:] = np.clip(_noise(rng, 95.0, 0.02)[ALERT_I - 6:], 0, 100)
+                lat[ALERT_I - 5:] += 0.08
+            if svc == "frontend":
+                lat[ALERT_I - 5:] += 0.04
+            series[("pod_server_latency_p90_seconds", (("pod", pod),))] = lat
+            series[("pod_cpu_usage_rate_percent", (("pod", pod),))] = cpu
+    report = _investigate(_write(tmp_path / "b", series, "frontend"))
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service) for h in report.hypotheses[:3]]
+    assert "-> 0.9" in top.title

@@ -444,7 +444,29 @@ class Discovery:
             self._liveness(), self._calls(), self._versions(), self._config_reload(), self._generic(),
         ]
         await asyncio.gather(*tasks)
+        self._cpu_from_generic()
         return st
+
+    def _cpu_from_generic(self) -> None:
+        """A CPU gauge under a name no family knows that says how much of its limit a service
+        or pod uses (a fraction, or a percentage): its ``cpu_util``, when no CPU metric the
+        engine knows measured it."""
+        st = self.stack
+        if any(st.signals.get(x) for x in ("cpu_util", "cpu_util_pod", "cpu_cores", "cpu_cores_pod")):
+            return
+        for sig, meta in list(st.generic.items()):
+            if meta.kind != "cpu" or meta.view != "own" or not _CPU_SHARE.search(meta.metric) or _NOT_CPU_SHARE.search(meta.metric):
+                continue
+            series = list(st.signals.get(sig, {}).values())
+            if not series or any("rate(" in x.query for x in series):
+                continue
+            top = max((float(np.nanmax(x.values)) for x in series if np.isfinite(x.values).any()), default=float("nan"))
+            if not np.isfinite(top) or top > 100.0 + 1e-6:
+                continue
+            scale = 1.0 if top <= 1.0 + 1e-9 else 0.01
+            for x in series:
+                out = "cpu_util_pod" if x.sub else "cpu_util"
+                st.add(SigSeries(out, x.service, x.values * scale, x.query if scale == 1.0 else f"{x.query} / 100", x.sub))
 
     async def _requests(self) -> None:
         infos = self.stack.all("requests")
@@ -895,6 +917,10 @@ SOURCE_LABELS = ("source_workload", "source_app", "source_service", "source_cano
 DEST_LABELS = ("destination_workload", "destination_app", "destination_service", "destination_canonical_service",
                "destination_service_name", "destination", "dst", "callee", "to_service", "dst_service") + PEER_LABELS
 MAX_GENERIC = 150
+
+
+_CPU_SHARE = re.compile(r"util|percent|pct|ratio|usage_rate|usage_fraction", re.I)
+_NOT_CPU_SHARE = re.compile(r"throttl|load|seconds|cores", re.I)
 
 
 def generic_kind(name: str) -> tuple[str, int] | None:
