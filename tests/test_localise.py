@@ -105,6 +105,21 @@ def test_robust_z_ignores_an_earlier_burst_in_the_baseline():
     assert base == pytest.approx(1.0, rel=0.1)
 
 
+def test_an_error_ratio_fifteen_times_its_usual_level_stands_out_over_an_earlier_incident():
+    """0.2 % errors, a third of the baseline inside an earlier 40 % incident, then 3 %: the
+    earlier incident must not widen the baseline's spread past what 3 % can show."""
+    from compass_tui.engine.localise import ABS_FLOORS
+
+    g = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=T0 + ALERT_I * STEP, baseline_end=T0 + 75 * STEP)
+    rng = np.random.default_rng(3)
+    v = np.abs(_noise(rng, 0.002, 0.3))
+    v[20:45] = np.abs(_noise(rng, 0.4, 0.05))[20:45]  # an earlier incident, a third of the baseline
+    v[ALERT_I - 8:] = np.abs(_noise(rng, 0.03, 0.1))[ALERT_I - 8:]
+    z, onset, base, _ = series_z(g, v, 1, g.alert_at - 8 * STEP, abs_floor=ABS_FLOORS["error_ratio"])
+    assert z >= 3 and onset is not None
+    assert base == pytest.approx(0.002, rel=0.5)
+
+
 def test_network_delay_seen_only_by_the_callers_is_named_on_the_callee(tmp_path):
     rng = np.random.default_rng(7)
 

@@ -77,7 +77,7 @@ Z_ON = 3.0
 # signal -> the smallest move that matters, in its own unit (an error ratio of 0.01, 0.05 CPU
 # cores, one lock): a flat baseline must not turn a trickle into a storm
 ABS_FLOORS = {
-    "error_ratio": 0.01, "client_error_ratio": 0.01, "cache_miss_ratio": 0.02, "dns_fail_ratio": 0.01,
+    "error_ratio": 0.005, "client_error_ratio": 0.005, "cache_miss_ratio": 0.02, "dns_fail_ratio": 0.01,
     "latency_p99": 0.002, "latency_mean": 0.001, "client_latency": 0.001, "probe_duration": 0.002, "dns_lookup": 0.002,
     "request_rate": 0.05, "cpu_util": 0.02, "cpu_cores": 0.03, "cpu_throttle": 0.02,
     "cpu_util_pod": 0.02, "cpu_cores_pod": 0.03, "mem_util": 0.01, "heap_util": 0.01,
@@ -179,7 +179,12 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
     q1, q3 = np.percentile(base, [25, 75])
     scale_floor = 0.005 * float(np.nanmax(np.abs(share_of_good - values[finite] if share_of_good else values[finite])))
     level = abs(share_of_good - med) if share_of_good else abs(med)
-    scale = max(mad, float(q3 - q1) / 1.349, 0.05 * level, scale_floor, abs_floor, 1e-12)
+    # the IQR gives a scale where the MAD has none (a mostly constant series), but a quarter of
+    # the baseline in an earlier incident breaks it: it may widen the MAD three times, not more
+    iqr = float(q3 - q1) / 1.349
+    if mad > 0:
+        iqr = min(iqr, 3.0 * mad)
+    scale = max(mad, iqr, 0.05 * level, scale_floor, abs_floor, 1e-12)
     # the lead-in is short: the tail of an earlier incident in the window is not this one
     lead = min(900.0, max(600.0, 2 * step))
     post = max(1800.0, 8 * step)
