@@ -168,6 +168,11 @@ class SigSeries:
     query: str
     sub: str | None = None
 
+    @property
+    def key(self) -> str:
+        """Its key in the stack: the service, or ``service|sub``."""
+        return self.service if self.sub is None else f"{self.service}|{self.sub}"
+
 
 @dataclass
 class Stack:
@@ -199,8 +204,7 @@ class Stack:
         return sorted((m for m in self.metrics.values() if family in m.families), key=pref)
 
     def add(self, s: SigSeries) -> None:
-        key = s.service if s.sub is None else f"{s.service}|{s.sub}"
-        self.signals.setdefault(s.signal, {})[key] = s
+        self.signals.setdefault(s.signal, {})[s.key] = s
 
     def get(self, signal: str, service: str) -> SigSeries | None:
         return self.signals.get(signal, {}).get(service)
@@ -235,6 +239,13 @@ def choose_service_label(info: MetricInfo, known: set[str]) -> str | None:
             continue
         return l
     return None
+
+
+def share(part: np.ndarray | None, total: np.ndarray) -> np.ndarray:
+    """part / total point by point (no part: none of it), NaN where nothing was counted."""
+    part = np.zeros_like(total) if part is None else np.nan_to_num(part)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, part / total, np.nan)
 
 
 def svc_name(labels: dict[str, str], svc_label: str) -> str | None:
@@ -810,12 +821,9 @@ class Discovery:
                     acc[key] = np.nan_to_num(acc.get(key, 0.0)) + np.nan_to_num(v)
             text = "\n".join(texts)
             for key, tot in totals.items():
-                errs = acc.get(key)
-                ev = errs if errs is not None else np.zeros_like(tot.values)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(tot.values > 0, ev / tot.values, np.nan)
                 client_svc, _, peer_name = key.partition("|")
-                self.stack.add(SigSeries("client_error_ratio", client_svc, ratio, text + f"\n/ {total_q}", peer_name))
+                self.stack.add(SigSeries("client_error_ratio", client_svc, share(acc.get(key), tot.values),
+                                         text + f"\n/ {total_q}", peer_name))
         sm = self.stack.first("client_sum")
         if sm is not None and sm.svc_label == s:
             q = f"sum by ({by}) (rate({sm.name}[{self.rw}])) / sum by ({by}) (rate({c.name}[{self.rw}]))"
@@ -837,14 +845,12 @@ class Discovery:
         f = self.stack.first("sg_failed")
         if f is not None:
             fail_q = f"sum by (client, server) (rate({f.name}[{self.rw}]))"
-            failed = {key: s for key, s in (await self._per_service("sg_failed_rate", fail_q, "client", "server")).items()}
+            failed = await self._per_service("sg_failed_rate", fail_q, "client", "server")
             for key, tot in totals.items():
-                if key in self.stack.signals.get("client_error_ratio", {}):
-                    continue
-                ev = np.nan_to_num(failed[key].values) if key in failed else np.zeros_like(tot.values)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(tot.values > 0, ev / tot.values, np.nan)
-                self.stack.add(SigSeries("client_error_ratio", tot.service, ratio, f"{fail_q}\n/ {total_q}", tot.sub))
+                if key not in self.stack.signals.get("client_error_ratio", {}):
+                    part = failed[key].values if key in failed else None
+                    self.stack.add(SigSeries("client_error_ratio", tot.service, share(part, tot.values),
+                                             f"{fail_q}\n/ {total_q}", tot.sub))
         sm, cn = self.stack.first("sg_client_sum"), self.stack.first("sg_client_count")
         if sm is not None and cn is not None:
             q = (f"sum by (client, server) (rate({sm.name}[{self.rw}])) / "

@@ -74,7 +74,7 @@ FELT = {"latency", "errors", "success", "availability"}
 """Kinds of a dependency's trouble its callers feel."""
 Z_ON = 3.0
 
-# signal -> the smallest move that matters, in its own unit (an error ratio of 0.01, 0.05 CPU
+# signal -> the smallest move that matters, in its own unit (an error ratio of 0.005, 0.05 CPU
 # cores, one lock): a flat baseline must not turn a trickle into a storm
 ABS_FLOORS = {
     "error_ratio": 0.005, "client_error_ratio": 0.005, "cache_miss_ratio": 0.02, "dns_fail_ratio": 0.01,
@@ -271,8 +271,7 @@ def _rates(ctx: Ctx) -> dict[tuple[str, str], SigSeries]:
     out: dict[tuple[str, str], SigSeries] = {}
     for sig, kind, _, view, s in _series_of(ctx):
         if kind == "traffic":
-            key = s.service if s.sub is None else f"{s.service}|{s.sub}"
-            out.setdefault((view, key), s)
+            out.setdefault((view, s.key), s)
     for sig in ("client_rate", "sg_rate"):
         for key, s in ctx.stack.signals.get(sig, {}).items():
             out.setdefault(("callers", key), s)
@@ -285,8 +284,7 @@ def count_floor(ctx: Ctx, rates: dict, sig: str, kind: str, view: str, s: SigSer
     n the requests its usual rate puts in one point (a step, or the rate's window)."""
     if kind not in RATIO_KINDS or sig in NOT_REQUEST_RATIOS:
         return 0.0
-    key = s.service if s.sub is None else f"{s.service}|{s.sub}"
-    rate = rates.get((view, key)) or rates.get((view, s.service))
+    rate = rates.get((view, s.key)) or rates.get((view, s.service))
     if rate is None:
         return 0.0
     base = rate.values[np.isfinite(rate.values) & (ctx.grid.times <= ctx.grid.baseline_end)]

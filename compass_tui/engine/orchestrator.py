@@ -193,9 +193,10 @@ class _Run:
         ctx.suspects = localise(ctx)
         self.suspects = [suspect_out(s, i) for i, s in enumerate(ctx.suspects[:20], 1)]
         self.events.put_nowait(SuspectsRanked(suspects=self.suspects, onset=format_time(ctx.onset), at_s=self.at()))
-        if not ctx.graph.known and self._source_failures():
-            self.degrade("service_graph", f"no service graph: {self._source_failures()[0].short()}, so its traces, client "
-                         "metrics or log peers could not be read; scope checks are skipped", f"see source:{self._source_failures()[0].server}")
+        failures = self._source_failures()
+        if not ctx.graph.known and failures:
+            self.degrade("service_graph", f"no service graph: {failures[0].short()}, so its traces, client "
+                         "metrics or log peers could not be read; scope checks are skipped", f"see source:{failures[0].server}")
         elif not ctx.graph.known:
             self.degrade("service_graph", "no traces, client metrics or log peers to build the service graph: scope checks are skipped "
                          "and suspects are ordered by when and how far their signals moved",

@@ -16,7 +16,7 @@ from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.faults._common import rel, trace_evidence
 from compass_tui.engine.faults._origin import moved_evidence, origin_suspects, own_latency_query
 from compass_tui.engine.faults.base import Facts, Fault
-from compass_tui.engine.graph import median
+from compass_tui.engine.graph import EdgeStats, median
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 from compass_tui.models import Evidence
 
@@ -34,30 +34,36 @@ class NetworkFacts(Facts):
 
 def detect(ctx: Ctx) -> list[Candidate]:
     """Retransmits or drops on a service, or a client/server duration gap in traces."""
+    # the traced calls into each callee, grouped once
+    into: dict[str, list[EdgeStats]] = {}
+    for (_, b), st in ctx.graph.edge_stats.items():
+        into.setdefault(b, []).append(st)
+    timed = {b for b, calls in into.items() if any(st.post_client and st.post_server for st in calls)}
     out: list[Candidate] = []
     # services with network metrics of their own, and every callee the traces time from both ends
     for svc in sorted({s.service for s in ctx.stack.signals.get("retrans_ratio", {}).values()} |
-                      {s.service for s in ctx.stack.signals.get("net_drops", {}).values()} |
-                      {b for (_, b), st in ctx.graph.edge_stats.items() if st.post_client and st.post_server}):
-        c = net(ctx, svc)
+                      {s.service for s in ctx.stack.signals.get("net_drops", {}).values()} | timed):
+        c = net(ctx, svc, into.get(svc, []))
         if c:
             out.append(c)
     return out
 
 
-def net(ctx: Ctx, svc: str) -> Candidate | None:
-    """The network degradation to one service seen in its own network metrics, or None."""
+def net(ctx: Ctx, svc: str, calls: list[EdgeStats]) -> Candidate | None:
+    """The network degradation to one service seen in its own network metrics or in the
+    traced ``calls`` into it, or None."""
     best = None
     for sig in ("retrans_ratio", "net_drops"):
         ch = ctx.chg(sig, svc, 1, rel_floor=0.3, abs_floor=1e-4)
         if ch is not None and ch.rose and ch.ratio >= 2.0:
             if best is None or ch.z > best[1].z:
                 best = (sig, ch)
-    gap, added = client_server_gap(ctx, svc)
+    gap, added = client_server_gap(calls)
+    # the time between caller and callee grew, by a few ms at least (clock noise is no delay)
+    widened = gap is not None and gap >= 3.0 and added >= 0.005
     # from traces alone only while the callee's own time held: a callee that slowed itself
     # also makes its callers queue for it (an accept queue, a pool), and that is not the path
-    path_only = gap is not None and gap >= 3.0 and added >= 0.005 and server_growth(ctx, svc) <= 1.5
-    if best is None and not path_only:
+    if best is None and not (widened and server_growth(calls) <= 1.5):
         return None
     score = 0.0
     c = Candidate("network_degradation", svc, "network", 0.0, f"packet loss or delay on the path to {svc}", None)
@@ -68,9 +74,7 @@ def net(ctx: Ctx, svc: str) -> Candidate | None:
         c.cause_onset = ch.onset
         what = "TCP retransmits" if sig == "retrans_ratio" else "dropped packets"
         c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{what} on {svc} rose {fmt_ratio(ch.ratio)} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
-    if path_only or (best is not None and gap is not None and gap >= 3.0 and added >= 0.005):
-        # the time between the caller and the callee grew while the callee's own time did not:
-        # on its own that is the path (a few ms at least, so clock noise is not a delay)
+    if widened:
         score += 0.25 if best is not None else 0.5 + min(0.2, 0.05 * float(np.log2(gap / 3.0)))
         c.evidence.append(trace_evidence(ctx, svc, f"calls to {svc} spend {added * 1000:.0f} ms more between caller and callee than before "
                                                    f"({gap:.1f}x; client-side against server-side span durations)"))
@@ -78,12 +82,12 @@ def net(ctx: Ctx, svc: str) -> Candidate | None:
     return c
 
 
-def client_server_gap(ctx: Ctx, svc: str) -> tuple[float | None, float]:
-    """How much the client-side minus server-side time of calls to svc grew after the onset:
-    (after / before, after - before in seconds), from traces; (None, 0) without them."""
+def client_server_gap(calls: list[EdgeStats]) -> tuple[float | None, float]:
+    """How much the client-side minus server-side time of the traced calls into a service
+    grew after the onset: (after / before, after - before in seconds); (None, 0) without any."""
     gaps_b, gaps_p = [], []
-    for (a, b), st in ctx.graph.edge_stats.items():
-        if b != svc or not st.post_client or not st.post_server:
+    for st in calls:
+        if not st.post_client or not st.post_server:
             continue
         gaps_p.append(median(st.post_client) - median(st.post_server))
         if st.base_client and st.base_server:
@@ -95,11 +99,10 @@ def client_server_gap(ctx: Ctx, svc: str) -> tuple[float | None, float]:
     return gp / max(gb, 0.005), gp - gb
 
 
-def server_growth(ctx: Ctx, svc: str) -> float:
+def server_growth(calls: list[EdgeStats]) -> float:
     """How many times longer the callee's own server spans took after the onset than before
     (the median over its traced callers; 1.0 when it cannot be told)."""
-    ratios = [median(st.post_server) / max(median(st.base_server), 1e-3) for (_, b), st in ctx.graph.edge_stats.items()
-              if b == svc and st.post_server and st.base_server]
+    ratios = [median(st.post_server) / max(median(st.base_server), 1e-3) for st in calls if st.post_server and st.base_server]
     return float(np.median(ratios)) if ratios else 1.0
 
 

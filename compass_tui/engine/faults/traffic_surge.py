@@ -74,16 +74,17 @@ def detect(ctx: Ctx) -> list[Candidate]:
             score += 0.05
         c = Candidate("traffic_surge", svc, "application", min(score, 1.0),
                       f"{svc} receives {fmt_ratio(ch.ratio)} its usual traffic", ch.onset)
-        c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"{'successful ' if sig == 'ok_rate' else ''}request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
-        ended = _ended(ctx, ctx.series(sig, svc).values, ch)
+        series = ctx.series(sig, svc)
+        c.evidence.append(ctx.metric_evidence(series, f"{'successful ' if sig == 'ok_rate' else ''}request rate of {svc} rose {fmt_ratio(ch.ratio)} ({ch.baseline:.1f}/s -> {ch.after:.1f}/s) at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
+        ended = _ended(ctx, series.values, ch)
         if ended is not None:
             # a burst that was over before the page: the trouble outlasted the load
             c.strength *= 0.5
-            c.evidence.append(ctx.metric_evidence(ctx.series(sig, svc), f"the rate of {svc} was back to its usual level by {fmt_time(ended)}, "
+            c.evidence.append(ctx.metric_evidence(series, f"the rate of {svc} was back to its usual level by {fmt_time(ended)}, "
                                                   "before the alert: the trouble outlasted the extra load", supports=False))
         if retriers:
             c.strength *= 0.45
-            c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or ctx.series(sig, svc),
+            c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or series,
                                                   f"its callers {', '.join(sorted(retriers))} were already failing and their own traffic did not grow: retries, not new load",
                                                   supports=False))
         c.facts = SurgeFacts(ups=ups, signal=sig)
