@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from model_server import ModelServer, Scripted  # noqa: E402
+from test_tui_app import wait_for_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENAI = "openai/gpt-4o-mini"
@@ -450,10 +451,7 @@ async def test_app_chat_answers_free_text_with_a_model_and_esc_cancels(tmp_path)
         cfg.write_text(f'[models]\nchat = "{OPENAI}"\n[models.endpoints."{OPENAI}"]\napi_base = "{srv.base}/v1"\ntimeout_s = 30\n')
         app = build_app(parse("--bundle", str(bundle), "--no-store", "--config", str(cfg)), investigate=scripted())
         async with app.run_test(size=(120, 40)) as pilot:
-            for _ in range(100):
-                await pilot.pause(0.05)
-                if app.investigation.report is not None:
-                    break
+            await wait_for_report(pilot, 5)
             screen = app.investigation
             log = screen.query_one("#chat-log", RichLog)
             await pilot.press("i")

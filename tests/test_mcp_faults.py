@@ -22,6 +22,7 @@ import pytest
 from compass_tui.config import McpServerConfig
 from compass_tui.engine.request import parse_time
 from compass_tui.telemetry.mcp_backend import McpBackend
+from test_tui_app import wait_for_report
 
 try:
     from tests.prometheus_server import PrometheusServer
@@ -231,10 +232,7 @@ async def test_the_app_shows_the_failure_in_one_line(stack, tmp_path, monkeypatc
     logs.setup()  # as the command line does
     app = build_app(build_parser().parse_args(["--config", str(config), "--alert", str(stack.alert), "--no-store"]))
     async with app.run_test(size=(120, 40)) as pilot:
-        for _ in range(600):
-            await pilot.pause(0.1)
-            if app.investigation.report is not None:
-                break
+        await wait_for_report(pilot, 60)
         screen = app.investigation
         assert screen.report is not None
         shown = [n.message for n in app._notifications]

@@ -63,6 +63,14 @@ def feedback_rows(db: Path) -> list[tuple]:
         con.close()
 
 
+async def wait_for_report(pilot, seconds: float) -> None:
+    """Pause until the investigation on screen has its report, for at most ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        await pilot.pause(0.05)
+        if pilot.app.investigation.report is not None:
+            return
+
+
 async def settle(pilot) -> None:
     try:
         await pilot.app.workers.wait_for_complete()
