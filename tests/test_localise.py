@@ -396,3 +396,30 @@ def test_a_cpu_percentage_under_an_unknown_name_is_read_against_the_limit(tmp_pa
     top = report.hypotheses[0]
     assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service) for h in report.hypotheses[:3]]
     assert "-> 0.9" in top.title
+
+
+def _two_client_libraries(rng):
+    """frontend (Micrometer: ``http_client_requests_seconds``, ``client_name``) calls cart; cart
+    (OpenTelemetry: ``http_client_request_duration_seconds``, ``server_address``) calls
+    currency. The network in front of cart slows: cart's own latency holds, its caller waits."""
+    series = {}
+    lat = {"frontend": _noise(rng, 0.08), "cart": _noise(rng, 0.03), "currency": _noise(rng, 0.01)}
+    lat["frontend"][ALERT_I - 3:] += 0.4
+    for svc, v in lat.items():
+        series[("svc_response_time_seconds", (("service", svc),))] = v
+    calls = {("frontend", "cart"): ("http_client_requests_seconds", "client_name", _noise(rng, 0.035)),
+             ("cart", "currency"): ("http_client_request_duration_seconds", "server_address", _noise(rng, 0.012))}
+    calls[("frontend", "cart")][2][ALERT_I - 3:] += 0.4
+    for (a, b), (metric, peer, mean) in calls.items():
+        per_s = _noise(rng, 20.0, 0.02)
+        labels = (("service", a), (peer, b))
+        series[(f"{metric}_count", labels)] = np.cumsum(per_s * STEP)
+        series[(f"{metric}_sum", labels)] = np.cumsum(per_s * STEP * mean)
+    return series
+
+
+def test_calls_counted_by_two_client_libraries_both_join_the_service_graph(tmp_path):
+    report = _investigate(_write(tmp_path, _two_client_libraries(np.random.default_rng(41)), "frontend"))
+    assert report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]
+    assert any("http_client_requests_seconds" in sig.query for sig in report.suspects[0].signals)
+    assert not any(d.signal == "service_graph" for d in report.degraded)

@@ -786,8 +786,13 @@ class Discovery:
         await self._per_service("up", f"min by ({u.svc_label}) (up)", u.svc_label)
 
     async def _clients(self) -> None:
-        c = self.stack.first("client_count")
-        if c is None or not c.svc_label:
+        # a polyglot stack counts its calls with several client libraries (OTel in one service,
+        # Micrometer in another): every family speaks for the calls the ones before it did not
+        for i, c in enumerate(self.stack.all("client_count")):
+            await self._client_family(c, keep_existing=i > 0)
+
+    async def _client_family(self, c: MetricInfo, keep_existing: bool) -> None:
+        if not c.svc_label:
             return
         s = c.svc_label
         peers = tuple(l for l in PEER_LABELS if l in c.label_values)
@@ -797,7 +802,7 @@ class Discovery:
         by = ", ".join((s,) + peers)
         status = next((l for l in STATUS_LABELS if l in c.label_values), None)
         total_q = f"sum by ({by}) (rate({c.name}[{self.rw}]))"
-        totals = await self._per_service("client_rate", total_q, s, peer)
+        totals = await self._per_service("client_rate", total_q, s, peer, keep_existing=keep_existing)
         err_parts = []
         if "outcome" in c.label_values:
             err_parts.append('outcome=~"SERVER_ERROR|UNKNOWN"')
@@ -824,10 +829,10 @@ class Discovery:
                 client_svc, _, peer_name = key.partition("|")
                 self.stack.add(SigSeries("client_error_ratio", client_svc, share(acc.get(key), tot.values),
                                          text + f"\n/ {total_q}", peer_name))
-        sm = self.stack.first("client_sum")
-        if sm is not None and sm.svc_label == s:
+        sm = self.stack.metrics.get(c.name.removesuffix("_count") + "_sum")
+        if sm is not None and "client_sum" in sm.families and sm.svc_label == s:
             q = f"sum by ({by}) (rate({sm.name}[{self.rw}])) / sum by ({by}) (rate({c.name}[{self.rw}]))"
-            await self._per_service("client_latency", q, s, peer)
+            await self._per_service("client_latency", q, s, peer, keep_existing=keep_existing)
 
     async def _calls(self) -> None:
         await self._clients()
