@@ -105,6 +105,24 @@ def test_robust_z_ignores_an_earlier_burst_in_the_baseline():
     assert base == pytest.approx(1.0, rel=0.1)
 
 
+def test_bursts_the_baseline_keeps_having_are_not_an_anomaly():
+    """A p99 that sits on a histogram bucket and jumps to three times it for a few minutes
+    every quarter of an hour: one more such burst is its noise, a level it never reached is not."""
+    g = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=T0 + ALERT_I * STEP, baseline_end=T0 + 100 * STEP)
+    rng = np.random.default_rng(7)
+    v = 0.1 * (1 + 0.001 * rng.standard_normal(N))
+    for i in range(5, 100, 15):
+        v[i:i + 3] = 0.3
+    burst = v.copy()
+    burst[ALERT_I - 4:ALERT_I - 1] = 0.3
+    z, *_ = series_z(g, burst, 1, g.alert_at - 4 * STEP)
+    assert z < 4
+    held = v.copy()
+    held[ALERT_I - 4:] = 1.5
+    z, onset, *_ = series_z(g, held, 1, g.alert_at - 4 * STEP)
+    assert z > 10 and onset is not None
+
+
 def test_an_error_ratio_fifteen_times_its_usual_level_stands_out_over_an_earlier_incident():
     """0.2 % errors, a third of the baseline inside an earlier 40 % incident, then 3 %: the
     earlier incident must not widen the baseline's spread past what 3 % can show."""

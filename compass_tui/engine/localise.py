@@ -19,7 +19,7 @@ from compass_tui.engine.discovery import SigSeries
 from compass_tui.engine.agents import OWN_ERROR
 from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.request import format_time
-from compass_tui.engine.timeseries import Grid
+from compass_tui.engine.timeseries import Grid, recurrent_scale
 from compass_tui.models import Suspect as SuspectOut
 from compass_tui.models import SuspectSignal
 
@@ -185,6 +185,7 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
     if mad > 0:
         iqr = min(iqr, 3.0 * mad)
     scale = max(mad, iqr, 0.05 * level, scale_floor, abs_floor, 1e-12)
+    scale = recurrent_scale(values[bmask], med, scale, direction, Z_ON)
     # the lead-in is short: the tail of an earlier incident in the window is not this one
     lead = min(900.0, max(600.0, 2 * step))
     post = max(1800.0, 8 * step)

@@ -70,6 +70,37 @@ def _robust(values: np.ndarray) -> tuple[float, float]:
     return med, mad
 
 
+def recurrent_scale(base: np.ndarray, med: float, scale: float, direction: int, bar: float,
+                    episodes: int = 3, gap: int = 2) -> float:
+    """The scale widened so that bursts the baseline itself keeps having are not anomalies.
+
+    ``base``: the baseline's values in time order. Excursions past ``bar`` scales, merged
+    across gaps of up to ``gap`` points, are episodes; when there are at least ``episodes`` of
+    them, the scale grows until the ``episodes``-th highest peak sits on the bar. One or two
+    episodes are left alone: an earlier incident inside the baseline is not the series' noise
+    (a p99 that flips between two histogram buckets every few minutes is)."""
+    if not (scale > 0) or len(base) < 2 * episodes:
+        return scale
+    dev = (base - med) / scale
+    dev = np.abs(dev) if direction == 0 else dev * direction
+    dev = np.where(np.isfinite(dev), dev, -np.inf)
+    idx = np.nonzero(dev >= bar)[0]
+    if len(idx) < episodes:
+        return scale
+    peaks: list[float] = []
+    start = prev = int(idx[0])
+    for i in list(idx[1:]) + [None]:
+        if i is not None and i - prev <= gap + 1:
+            prev = int(i)
+            continue
+        peaks.append(float(dev[start:prev + 1].max()))
+        if i is not None:
+            start = prev = int(i)
+    if len(peaks) < episodes:
+        return scale
+    return scale * max(1.0, sorted(peaks)[-episodes] / bar)
+
+
 def _blocks(beyond: np.ndarray, finite: np.ndarray, min_run: int) -> list[tuple[int, int]]:
     """Runs of True (a one-point NaN gap tolerated) at least ``min_run`` long, as (first, last)."""
     blocks: list[tuple[int, int]] = []
@@ -134,6 +165,7 @@ def change(
         base_end = float(times[first[-1]])
     med, mad = _robust(base_vals)
     spread = max(mad, abs(med) * rel_floor, abs_floor)
+    spread = recurrent_scale(base_vals, med, spread, direction, k)
     thresh = med + direction * k * spread
     finite = np.isfinite(values)
     beyond = finite & ((values - thresh) * direction > 0)
