@@ -46,19 +46,19 @@ def make_ctx(series: dict[tuple[str, str], np.ndarray], edges=(), symptom="api",
     key is the service, or ``service|sub`` with the sub after the bar."""
     grid = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=at(ALERT_I), baseline_end=at(50))
     stack = Stack()
-    for (sig, key), vals in series.items():
-        svc, _, sub = key.partition("|")
-        stack.signals.setdefault(sig, {})[key] = SigSeries(sig, svc, np.asarray(vals, float), f"{sig}{{service=\"{svc}\"}}", sub or None)
-        stack.services.add(svc)
     if services:
         stack.services |= set(services)
     graph = ServiceGraph()
     for a, b in edges:
         graph.add(a, b, "traces")
     req = InvestigationRequest(title="test", service=symptom, started_at=at(ALERT_I), window_start=grid.start, window_end=grid.end)
-    return Ctx(request=req, grid=grid, stack=stack, graph=graph, logs=None, annotations=list(annotations),
-               source="test", log_source="test", onset=ONSET, symptom_service=symptom,
-               affected=dict(affected or {}), suspects=list(suspects))
+    ctx = Ctx(request=req, grid=grid, stack=stack, graph=graph, logs=None, annotations=list(annotations),
+              source="test", log_source="test", onset=ONSET, symptom_service=symptom,
+              affected=dict(affected or {}), suspects=list(suspects))
+    for (sig, key), vals in series.items():
+        _add_series(ctx, sig, key, vals)
+        stack.services.add(key.partition("|")[0])
+    return ctx
 
 
 def found(cands: list[Candidate], fault: str, service: str | None = None) -> Candidate | None:
@@ -334,6 +334,11 @@ def test_network_degradation_from_traces_alone_when_calls_wait_longer_than_the_c
     assert found(all_candidates(_traced_call(0.15, server_mult=4.0)), "network_degradation", "api") is None
 
 
+def _add_series(ctx: Ctx, sig: str, key: str, vals: np.ndarray) -> None:
+    svc, _, sub = key.partition("|")
+    ctx.stack.signals.setdefault(sig, {})[key] = SigSeries(sig, svc, np.asarray(vals, float), f"{sig}{{service=\"{svc}\"}}", sub or None)
+
+
 def _suspect(ctx: Ctx, svc: str, moved: list[Moved], norm: float = 1.0) -> Suspect:
     return Suspect(service=svc, score=norm, raw=norm, onset=ONSET, moved=moved, norm=norm)
 
@@ -443,10 +448,11 @@ def test_code_defect_supported_when_errors_begin_in_its_own_code():
 
 
 def test_code_defect_of_a_service_whose_dependency_went_bad_only_after_it():
-    def with_currency_from(i: int) -> Candidate | None:
+    def with_currency_from(i: int | None) -> Candidate | None:
         ctx = _errors_suspect_ctx()
-        late = _suspect(ctx, "currency", [], norm=0.8)
-        late.onset = at(i)
+        _add_series(ctx, "latency_p99", "currency", level(0.01, 0.5))
+        late = _suspect(ctx, "currency", [_moved(ctx, "latency_p99", "latency", "own", "currency", 20, 0.01, 0.5)], norm=0.8)
+        late.onset = at(i) if i is not None else None
         ctx.suspects.append(late)
         return found(origin(ctx), "code_defect", "cart")
 
@@ -455,6 +461,61 @@ def test_code_defect_of_a_service_whose_dependency_went_bad_only_after_it():
     # ten minutes later: a consequence, so what cart calls was healthy when cart began to fail
     c = with_currency_from(ONSET_I + 10)
     assert c is not None and c.facts.deps_healthy
+    # a blip that never held (no onset) is not trouble that could be passed on
+    assert with_currency_from(None).facts.deps_healthy
+
+
+def test_code_defect_of_a_service_whose_dependency_moved_far_less_than_it():
+    ctx = _errors_suspect_ctx()
+    # currency's latency left its baseline (z 6) as cart's errors soared (z 30)
+    _add_series(ctx, "latency_p99", "currency", level(0.01, 0.02))
+    ctx.suspects.append(_suspect(ctx, "currency", [_moved(ctx, "latency_p99", "latency", "own", "currency", 6, 0.01, 0.02)], norm=0.4))
+    c = found(origin(ctx), "code_defect", "cart")
+    assert c is not None and c.facts.deps_healthy
+    assert any("moved far less than it did (currency)" in d.detail for d in c.checks)
+
+
+def test_code_defect_not_cleared_when_its_own_calls_to_a_dependency_failed_as_early():
+    """currency ranks low (only cart's calls see it), but those calls slowed with cart's errors."""
+    ctx = _errors_suspect_ctx()
+    _add_series(ctx, "client_latency", "cart|currency", level(0.01, 0.3))
+    calls = _moved(ctx, "client_latency", "latency", "callers", "cart|currency", 15, 0.01, 0.3)
+    ctx.suspects.append(_suspect(ctx, "currency", [calls], norm=0.2))
+    assert found(origin(ctx), "code_defect", "cart") is None
+    calls.onset = at(ONSET_I + 10)  # they slowed only later: a consequence
+    assert found(origin(ctx), "code_defect", "cart").facts.deps_healthy
+
+
+def test_code_defect_not_cleared_by_a_partial_graph_when_an_unplaced_service_failed_as_early():
+    """Client metrics saw web -> cart -> currency but not every call: search, which no edge
+    places, failed as early as cart, so "what cart calls stayed healthy" is not established."""
+    ctx = _errors_suspect_ctx()
+    ctx.graph = ServiceGraph()
+    for a, b in (("web", "cart"), ("cart", "currency")):
+        ctx.graph.add(a, b, "client metrics")
+    ctx.suspects.append(_suspect(ctx, "search", [], norm=0.7))
+    cands = origin(ctx)
+    run_checks(ctx, cands)
+    c = found(cands, "code_defect", "cart")
+    assert c is not None and not c.facts.deps_healthy
+    assert checks(c, "competing_explanation") == ["skipped"] and "search degraded as early" in c.checks[0].detail
+    # traces see the calls as they happen: the same graph from them clears cart's dependencies
+    ctx.graph.sources = {k: {"traces"} for k in ctx.graph.sources}
+    assert found(origin(ctx), "code_defect", "cart").facts.deps_healthy
+
+
+def _traced_dependency(**stats) -> Candidate | None:
+    ctx = _errors_suspect_ctx()
+    ctx.graph.edge_stats[("cart", "currency")] = EdgeStats(**stats)
+    return found(origin(ctx), "code_defect", "cart")
+
+
+def test_code_defect_not_cleared_by_one_failed_call_to_a_dependency_nor_blocked_by_it():
+    # one failed traced call in fourteen is not a failing dependency; five are
+    assert _traced_dependency(base_n=34, post_n=14, post_err=1).facts.deps_healthy
+    assert _traced_dependency(base_n=34, post_n=14, post_err=5) is None
+    # calls that took three times as long are a sick dependency (or the path to it)
+    assert _traced_dependency(base_n=20, post_n=20, base_client=[0.05] * 20, post_client=[0.15] * 20) is None
 
 
 def test_code_defect_disproven_by_a_deploy_just_before():

@@ -21,6 +21,7 @@ from compass_tui.engine.faults._origin import is_datastore, moved_evidence, orig
 from compass_tui.engine.faults.base import Facts, Fault
 from compass_tui.engine.graph import median
 from compass_tui.engine.logfacts import INHERITED
+from compass_tui.engine.localise import FELT
 from compass_tui.engine.timeseries import fmt_time
 
 
@@ -32,6 +33,10 @@ class CodeDefectFacts(Facts):
     """New error templates of its own."""
     deps_healthy: bool = False
     """What it calls stayed healthy (the graph knows its callees)."""
+
+
+MINOR_SHARE = 0.35
+"""Below this share of a service's own trouble, what its dependencies felt does not explain it."""
 
 
 def detect(ctx: Ctx) -> list[Candidate]:
@@ -56,16 +61,35 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
     began = (trouble or [lat])[0].onset
-    # a dependency in trouble explains it only if its trouble began no later than this one's
+    # a dependency in trouble explains it only if its trouble began (held) no later than this one's
     sick = {x.service for x in ctx.suspects if x.norm >= 0.3 * s.norm and x.service != s.service
-            and (x.onset is None or began is None or x.onset <= began + ctx.tol)}
-    deps_healthy = deps_known and not (graph.callees(s.service) & sick) and \
+            and x.onset is not None and (began is None or x.onset <= began + ctx.tol)}
+    # a dependency whose worst trouble its callers could feel (its latency, errors, a saturated
+    # pool) is a small part of this one's worst latency or errors does not explain it
+    worst = max((m.sev for k, m in s.kinds().items() if k in FELT), default=0.0)
+    by_name = {x.service: x for x in ctx.suspects}
+    minor = sorted(d for d in graph.callees(s.service) & sick if max(
+        (m.sev for k, m in by_name[d].kinds().items() if k in FELT or k == "saturation"), default=0.0) < MINOR_SHARE * worst)
+    # its own calls to a dependency that failed or slowed as early are the plainest sign of a
+    # sick dependency, however little else of that dependency is seen
+    sick |= {d for d in graph.callees(s.service) if d in by_name and any(
+        m.view == "callers" and m.kind in FELT and m.series.service == s.service and m.onset is not None
+        and (began is None or m.onset <= began + ctx.tol) and m.sev >= MINOR_SHARE * worst for m in by_name[d].moved)}
+    deps_healthy = deps_known and not (graph.callees(s.service) & sick - set(minor)) and \
         not any(_calls_failing(ctx, s.service, d) for d in graph.callees(s.service))
     if s.inherited_share >= 0.5 and not own_lines:
         return None  # its trouble echoes a dependency's
     unknown_graph = not deps_known
+    unplaced = []
+    if deps_healthy and not ctx.graph_complete:
+        # client metrics see some calls, not all: trouble as early that no edge places above or
+        # below this service may sit behind a call they missed
+        placed = graph.upstream(s.service) | graph.downstream(s.service)
+        unplaced = sorted(x.service for x in ctx.suspects if x.service in sick and x.service not in placed
+                          and x.norm >= 0.5 * s.norm)
+        deps_healthy = not unplaced
     calm = not any(k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat) for k in ("cpu", "memory", "disk", "saturation"))
-    if not own_lines and not deps_healthy and not (unknown_graph and (calm or trouble)):
+    if not own_lines and not deps_healthy and not ((unknown_graph or unplaced) and (calm or trouble)):
         # nothing says the trouble is its own rather than passed on: where, not what (without
         # a graph, errors of its own, or latency with calm resources, and no change are the
         # best reading; a specific cause that survives on it still ranks above)
@@ -85,7 +109,13 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     if unknown_graph and not own_lines:
         c.strength -= 0.03 if trouble else 0.06
         c.check("competing_explanation", None, f"no service graph places {s.service}: whether a dependency explains it could not be checked")
-    if deps_healthy:
+    elif unplaced and not own_lines:
+        c.strength -= 0.03 if trouble else 0.06
+        c.check("competing_explanation", None, f"what {s.service} is seen to call stayed healthy, but the client metrics see only "
+                f"some calls and {', '.join(unplaced[:3])} degraded as early, unplaced relative to it")
+    if deps_healthy and minor:
+        c.check("competing_explanation", True, f"what {s.service} calls moved far less than it did ({', '.join(minor[:3])})")
+    elif deps_healthy:
         callees = sorted(graph.callees(s.service))
         c.check("competing_explanation", True, f"what {s.service} calls stayed healthy ({', '.join(callees[:5]) or 'it calls nothing seen'})")
     # load explains it when much more arrived no later than the trouble began; the retries a
@@ -158,7 +188,7 @@ def _calls_failing(ctx: Ctx, svc: str, callee: str) -> bool:
         return False
     err_b = st.base_err / st.base_n if st.base_n else 0.0
     err_p = st.post_err / st.post_n
-    if err_p >= 0.05 and err_p > 3 * err_b:
+    if err_p >= 0.05 and err_p > 3 * err_b and st.post_err >= 3:  # one failed call in fourteen is not a failing callee
         return True
     if st.base_client and st.post_client:
         return median(st.post_client) > 2 * median(st.base_client)
