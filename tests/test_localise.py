@@ -441,3 +441,26 @@ def test_calls_counted_by_two_client_libraries_both_join_the_service_graph(tmp_p
     assert report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]
     assert any("http_client_requests_seconds" in sig.query for sig in report.suspects[0].signals)
     assert not any(d.signal == "service_graph" for d in report.degraded)
+
+
+def _entry_and_a_failing_service(rng, cart_from: int = ALERT_I - 4):
+    """No graph. cart begins to fail at ``cart_from``; frontend, the alerting entry, slows and
+    fails a little before the alert."""
+    lat = {"frontend": _noise(rng, 0.08), "cart": _noise(rng, 0.03), "search": _noise(rng, 0.02)}
+    err = {s: np.abs(_noise(rng, 0.001, 0.3)) for s in lat}
+    err["cart"][cart_from:] += 0.04
+    err["frontend"][ALERT_I - 4:] += 0.03
+    lat["frontend"][ALERT_I - 4:] += 0.6
+    series = {}
+    for s in lat:
+        series[("svc_response_time_seconds", (("service", s),))] = lat[s]
+        series[("svc_error_ratio", (("service", s),))] = err[s]
+    return series
+
+
+def test_without_a_graph_the_alerting_entry_yields_to_a_service_that_failed_with_it(tmp_path):
+    report = _investigate(_write(tmp_path / "a", _entry_and_a_failing_service(np.random.default_rng(43)), "frontend"))
+    assert report.suspects[0].service == "cart", [(s.service, s.score) for s in report.suspects[:3]]
+    # cart failing only twenty minutes after the alert cannot be where the entry's trouble came from
+    report = _investigate(_write(tmp_path / "b", _entry_and_a_failing_service(np.random.default_rng(43), ALERT_I + 20), "frontend"))
+    assert report.suspects[0].service == "frontend", [(s.service, s.score) for s in report.suspects[:3]]

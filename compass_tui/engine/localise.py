@@ -350,6 +350,7 @@ def localise(ctx: Ctx) -> list[Suspect]:
         suspects[svc] = Suspect(svc, raw, raw, first, sorted(ms, key=lambda m: -m.sev), pod=pods[0] if len(set(pods)) == 1 else None)
 
     _inherit(ctx, suspects)
+    _alerting_front(ctx, suspects)
     _timing(ctx, suspects)
     _on_path(ctx, suspects)
     ranked = sorted(suspects.values(), key=lambda s: (-s.score, s.onset if s.onset is not None else math.inf, s.service))
@@ -455,6 +456,22 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
         kept = inh * (1.0 - 0.7 * share) + rest
         total = inh + rest
         s.score = s.raw * (kept / total if total > 0 else 1.0)
+
+
+def _alerting_front(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
+    """The alerting service stands in front of what it calls: where no graph places it, its
+    latency and errors are as likely passed up from a service whose own began with them."""
+    a = ctx.symptom_service
+    if not a or a not in suspects or (ctx.graph.known and a in ctx.graph.nodes()):
+        return
+    s = suspects[a]
+    if s.onset is None:
+        return
+    tol = max(2 * ctx.grid.step, 60.0)
+    felt = [o for o in suspects.values() if o.service != a and o.onset is not None and o.onset <= s.onset + tol
+            and o.score >= 0.5 * s.score and any(k in FELT for k in o.kinds("own"))]
+    if felt:
+        s.score *= 0.8
 
 
 def on_path(ctx: Ctx, service: str) -> bool | None:
