@@ -464,3 +464,19 @@ def test_without_a_graph_the_alerting_entry_yields_to_a_service_that_failed_with
     # cart failing only twenty minutes after the alert cannot be where the entry's trouble came from
     report = _investigate(_write(tmp_path / "b", _entry_and_a_failing_service(np.random.default_rng(43), ALERT_I + 20), "frontend"))
     assert report.suspects[0].service == "frontend", [(s.service, s.score) for s in report.suspects[:3]]
+
+
+def test_a_tie_on_the_severity_scale_goes_to_the_service_that_moved_further(tmp_path):
+    """No graph. currency's errors go from 0.05 % to 8 %, checkout's (which calls it) to 6.4 %
+    at the same minute: both saturate the severity scale, and currency moved further."""
+    rng = np.random.default_rng(45)
+    series = {}
+    for svc, extra in (("frontend", 0.0), ("checkout", 0.064), ("currency", 0.08)):
+        err = np.abs(_noise(rng, 0.0005, 0.05))
+        err[ALERT_I - 5:] += extra
+        series[("svc_error_ratio", (("service", svc),))] = err
+        series[("svc_response_time_seconds", (("service", svc),))] = _noise(rng, 0.05)
+    report = _investigate(_write(tmp_path, series, "frontend"))
+    top = report.suspects[:2]
+    assert [s.service for s in top] == ["currency", "checkout"] and top[0].score == top[1].score, [(s.service, s.score) for s in top]
+    assert report.hypotheses[0].service == "currency", [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]

@@ -273,14 +273,17 @@ def to_hypothesis(c: Candidate, memory_note: str | None = None, adjust: float = 
     )
 
 
-def rank(hyps: list[Hypothesis]) -> list[Hypothesis]:
+def rank(hyps: list[Hypothesis], where: dict[str, int] | None = None) -> list[Hypothesis]:
+    """Supported first, then by confidence; ``where`` (service -> its place among the
+    localisation's suspects) breaks a tie before the names do."""
     order = {"supported": 0, "inconclusive": 1, "disproven": 2}
+    where = where or {}
     # a memory-backed hypothesis can lift an inconclusive one over weaker supported ones
     def key(h: Hypothesis):
         tier = order[h.status]
         if h.status == "inconclusive" and h.memory_adjust > 0 and h.confidence >= 0.6:
             tier = 0
-        return (tier, -h.confidence, h.fault, h.service)
+        return (tier, -h.confidence, where.get(h.service, len(where)), h.fault, h.service)
 
     out = sorted(hyps, key=key)
     for i, h in enumerate(out, 1):

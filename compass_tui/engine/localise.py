@@ -71,6 +71,7 @@ WEIGHTS = {
 INHERITABLE = {"latency", "errors", "success", "availability", "traffic", "saturation"}
 """Kinds a service shows when a dependency fails (its own CPU or memory it does not inherit)."""
 FELT = {"latency", "errors", "success", "availability"}
+FAILURES = FELT - {"latency"}
 """Kinds of a dependency's trouble its callers feel."""
 Z_ON = 3.0
 
@@ -353,7 +354,11 @@ def localise(ctx: Ctx) -> list[Suspect]:
     _alerting_front(ctx, suspects)
     _timing(ctx, suspects)
     _on_path(ctx, suspects)
-    ranked = sorted(suspects.values(), key=lambda s: (-s.score, s.onset if s.onset is not None else math.inf, s.service))
+    # a tie (both saturate the severity scale) goes to the earlier, then to the one whose errors
+    # moved further: errors thin out on their way up a chain (latency adds up, so it says nothing)
+    ranked = sorted(suspects.values(), key=lambda s: (-s.score, s.onset if s.onset is not None else math.inf,
+                                                      -max((m.z for m in s.moved if m.view != OUTBOUND and m.kind in FAILURES),
+                                                           default=0.0), s.service))
     top = ranked[0].score if ranked else 1.0
     for s in ranked:
         s.norm = s.score / top if top > 0 else 0.0

@@ -234,7 +234,7 @@ class _Run:
         cands += self._memory_candidates()
         run_checks(ctx, cands)
         hyps = self._with_memory(cands)
-        ranked = rank(hyps)[:40]
+        ranked = rank(hyps, {s.service: i for i, s in enumerate(ctx.suspects)})[:40]
         await self._verify_log_evidence(ranked[:6])
         # ---- model hypotheses (compass_tui.llm), only when a model is configured: claims the data must bear out
         if self.deps.llm is not None:
