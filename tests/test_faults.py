@@ -266,6 +266,46 @@ def test_a_surge_is_retries_only_when_the_surging_service_was_failing_before_it_
     assert not any("retries" in d.detail for d in new_load.checks)
 
 
+def test_a_rate_that_rose_after_the_service_began_failing_is_retries_with_no_cause_found_below():
+    # web was slow from 84; its rate doubled at 88: nothing below explains it, the order does
+    ctx = make_ctx({("request_rate", "web"): level(10, 20, 88), ("latency_p99", "web"): level(0.2, 2.0, 84)},
+                   symptom="web", affected={"web": at(84)})
+    c = found(all_candidates(ctx), "traffic_surge", "web")
+    assert status_of(c) == "disproven" and "already failing or slow" in c.why_not
+    on_time = make_ctx({("request_rate", "web"): level(10, 20, 88), ("latency_p99", "web"): level(0.2, 2.0, 89)},
+                       symptom="web", affected={"web": at(89)})
+    assert status_of(found(all_candidates(on_time), "traffic_surge", "web")) == "supported"
+
+
+def _surge_below(caller_raw: float) -> Candidate:
+    """api's traffic doubles at 88; its caller web was failing from 88 (its successes flat,
+    its gateway failing with it) and received ``caller_raw`` times its usual requests."""
+    ctx = make_ctx({("request_rate", "gw"): level(10), ("request_rate", "web"): level(10, 10 * caller_raw, 88),
+                    ("ok_rate", "web"): level(10, 9, 88), ("request_rate", "api"): level(10, 20, 88),
+                    ("error_ratio", "web"): level(0.01, 0.3, 88)},
+                   edges=[("gw", "web"), ("web", "api")], symptom="gw", affected={"gw": at(88), "web": at(88)})
+    return found(all_candidates(ctx), "traffic_surge", "api")
+
+
+def test_a_surge_below_a_failing_caller_whose_raw_rate_rose_with_it_is_amplified_retries():
+    echoed, own = _surge_below(2.0), _surge_below(1.0)
+    assert own is not None and echoed is not None and echoed.strength < 0.5 * own.strength
+    assert any("amplified retries" in e.summary and not e.supports for e in echoed.evidence)
+    assert not any("amplified retries" in e.summary for e in own.evidence)
+
+
+def test_a_surge_explains_a_database_only_when_more_load_reached_it():
+    # web's load quadrupled; the database's only client api kept its usual rate
+    def db(api_after: float) -> Candidate:
+        ctx = make_ctx({("request_rate", "web"): level(10, 40, 86), ("request_rate", "api"): level(10, api_after, 86),
+                        ("db_tx_duration", "orders-db"): level(0.05, 5.0, 87), ("latency_p99", "api"): level(0.2, 2.0)},
+                       edges=[("web", "api"), ("web", "search"), ("api", "orders-db")], symptom="web",
+                       affected={"api": ONSET, "web": ONSET})
+        return found(all_candidates(ctx), "db_slow_queries", "orders-db")
+    assert not any("traffic surge" in d.detail for d in db(10).checks)
+    assert any("traffic surge into web came first" in d.detail for d in db(40).checks)
+
+
 def test_a_retry_storm_at_the_entry_is_read_by_its_raw_rate_not_its_successes():
     # offered load tripled at the entry; little more of it than before succeeds
     ctx = make_ctx({("request_rate", "web"): level(10, 30, 88), ("ok_rate", "web"): level(10, 17, 88),

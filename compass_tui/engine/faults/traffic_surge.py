@@ -32,6 +32,7 @@ def detect(ctx: Ctx) -> list[Candidate]:
     """One candidate per service whose request rate rose far above its usual load."""
     rising: dict[str, object] = {}
     sig_of: dict[str, str] = {}
+    raw: dict[str, object] = {}
     for svc in ctx.stack.signals.get("request_rate", {}):
         # Successful throughput, and the raw rate unless only errors grew (an error or retry
         # storm inflates the raw rate without more useful load). A ramp need not hold at the
@@ -39,6 +40,7 @@ def detect(ctx: Ctx) -> list[Candidate]:
         kw = dict(rel_floor=0.15, k=3.0, must_hold=False)
         ok = ctx.chg("ok_rate", svc, 1, **kw) if ctx.series("ok_rate", svc) is not None else None
         tot = ctx.chg("request_rate", svc, 1, **kw)
+        raw[svc] = tot
         options = []
         if ok is not None and ok.rose and ok.ratio >= 1.5:
             options.append(("ok_rate", ok))
@@ -68,6 +70,10 @@ def detect(ctx: Ctx) -> list[Candidate]:
         # their failed calls; that is amplification, not new load
         retriers = [u for u in ctx.graph.callers(svc) if u in ctx.affected and u not in rising
                     and ctx.affected[u] < (ch.onset or 0) - ctx.grid.step * 0.5]
+        # amplification: a caller whose own raw rate rose with it but which is no surge itself
+        # (it was failing, and what grew was its retries) sends the extra calls down
+        echoes = [u for u in ctx.graph.callers(svc) if u not in rising and u in ctx.affected and (t := raw.get(u)) is not None and t.rose
+                  and t.ratio >= 1.5 and t.onset is not None and t.onset <= (ch.onset or 0) + ctx.grid.step * 0.5]
         ups = [u for u in ctx.graph.upstream(svc) if u in rising and (rising[u].onset or 0) <= (ch.onset or 0) + ctx.tol]
         score = 0.45 + min(0.3, 0.15 * (ch.ratio - 1.5)) + min(0.1, 0.01 * ch.z)
         if not ctx.graph.callers(svc):
@@ -87,6 +93,11 @@ def detect(ctx: Ctx) -> list[Candidate]:
             c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or series,
                                                   f"its callers {', '.join(sorted(retriers))} were already failing and their own traffic did not grow: retries, not new load",
                                                   supports=False))
+        elif echoes and not ups:
+            c.strength *= 0.45
+            c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", echoes[0]) or series,
+                                                  f"its callers {', '.join(sorted(echoes))} received more requests too while failing, "
+                                                  "with no surge of their own: amplified retries from above, not new load", supports=False))
         c.facts = SurgeFacts(ups=ups, signal=sig)
         out.append(c)
     return out
@@ -151,6 +162,12 @@ def retries(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate
         felt = ctx.affected.get(s.service)
         if felt is not None and felt > s.cause_onset + ctx.grid.step * 0.5:
             continue
+        if felt is not None and felt < s.cause_onset - ctx.grid.step * 0.5:
+            # its own trouble came a step or more before its rate rose: the extra requests
+            # followed the failure (callers resending failed calls); load did not cause it
+            s.lose_to(None, f"{s.service} was already failing or slow at {fmt_time(felt)}, before its rate rose at "
+                            f"{fmt_time(s.cause_onset)}: the extra requests are retries", 0.5)
+            continue
         below = ctx.graph.downstream(s.service) | {s.service} if ctx.graph.known else None
         for c in cands:
             if c.fault == "traffic_surge" or c.cause_onset is None or c.strength < 0.6:
@@ -187,11 +204,15 @@ def explains_load(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Can
                 break
 
 
-def load_rose(ctx: Ctx, svc: str) -> bool:
+def load_rose(ctx: Ctx, svc: str, _seen: frozenset = frozenset()) -> bool:
     """Did the service itself receive more requests (so extra load can explain it)? A
-    database or cache without request metrics is judged by its callers, so: yes."""
+    database or cache without request metrics is judged by its callers: more load reached
+    it when one of them received more; where no caller is measured either, it may have."""
     if ctx.series("request_rate", svc) is None:
-        return True
+        callers = [u for u in ctx.graph.callers(svc) if u not in _seen]
+        if not callers:
+            return True
+        return any(load_rose(ctx, u, _seen | {svc}) for u in callers)
     for sig in ("request_rate", "ok_rate"):
         ch = ctx.chg(sig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
         if ch is not None and ch.rose and ch.ratio >= 1.3:
