@@ -219,6 +219,16 @@ def test_a_change_disproven_when_its_errors_were_there_before_it(fault, kind):
     assert c is not None and status_of(c) == "disproven"
 
 
+@pytest.mark.parametrize("after,moved", [(2.7, True), (1.6, False)])
+def test_a_deploy_that_made_its_service_twice_as_slow_is_its_own_trouble(after, moved):
+    # p99 from 1.45 s to 2.7 s right after the rollout, no new errors; 10 % more is noise
+    ann = [Annotation(time=at(86), time_end=None, tags=["deploy", "service:api"], text="deploy of api")]
+    ctx = make_ctx({("latency_p99", "api"): level(1.45, after, 88, noise=0.05), ("error_ratio", "api"): level(0.005, noise=0.1)},
+                   annotations=ann, affected={"api": at(88)})
+    c = found(all_candidates(ctx), "bad_deploy", "api")
+    assert c is not None and checks(c, "magnitude") == (["survived"] if moved else ["failed"])
+
+
 def test_config_change_disproven_by_a_deploy_at_the_same_time():
     deploy = Annotation(time=at(86), time_end=None, tags=["deploy", "service:api"], text="deploy of api")
     cands = all_candidates(_change_ctx("config", 87, extra=[deploy]))

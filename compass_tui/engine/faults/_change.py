@@ -84,7 +84,7 @@ def own_errors(ctx: Ctx, svc: str, t_change: float):
     score = 0.0
     words = "errors"
     err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
-    lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
+    lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2, k=3.0) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2, k=3.0)
     onset = None
     soon = t_change + 1800  # a canary or a slow rollout can take a while to bite
     if err is not None and err.rose:
