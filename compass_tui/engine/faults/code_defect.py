@@ -88,8 +88,12 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         unplaced = sorted(x.service for x in ctx.suspects if x.service in sick and x.service not in placed
                           and x.norm >= 0.5 * s.norm)
         deps_healthy = not unplaced
+    # a callee nothing measures (no telemetry of its own, no measured calls to it: an external
+    # API seen in one span) was not seen healthy: it was not seen at all
+    blind = sorted(d for d in graph.callees(s.service) if _unseen(ctx, s.service, d)) if deps_healthy else []
+    deps_healthy = deps_healthy and not blind
     calm = not any(k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat) for k in ("cpu", "memory", "disk", "saturation"))
-    if not own_lines and not deps_healthy and not ((unknown_graph or unplaced) and (calm or trouble)):
+    if not own_lines and not deps_healthy and not ((unknown_graph or unplaced or blind) and (calm or trouble)):
         # nothing says the trouble is its own rather than passed on: where, not what (without
         # a graph, errors of its own, or latency with calm resources, and no change are the
         # best reading; a specific cause that survives on it still ranks above)
@@ -113,6 +117,10 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         c.strength -= 0.03 if trouble else 0.06
         c.check("competing_explanation", None, f"what {s.service} is seen to call stayed healthy, but the client metrics see only "
                 f"some calls and {', '.join(unplaced[:3])} degraded as early, unplaced relative to it")
+    elif blind and not own_lines:
+        c.strength -= 0.03 if trouble else 0.06
+        c.check("competing_explanation", None, f"{s.service} calls {', '.join(blind[:3])}, which nothing measures (no telemetry "
+                "of its own, no measured calls): whether it explains the trouble could not be checked")
     if deps_healthy and minor:
         c.check("competing_explanation", True, f"what {s.service} calls moved far less than it did ({', '.join(minor[:3])})")
     elif deps_healthy:
@@ -179,6 +187,18 @@ def own_new_templates(ctx: Ctx, svc: str):
             and not INHERITED.search(tp.example) and not (tp.named & callees)
             and not any(re.search(rf"\b(to|from|calling|call|upstream|service|host|at)\s+\W?{re.escape(c)}\b", tp.example, re.I)
                         for c in callees)]
+
+
+def _unseen(ctx: Ctx, svc: str, callee: str) -> bool:
+    """Nothing measures the callee: no series of its own, no client or service-graph series
+    of calls to it, and too few traced calls from svc before and after the onset to judge."""
+    if callee in ctx.stack.services:
+        return False
+    for sig, series in ctx.stack.signals.items():
+        if sig.startswith(("client_", "sg_")) and any(k.partition("|")[2] == callee for k in series):
+            return False
+    st = ctx.graph.edge_stats.get((svc, callee))
+    return st is None or st.post_n < 5 or st.base_n < 5
 
 
 def _calls_failing(ctx: Ctx, svc: str, callee: str) -> bool:
