@@ -316,6 +316,19 @@ def test_a_surge_explains_a_database_only_when_more_load_reached_it():
     assert any("traffic surge into web came first" in d.detail for d in db(40).checks)
 
 
+def test_a_deploy_below_a_surge_is_what_was_retried_only_once_its_errors_began():
+    def surge(api_err_from: int) -> Candidate:
+        ann = [Annotation(time=at(80), time_end=None, tags=["deploy", "service:api"], text="deploy of api")]
+        ctx = make_ctx({("request_rate", "web"): level(10, 40, 88), ("latency_p99", "web"): level(0.2, 2.0, 88),
+                        ("error_ratio", "api"): level(0.001, 0.2, api_err_from, noise=0.1)},
+                       edges=[("web", "api")], symptom="web", annotations=ann,
+                       affected={"web": at(88), "api": at(api_err_from)})
+        return found(all_candidates(ctx), "traffic_surge", "web")
+    # deployed at 80, failing from 88 with the surge: the deploy came first, its failures did not
+    assert not any("retries" in d.detail for d in surge(88).checks)
+    assert "bad_deploy on api came first" in (surge(81).why_not or "")
+
+
 def test_a_retry_storm_at_the_entry_is_read_by_its_raw_rate_not_its_successes():
     # offered load tripled at the entry; little more of it than before succeeds
     ctx = make_ctx({("request_rate", "web"): level(10, 30, 88), ("ok_rate", "web"): level(10, 17, 88),
@@ -482,7 +495,8 @@ def test_cache_failure_declines_a_healthy_cache():
 
 
 def _errors_suspect_ctx(annotations=()):
-    ctx = make_ctx({("error_ratio", "cart"): level(0.001, 0.2, noise=0.1), ("request_rate", "cart"): level(10)},
+    ctx = make_ctx({("error_ratio", "cart"): level(0.001, 0.2, noise=0.1), ("request_rate", "cart"): level(10),
+                    ("request_rate", "currency"): level(20)},
                    edges=[("web", "cart"), ("cart", "currency")], symptom="web", annotations=annotations,
                    affected={"cart": ONSET, "web": ONSET})
     ctx.suspects = [_suspect(ctx, "cart", [_moved(ctx, "error_ratio", "errors", "own", "cart", 30, 0.001, 0.2)])]
@@ -495,6 +509,22 @@ def test_code_defect_supported_when_errors_begin_in_its_own_code():
     c = found(cands, "code_defect", "cart")
     assert c is not None and c.facts.deps_healthy and checks(c, "competing_explanation") == ["survived"]
     assert status_of(c) == "supported"
+
+
+def test_code_defect_not_cleared_by_a_dependency_nothing_measures():
+    # cart also calls a payment API seen in one traced call: no telemetry, no measured calls
+    ctx = _errors_suspect_ctx()
+    ctx.graph.add("cart", "payments-api", "traces")
+    ctx.graph.edge_stats[("cart", "payments-api")].post_n = 1
+    cands = origin(ctx)
+    run_checks(ctx, cands)
+    c = found(cands, "code_defect", "cart")
+    assert c is not None and not c.facts.deps_healthy
+    assert any(d.result == "skipped" and "payments-api, which nothing measures" in d.detail for d in c.checks)
+    # the same API with its calls counted by a client metric, flat: seen, and healthy
+    _add_series(ctx, "client_latency", "cart|payments-api", level(0.2))
+    seen = found(origin(ctx), "code_defect", "cart")
+    assert seen.facts.deps_healthy
 
 
 def test_code_defect_of_a_service_whose_dependency_went_bad_only_after_it():

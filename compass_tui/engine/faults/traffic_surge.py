@@ -178,6 +178,8 @@ def retries(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate
             # saturation came first
             margin = max(2 * ctx.grid.step, 60.0) if load_driven(c) else ctx.grid.step * 0.5
             began = min(c.cause_onset, getattr(c.facts, "ramp_onset", None) or c.cause_onset)
+            # a change is retried once it fails: a deploy is dated by when its errors began
+            began = max(began, getattr(c.facts, "err_onset", None) or began)
             if (below is None or c.service in below) and began < s.cause_onset - margin:
                 s.lose_to(c, f"{c.fault} on {c.service} came first: the extra requests are retries", 0.5)
                 break
