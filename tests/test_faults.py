@@ -189,6 +189,35 @@ def test_db_slow_queries_supported_when_its_clients_slow_together():
     assert checks(c, "competing_explanation") == ["survived"]
 
 
+def _report_query(cpu_from: int, ageing: bool = True) -> list[Candidate]:
+    """A report query starts on orders-db 30 s after point 80: the longest transaction's age
+    grows with the clock from then (or, not ageing, steps to a plateau at 81)."""
+    t = np.array([at(i) for i in range(N)])
+    tx = level(0.5, noise=0.02)
+    if ageing:
+        tx = np.maximum(tx, t - (at(80) + 30))
+    else:
+        tx[81:] = 40.0
+    ctx = make_ctx({("db_tx_duration", "orders-db"): tx, ("cpu_util", "orders-db"): level(0.3, 0.97, cpu_from),
+                    ("latency_p99", "api"): level(0.2, 2.0)}, edges=[("api", "orders-db")], affected={"api": ONSET})
+    return all_candidates(ctx)
+
+
+def test_a_long_transaction_dates_the_slowness_from_when_it_began_not_from_its_crossing():
+    aged = found(_report_query(cpu_from=81), "db_slow_queries", "orders-db")
+    assert aged is not None and abs(aged.cause_onset - (at(80) + 30)) < 5
+    plateau = found(_report_query(cpu_from=81, ageing=False), "db_slow_queries", "orders-db")
+    assert plateau is not None and plateau.cause_onset == at(81)
+
+
+def test_the_cpu_of_a_database_whose_long_queries_began_with_it_follows_from_them():
+    with_queries = found(_report_query(cpu_from=81), "cpu_saturation", "orders-db")
+    assert status_of(with_queries) == "disproven" and "long queries burn the CPU" in with_queries.why_not
+    # a CPU that rose ten minutes before the query began is not explained by it
+    before = found(_report_query(cpu_from=70), "cpu_saturation", "orders-db")
+    assert not any("long queries" in d.detail for d in before.checks)
+
+
 def test_db_slow_queries_disproven_when_one_client_suffers_and_its_pool_filled_first():
     ctx = _db_ctx(db_from=92, pool_from=85, clients=("api",))
     ctx.graph.add("billing", "orders-db", "traces")  # a second client, healthy

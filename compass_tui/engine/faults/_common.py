@@ -139,5 +139,33 @@ def db_change(ctx: Ctx, db: str, slowness_only: bool = False):
         if sig in ("db_locks", "db_active") and ch.after - ch.baseline < 2.0:
             continue
         if best is None or ch.z > best[0]:
-            best = (ch.z, ch.onset, sig, ch)
+            onset = aged_start(ctx, db, ch) if sig == "db_tx_duration" else ch.onset
+            best = (ch.z, onset, sig, ch)
     return best
+
+
+def aged_start(ctx: Ctx, db: str, ch) -> float | None:
+    """The longest transaction's duration is its age: it grows steadily from the moment the
+    transaction began, long before it crosses any threshold. Where the first points of the
+    rise lie on one rising line, the slowness began where that line leaves the baseline (read
+    as an age where it grows with the clock; at most an hour before the crossing); otherwise
+    at the crossing."""
+    s = ctx.series("db_tx_duration", db)
+    if s is None or ch.onset is None:
+        return ch.onset
+    t = ctx.grid.times
+    idx = [i for i in np.nonzero(t >= ch.onset)[0][:6] if np.isfinite(s.values[i])]
+    if len(idx) < 3:
+        return ch.onset
+    x, y = t[idx] - ch.onset, s.values[idx]
+    slope, icpt = np.polyfit(x, y, 1)
+    fit = slope * x + icpt
+    total = float(np.sum((y - y.mean()) ** 2))
+    if slope <= 0 or total <= 0 or 1.0 - float(np.sum((y - fit) ** 2)) / total < 0.9:
+        return ch.onset  # not one thing growing steadily: a gauge of something else
+    if 0.5 <= slope <= 2.0:
+        # it ages with the clock: read as an age, its first value says when it began
+        start = ch.onset - (float(y[0]) - ch.baseline)
+    else:
+        start = ch.onset + (ch.baseline - icpt) / slope
+    return max(min(float(start), ch.onset), ch.onset - 3600.0)

@@ -90,9 +90,20 @@ def one_client(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candid
             c.check("competing_explanation", True, f"{len(slowed)} of {len(clients)} clients slowed together" if clients else "no competing cause on the clients")
 
 
+def burns_cpu(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
+    """Long queries burn a database's CPU: a CPU saturation of the same database that began
+    no earlier than its slow queries (within the tolerance) follows from them."""
+    for db in by_fault.get("db_slow_queries", []):
+        if db.cause_onset is None or getattr(db.facts, "signal", "") == "db_active":
+            continue  # more active queries alone is load, and load is the CPU's too
+        for c in by_fault.get("cpu_saturation", []):
+            if c.service == db.service and c.cause_onset is not None and c.cause_onset >= db.cause_onset - ctx.tol:
+                c.lose_to(db, f"the slow queries on {db.service} began no later than its CPU rose: long queries burn the CPU", 0.5)
+
+
 FAULT = Fault(
     id="db_slow_queries", title="the database is slow: long queries, locks", order=4,
-    detectors={"database": detect}, facts=DbFacts, rules=(Rule(20, one_client),),
+    detectors={"database": detect}, facts=DbFacts, rules=(Rule(20, one_client), Rule(56, burns_cpu)),
     # only more active queries: load alone produces that within a step
     load_driven=lambda c: getattr(c.facts, "signal", None) == "db_active", acute=True,
 )
