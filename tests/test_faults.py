@@ -456,6 +456,17 @@ def test_network_degradation_not_from_the_callers_view_when_the_service_is_slow_
     assert found(origin(ctx), "network_degradation") is None
 
 
+@pytest.mark.parametrize("own_peak,network", [(0.62, False), (0.46, True)])
+def test_a_service_whose_own_time_grew_by_half_its_callers_wait_is_slow_itself(own_peak, network):
+    # callers waited 0.13 s more; a noisy own p99 (7 sd against the callers' 47) grew by 0.18 s,
+    # or by 0.02 s
+    ctx = make_ctx({("client_latency", "web|api"): level(0.056, 0.189), ("latency_p99", "api"): level(0.44, own_peak)},
+                   edges=[("web", "api")], symptom="web")
+    ctx.suspects = [_suspect(ctx, "api", [_moved(ctx, "client_latency", "latency", "callers", "web|api", 47, 0.056, 0.189),
+                                          _moved(ctx, "latency_p99", "latency", "own", "api", 7, 0.44, own_peak)])]
+    assert (found(origin(ctx), "network_degradation", "api") is not None) == network
+
+
 def test_external_dependency_supported_by_failing_client_calls():
     ctx = make_ctx({("client_error_ratio", "api|stripe-api"): level(0.001, 0.3, 88, noise=0.1),
                     ("request_rate", "api"): level(10)}, symptom="api", affected={"api": ONSET})

@@ -8,6 +8,8 @@ and server durations agree (the service's own view moved as much: it is slow its
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,6 +129,8 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
     measured_own = own_latency_query(ctx, s.service) != "(none)"
     if own_lat is not None and own_lat.z >= 0.5 * seen.z:
         return None  # the service's own view moved as much: it is slow itself
+    if own_lat is not None and _added_s(own_lat) >= 0.5 * _added_s(seen):
+        return None  # its own time grew by half the callers' wait or more: it is slow itself
     c = Candidate("network_degradation", s.service, "origin", 0.0, f"calls to {s.service} are slow on the way (callers' view)",
                   seen.onset)
     c.evidence.append(moved_evidence(ctx, seen))
@@ -147,6 +151,12 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
         c.check("competing_explanation", False, f"{seen.series.service}'s calls to {', '.join(seen.common[:3])} slowed at the "
                 f"same time: the caller is the common factor, not the path to {s.service}", 0.4)
     return c
+
+
+def _added_s(m) -> float:
+    """Seconds a latency measure added over its baseline (a milliseconds family read so)."""
+    scale = 1e-3 if re.search(r"millis|_ms\b", m.series.query) else 1.0
+    return (m.peak - m.baseline) * scale
 
 
 FAULT = Fault(
