@@ -551,6 +551,24 @@ def test_code_defect_supported_when_errors_begin_in_its_own_code():
     assert status_of(c) == "supported"
 
 
+@pytest.mark.parametrize("line,own", [
+    ("Error: connect ECONNREFUSED redis-geo:6379", False),  # Node
+    ("dial tcp 10.0.3.7:6379: connect: no route to host", False),  # Go
+    ("java.net.SocketTimeoutException: Read timed out", False),
+    ("requests.exceptions.ConnectionError: Max retries exceeded with url: /v1/rates", False),
+    ("java.lang.NullPointerException: Cannot invoke \"Cart.getItems()\" because \"cart\" is null", True),
+])
+def test_a_connection_failure_logged_by_a_service_is_not_an_error_of_its_own_code(line, own):
+    from compass_tui.engine.faults.code_defect import own_new_templates
+    from compass_tui.engine.logfacts import analyse
+    from compass_tui.telemetry.backend import LogLine
+
+    ctx = make_ctx({("error_ratio", "pdf-render"): level(0.001, 0.2)}, edges=[("pdf-render", "redis-geo")])
+    lines = [LogLine(t=at(95) + i, t_ns=int((at(95) + i) * 1e9), labels={"app": "pdf-render"}, line=line) for i in range(10)]
+    ctx.logs = analyse(lines, "app", split_at=ONSET, base_span=3000, post_span=1800, known={"pdf-render", "redis-geo"})
+    assert bool(own_new_templates(ctx, "pdf-render")) == own
+
+
 def test_code_defect_not_cleared_by_a_dependency_nothing_measures():
     # cart also calls a payment API seen in one traced call: no telemetry, no measured calls
     ctx = _errors_suspect_ctx()

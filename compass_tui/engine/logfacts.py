@@ -46,7 +46,12 @@ CLASSES: dict[str, re.Pattern] = {
 INHERITED = re.compile(
     r"timeout|timed out|deadline exceeded|upstream|status code 5\d\d|\b50[0-4]\b|bad gateway|service unavailable|gateway timeout|"
     r"connection refused|connection reset|unexpected status|httperror|feignexception|serviceunavailable|request failed|i/o timeout|"
-    r"retry|retrying|circuit|peer=|url=|host=|http://|https://|grpc|unavailable", re.I)
+    r"retry|retrying|circuit|peer=|url=|host=|http://|https://|grpc|unavailable|"
+    # connection failures as runtimes name them (Node errno codes, Go dial errors, Java and
+    # Python exception classes): a peer's trouble seen from here
+    r"econnrefused|econnreset|etimedout|ehostunreach|enotfound|eai_again|socket hang up|no route to host|"
+    r"broken pipe|no such host|connectexception|sockettimeoutexception|unknownhostexception|newconnectionerror|"
+    r"connectionrefusederror|max retries exceeded", re.I)
 _PEER_FIELD = re.compile(r'(?:peer(?:\.service)?|upstream|host|server|target|dependency)["\']?\s*[=:]\s*["\']?([A-Za-z0-9][A-Za-z0-9_.-]{1,80})', re.I)
 _URL_HOST = re.compile(r"https?://([A-Za-z0-9.-]+)")
 
