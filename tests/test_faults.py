@@ -176,6 +176,23 @@ def test_pool_exhaustion_supported_when_the_database_is_not_slow():
     assert checks(c, "competing_explanation") == ["survived"] and status_of(c) == "supported"
 
 
+@pytest.mark.parametrize("metrics_until,from_lines", [(80, True), (None, False)])
+def test_pool_timeouts_in_the_logs_speak_for_a_client_whose_pool_metrics_stopped_before_the_trouble(metrics_until, from_lines):
+    from compass_tui.engine.logfacts import analyse
+    from compass_tui.telemetry.backend import LogLine
+
+    util = level(0.1, noise=0.05)
+    if metrics_until is not None:
+        util[metrics_until:] = np.nan  # the exporter went with its pod
+    ctx = make_ctx({("pool_util", "api|orders-db"): util, ("latency_p99", "api"): level(0.2, 2.0)},
+                   edges=[("api", "orders-db")], affected={"api": ONSET})
+    line = "java.sql.SQLTransientConnectionException: HikariPool-1 - Connection is not available, request timed out after 30000ms."
+    lines = [LogLine(t=at(91) + i, t_ns=int((at(91) + i) * 1e9), labels={"app": "api"}, line=line) for i in range(40)]
+    ctx.logs = analyse(lines, "app", split_at=ONSET, base_span=3000, post_span=1800, known={"api", "orders-db"})
+    c = found(all_candidates(ctx), "db_connection_pool_exhaustion", "api")
+    assert (c is not None and c.from_lines) == from_lines
+
+
 def test_pool_exhaustion_disproven_when_the_database_slowed_first():
     c = found(all_candidates(_db_ctx(db_from=80)), "db_connection_pool_exhaustion", "api")
     assert c is not None and "failed" in checks(c, "competing_explanation")

@@ -34,7 +34,10 @@ def detect(ctx: Ctx) -> list[Candidate]:
             out.append(c)
     # pool timeouts in the logs of a client whose pool metrics are not exported
     if ctx.logs:
-        with_metrics = {s.service for s in ctx.stack.signals.get("pool_util", {}).values()}
+        # pool metrics that stopped before the trouble (an exporter gone with its pod) say
+        # nothing about it: the lines speak for that client
+        live = ctx.grid.times >= ctx.onset - ctx.tol
+        with_metrics = {s.service for s in ctx.stack.signals.get("pool_util", {}).values() if np.isfinite(s.values[live]).any()}
         for (svc, cls), ts in ctx.logs.class_hits.items():
             if cls != "pool" or svc in with_metrics:
                 continue
