@@ -94,7 +94,13 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
         c.evidence.append(ctx.metric_evidence(load_series or s, f"{svc}'s traffic rose {fmt_ratio(load.ratio)} with its CPU: the CPU follows the load", supports=False))
     lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2)
     err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
-    if (lat is not None and lat.rose) or svc in ctx.affected:
+    # the localisation's own reading counts too: a latency of its own (not inherited) that it
+    # saw leave its baseline with the CPU rose
+    sus = next((x for x in ctx.suspects if x.service == svc), None)
+    own_lat = sus.kinds("own").get("latency") if sus is not None and sus.inherited_share < 0.5 else None
+    with_cpu = own_lat is not None and own_lat.onset is not None and ch.onset is not None and \
+        ch.onset - ctx.tol <= own_lat.onset <= ch.onset + 2 * ctx.tol
+    if (lat is not None and lat.rose) or svc in ctx.affected or with_cpu:
         c.strength = min(1.0, c.strength + 0.1)
     elif lat is not None or err is not None:
         # a saturated CPU shows in the service's own latency; this one's did not move
