@@ -141,6 +141,17 @@ def test_a_cpu_rise_whose_latency_the_localisation_saw_move_is_not_read_as_harml
     assert not any("did not rise" in e.summary for e in seen.evidence) and seen.strength > quiet.strength
 
 
+def test_a_database_cpu_rise_matters_only_where_one_of_its_callers_slowed():
+    # a database reports no latency of its own and no CPU limit: 1.9 to 3.3 cores
+    def cpu(caller_slowed: bool) -> Candidate:
+        ctx = make_ctx({("cpu_cores", "orders-db"): level(1.9, 3.3, 80), ("latency_p99", "api"): level(0.2, 2.0 if caller_slowed else 0.2)},
+                       edges=[("api", "orders-db")], affected={"api": at(82)} if caller_slowed else {})
+        return found(all_candidates(ctx), "cpu_saturation", "orders-db")
+    quiet, felt = cpu(False), cpu(True)
+    assert any("nothing shows the CPU mattered" in e.summary and not e.supports for e in quiet.evidence)
+    assert not any("nothing shows" in e.summary for e in felt.evidence) and felt.strength > quiet.strength
+
+
 def test_cpu_saturation_ignores_a_rise_of_almost_nothing():
     ctx = make_ctx({("cpu_cores", "api"): level(0.001, 0.02, 86)}, affected={"api": ONSET})
     assert found(all_candidates(ctx), "cpu_saturation") is None
