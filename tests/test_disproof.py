@@ -60,6 +60,14 @@ def test_temporal_precedence_says_what_it_decided(lead: float) -> None:
         assert "together" in check.detail
 
 
+@pytest.mark.parametrize("lead_min,status", [(5, "supported"), (20, "supported"), (95, "inconclusive")])
+def test_an_acute_cause_that_sat_there_for_an_hour_and_a_half_is_not_shown_as_supported(lead_min: int, status: str) -> None:
+    ctx = _ctx()
+    c = Candidate("cpu_saturation", "api", "runtime", 0.6, "api is CPU bound", cause_onset=ctx.onset - 60 * lead_min)
+    _temporal(ctx, c)
+    assert [d.result for d in c.checks] == ["survived"] and status_of(c) == status
+
+
 @pytest.mark.parametrize("strength", [0.2, 0.4, 0.8])
 def test_magnitude_says_what_it_decided(strength: float) -> None:
     c = Candidate("cpu_saturation", "api", "runtime", strength, "api is CPU bound", cause_onset=0.0)

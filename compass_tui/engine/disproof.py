@@ -245,6 +245,11 @@ def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
     return []
 
 
+SUPPORTED_FLOOR = 0.3
+"""A hypothesis that its checks left below this confidence (a cause that sat there for an
+hour, on a service the localisation does not place) is not shown as supported."""
+
+
 def status_of(c: Candidate) -> str:
     if any(d.result == "failed" for d in c.checks):
         return "disproven"
@@ -253,7 +258,7 @@ def status_of(c: Candidate) -> str:
         return "inconclusive"  # where, not what: nothing is claimed to be supported
     if memory_only(c):
         return "inconclusive"  # the memory proposes; only data can support
-    if c.strength >= 0.5 and not any(d.result == "failed" for d in c.checks):
+    if c.strength >= 0.5 and confidence(c) >= SUPPORTED_FLOOR and not any(d.result == "failed" for d in c.checks):
         return "supported"
     return "inconclusive"
 
