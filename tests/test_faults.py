@@ -131,14 +131,18 @@ def test_cpu_saturation_disproven_when_cpu_rises_after_the_symptom():
 def test_a_cpu_rise_whose_latency_the_localisation_saw_move_is_not_read_as_harmless():
     # mean latency from 0.14 s to 0.19 s: short of four spreads of a fifth of its level, but
     # the localisation saw it leave its baseline with the CPU
-    def cpu(seen: bool) -> Candidate:
-        ctx = make_ctx({("cpu_cores", "api"): level(0.04, 0.11, 86), ("latency_mean", "api"): level(0.14, 0.19, 87, noise=0.01)})
+    def cpu(seen: bool, load: float = 10) -> Candidate:
+        ctx = make_ctx({("cpu_cores", "api"): level(0.04, 0.11, 86), ("latency_mean", "api"): level(0.14, 0.19, 87, noise=0.01),
+                        ("request_rate", "api"): level(10, load, 86)})
         if seen:
             ctx.suspects = [_suspect(ctx, "api", [_moved(ctx, "latency_mean", "latency", "own", "api", 11, 0.14, 0.19)])]
         return found(all_candidates(ctx), "cpu_saturation", "api")
     quiet, seen = cpu(False), cpu(True)
     assert any("did not rise with its CPU" in e.summary for e in quiet.evidence)
     assert not any("did not rise" in e.summary for e in seen.evidence) and seen.strength > quiet.strength
+    # a CPU that follows the traffic: the load explains the latency as well
+    loaded = cpu(True, load=28)
+    assert any("did not rise with its CPU" in e.summary for e in loaded.evidence)
 
 
 def test_a_database_cpu_rise_matters_only_where_one_of_its_callers_slowed():

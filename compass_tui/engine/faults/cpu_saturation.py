@@ -88,7 +88,8 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
                 lc = ctx.chg("client_rate", key, 1, rel_floor=0.15, k=3.0, must_hold=False)
                 if lc is not None and lc.rose and np.isfinite(lc.ratio) and (load is None or lc.ratio > load.ratio):
                     load, load_series = lc, cs
-    if load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0):
+    follows_load = load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0)
+    if follows_load:
         # CPU per request did not change: the CPU follows the traffic, it does not lead
         c.strength *= 0.6
         c.evidence.append(ctx.metric_evidence(load_series or s, f"{svc}'s traffic rose {fmt_ratio(load.ratio)} with its CPU: the CPU follows the load", supports=False))
@@ -98,7 +99,8 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
     # saw leave its baseline with the CPU rose
     sus = next((x for x in ctx.suspects if x.service == svc), None)
     own_lat = sus.kinds("own").get("latency") if sus is not None and sus.inherited_share < 0.5 else None
-    with_cpu = own_lat is not None and own_lat.onset is not None and ch.onset is not None and \
+    # (not when the CPU follows the load: then the load explains the latency as well)
+    with_cpu = not follows_load and own_lat is not None and own_lat.onset is not None and ch.onset is not None and \
         ch.onset - ctx.tol <= own_lat.onset <= ch.onset + 2 * ctx.tol
     if (lat is not None and lat.rose) or svc in ctx.affected or with_cpu:
         c.strength = min(1.0, c.strength + 0.1)
