@@ -571,6 +571,18 @@ def test_cache_failure_takes_the_database_behind_it_down_with_it():
     assert db is not None and "the cache redis failed first" in (db.why_not or "")
 
 
+@pytest.mark.parametrize("down_i,explains", [(90, True), (95, False)])
+def test_a_cache_seen_down_within_the_onset_tolerance_of_the_database_behind_it_came_first(down_i, explains):
+    # a database does not take a cache down: two minutes apart is together, five is not
+    up = np.ones(N)
+    up[down_i:] = 0.0
+    ctx = make_ctx({("cache_up", "redis"): up, ("db_tx_duration", "orders-db"): level(0.05, 5.0, 88),
+                    ("latency_p99", "api"): level(0.2, 2.0)},
+                   edges=[("api", "redis"), ("api", "orders-db")], symptom="api", affected={"api": ONSET})
+    db = found(all_candidates(ctx), "db_slow_queries", "orders-db")
+    assert ("the cache redis failed first" in (db.why_not or "")) == explains
+
+
 def test_cache_failure_declines_a_healthy_cache():
     ctx = make_ctx({("cache_up", "redis"): np.ones(N), ("cache_miss_ratio", "redis"): level(0.1)})
     assert found(all_candidates(ctx), "cache_failure") is None

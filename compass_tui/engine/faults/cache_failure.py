@@ -85,7 +85,8 @@ def came_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candid
             continue
         cache_clients = ctx.graph.callers(ca.service)
         for c in [x for f in BEHIND for x in by_fault.get(f, [])]:
-            if c.cause_onset is None or ca.cause_onset > c.cause_onset + ctx.grid.step * 0.5:
+            # "at the same moment" is as close as onsets can be told apart
+            if c.cause_onset is None or ca.cause_onset > c.cause_onset + ctx.tol:
                 continue
             behind = not ctx.graph.known or not cache_clients or c.service in cache_clients or \
                 any(c.service in ctx.graph.callees(x) for x in cache_clients)
