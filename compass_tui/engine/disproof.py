@@ -258,7 +258,7 @@ def status_of(c: Candidate) -> str:
         return "inconclusive"  # where, not what: nothing is claimed to be supported
     if memory_only(c):
         return "inconclusive"  # the memory proposes; only data can support
-    if c.strength >= 0.5 and confidence(c) >= SUPPORTED_FLOOR and not any(d.result == "failed" for d in c.checks):
+    if c.strength >= 0.5 and confidence(c) >= SUPPORTED_FLOOR:  # no check failed: that returned above
         return "supported"
     return "inconclusive"
 

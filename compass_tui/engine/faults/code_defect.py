@@ -110,17 +110,15 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         c.strength = min(0.95, c.strength + 0.15)
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{s.service}"}} |= "{frag(new[0].example)}"',
                                            f'new error template of its own in {s.service}: "{new[0].example[:120]}" ({new[0].post} lines)'))
-    if unknown_graph and not own_lines:
+    # where the dependencies could not be judged, and no lines of its own say so, it is less sure
+    unchecked = (f"no service graph places {s.service}: whether a dependency explains it could not be checked" if unknown_graph
+                 else f"what {s.service} is seen to call stayed healthy, but the client metrics see only some calls and "
+                      f"{', '.join(unplaced[:3])} degraded as early, unplaced relative to it" if unplaced
+                 else f"{s.service} calls {', '.join(blind[:3])}, which nothing measures (no telemetry of its own, no measured "
+                      "calls): whether it explains the trouble could not be checked" if blind else None)
+    if unchecked and not own_lines:
         c.strength -= 0.03 if trouble else 0.06
-        c.check("competing_explanation", None, f"no service graph places {s.service}: whether a dependency explains it could not be checked")
-    elif unplaced and not own_lines:
-        c.strength -= 0.03 if trouble else 0.06
-        c.check("competing_explanation", None, f"what {s.service} is seen to call stayed healthy, but the client metrics see only "
-                f"some calls and {', '.join(unplaced[:3])} degraded as early, unplaced relative to it")
-    elif blind and not own_lines:
-        c.strength -= 0.03 if trouble else 0.06
-        c.check("competing_explanation", None, f"{s.service} calls {', '.join(blind[:3])}, which nothing measures (no telemetry "
-                "of its own, no measured calls): whether it explains the trouble could not be checked")
+        c.check("competing_explanation", None, unchecked)
     if deps_healthy and minor:
         c.check("competing_explanation", True, f"what {s.service} calls moved far less than it did ({', '.join(minor[:3])})")
     elif deps_healthy:

@@ -109,23 +109,14 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
         c.strength *= 0.6
         c.evidence.append(ctx.metric_evidence(ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc) or s,
                                               f"latency of {svc} did not rise with its CPU", supports=False))
-    elif not any(u in ctx.affected for u in _callers(ctx, svc)) and sig.removesuffix("_pod") == "cpu_cores":
+    elif not any(u in ctx.affected for u in ctx.graph.callers(svc)) and sig.removesuffix("_pod") == "cpu_cores":
         # no latency of its own (a database, a cache) and no limit to measure against: only its
-        # callers can show that the CPU mattered, and none of those seen did
+        # callers (the graph holds those that client metrics name too) can show that the CPU
+        # mattered, and none of those seen did
         c.strength *= 0.75
         c.evidence.append(ctx.metric_evidence(s, f"{svc} has no latency of its own and no CPU limit, and none of its "
                                               "callers seen slowed: nothing shows the CPU mattered", supports=False))
     return c
-
-
-def _callers(ctx: Ctx, svc: str) -> set[str]:
-    """Who calls it: the graph's callers and the clients whose metrics name it as their peer."""
-    out = set(ctx.graph.callers(svc))
-    for key in ctx.stack.signals.get("client_rate", {}):
-        client, _, peer = key.partition("|")
-        if peer == svc:
-            out.add(client)
-    return out
 
 
 def shared_cause(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
