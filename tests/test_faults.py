@@ -626,6 +626,27 @@ def test_a_connection_failure_logged_by_a_service_is_not_an_error_of_its_own_cod
     assert bool(own_new_templates(ctx, "pdf-render")) == own
 
 
+@pytest.mark.parametrize("line,own", [
+    ("failed to get quote: rpc error: code = Unknown desc = invalid argument: currency is nil", False),  # Go
+    ("io.grpc.StatusRuntimeException: UNKNOWN: java.lang.NullPointerException", False),
+    ('grpc._channel._InactiveRpcError: <_InactiveRpcError of RPC that terminated with: status = StatusCode.INTERNAL details = "boom">', False),
+    ("Error: 13 INTERNAL: Cannot read properties of undefined (reading 'currency')", False),  # Node grpc-js
+    ("TypeError: Cannot read properties of undefined (reading 'currency')", True),
+])
+def test_a_grpc_status_is_the_callees_failure_even_when_it_repeats_the_callees_error(line, own):
+    # A server that failed in its own code sends its error text back; the caller logs it inside
+    # the status, and names no host.
+    from compass_tui.engine.faults.code_defect import own_new_templates
+    from compass_tui.engine.logfacts import analyse
+    from compass_tui.telemetry.backend import LogLine
+
+    ctx = make_ctx({("error_ratio", "checkout"): level(0.001, 0.2)}, edges=[("checkout", "currency")])
+    lines = [LogLine(t=at(95) + i, t_ns=int((at(95) + i) * 1e9), labels={"app": "checkout"}, line=line) for i in range(10)]
+    ctx.logs = analyse(lines, "app", split_at=ONSET, base_span=3000, post_span=1800, known={"checkout", "currency"})
+    assert bool(own_new_templates(ctx, "checkout")) == own
+    assert all(tp.inherited != own for tp in ctx.logs.templates.values())
+
+
 def test_code_defect_not_cleared_by_a_dependency_nothing_measures():
     # cart also calls a payment API seen in one traced call: no telemetry, no measured calls
     ctx = _errors_suspect_ctx()

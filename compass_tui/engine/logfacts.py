@@ -43,6 +43,10 @@ CLASSES: dict[str, re.Pattern] = {
     "cpu": re.compile(r"cpu (throttl|saturat|limit)|throttled|high cpu|event loop (lag|blocked)|thread starvation", re.I),
     "surge": re.compile(r"rate limit|too many requests|\b429\b|queue (full|overflow)|backlog|load shedding|shedding", re.I),
 }
+RPC_STATUS = re.compile(
+    r"rpc error: code = [A-Za-z]+|status(?:runtime)?exception: [A-Z_]+|_inactiverpcerror|statuscode\.[A-Z_]+|"
+    r"(?-i:\b\d{1,2} (?:CANCELLED|UNKNOWN|INVALID_ARGUMENT|DEADLINE_EXCEEDED|NOT_FOUND|RESOURCE_EXHAUSTED|FAILED_PRECONDITION|"
+    r"ABORTED|UNIMPLEMENTED|INTERNAL|UNAVAILABLE|DATA_LOSS|UNAUTHENTICATED): )", re.I)
 INHERITED = re.compile(
     r"timeout|timed out|deadline exceeded|upstream|status code 5\d\d|\b50[0-4]\b|bad gateway|service unavailable|gateway timeout|"
     r"connection refused|connection reset|unexpected status|httperror|feignexception|serviceunavailable|request failed|i/o timeout|"
@@ -51,7 +55,10 @@ INHERITED = re.compile(
     # Python exception classes): a peer's trouble seen from here
     r"econnrefused|econnreset|etimedout|ehostunreach|enotfound|eai_again|socket hang up|no route to host|"
     r"broken pipe|no such host|connectexception|sockettimeoutexception|unknownhostexception|newconnectionerror|"
-    r"connectionrefusederror|max retries exceeded", re.I)
+    r"connectionrefusederror|max retries exceeded|"
+    # a status a gRPC call returned, as each runtime's client reports it (Go, Java, Python, Node):
+    # the callee failed, whatever the message it sent back says
+    + RPC_STATUS.pattern, re.I)
 _PEER_FIELD = re.compile(r'(?:peer(?:\.service)?|upstream|host|server|target|dependency)["\']?\s*[=:]\s*["\']?([A-Za-z0-9][A-Za-z0-9_.-]{1,80})', re.I)
 _URL_HOST = re.compile(r"https?://([A-Za-z0-9.-]+)")
 
@@ -160,7 +167,8 @@ def analyse(lines: list[LogLine], label: str, split_at: float, base_span: float,
             if peer_pat is not None:
                 tp.peers = {m.group(1) for m in peer_pat.finditer(text)} - {svc}
             tp.named = named_peers(text) - {svc}
-            tp.inherited = bool(INHERITED.search(text)) and (bool(tp.peers) or "upstream" in text.lower() or "http" in text.lower())
+            tp.inherited = bool(RPC_STATUS.search(text)) or (bool(INHERITED.search(text))
+                                                               and (bool(tp.peers) or "upstream" in text.lower() or "http" in text.lower()))
             facts.templates[key] = tp
         if post:
             tp.post += 1

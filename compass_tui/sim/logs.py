@@ -10,7 +10,7 @@ import numpy as np
 
 from compass_tui.sim.scenario import SimIncident
 from compass_tui.sim.signals import error_parts
-from compass_tui.sim.topology import DATABASES, EXTERNAL, POSTGRES, REDIS
+from compass_tui.sim.topology import APP, DATABASES, EXTERNAL, POSTGRES, REDIS
 
 _PATHS = ["/api/v1/orders", "/api/v1/items", "/api/v2/cart", "/api/v1/user", "/api/v1/search", "/api/v1/quote",
           "/api/v1/check", "/api/v1/batch", "/healthz", "/api/v1/status"]
@@ -223,6 +223,8 @@ class LogRenderer:
         code = rng.choice(["503 Service Unavailable", "502 Bad Gateway", "500 Internal Server Error"])
         if pk == EXTERNAL:
             code = rng.choice(["503 Service Unavailable", "502 Bad Gateway", "500 Internal Server Error", "504 Gateway Timeout"])
+        if pk == APP and self.topo.services[peer].protocol == "grpc":
+            return _grpc_status(lang, code, getattr(m, "bug_template", {}).get(peer), peer), {}
         return {"java": f"feign.FeignException$ServiceUnavailable: [{code}] during [POST] to [{url}]",
                 "go": f"unexpected status {code} from {url}",
                 "python": f"requests.exceptions.HTTPError: {code[:3]} Server Error: {code[4:]} for url: {url}",
@@ -476,3 +478,17 @@ def _lf(v) -> str:
 def render_logs(inc: SimIncident) -> dict:
     """The incident's ``logs.json`` content."""
     return LogRenderer(inc).render()
+
+
+def _grpc_status(lang: str, http_code: str, callee_error: str | None, peer: str) -> str:
+    """A failed gRPC call as the caller's runtime reports it. A server that failed in its own
+    code sends its error text back as the status message, so the caller's line repeats it; the
+    callee is seldom named (the client knows a method, not a host)."""
+    code = "UNKNOWN" if callee_error else "UNAVAILABLE" if http_code[:3] in ("502", "503") else "INTERNAL"
+    desc = callee_error or {"UNAVAILABLE": "connection error: desc = \"transport: Error while dialing\"",
+                            "INTERNAL": "server closed the stream without sending trailers"}[code]
+    method = peer.replace("-", " ").title().replace(" ", "")
+    return {"go": f"failed to call {method}: rpc error: code = {code.title()} desc = {desc}",
+            "java": f"io.grpc.StatusRuntimeException: {code}: {desc}",
+            "python": f'grpc._channel._InactiveRpcError: <_InactiveRpcError of RPC that terminated with: status = StatusCode.{code} details = "{desc}">',
+            "node": f"Error: {dict(UNKNOWN=2, INTERNAL=13, UNAVAILABLE=14)[code]} {code}: {desc}"}[lang]
