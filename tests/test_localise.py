@@ -480,3 +480,23 @@ def test_a_tie_on_the_severity_scale_goes_to_the_service_that_moved_further(tmp_
     top = report.suspects[:2]
     assert [s.service for s in top] == ["currency", "checkout"] and top[0].score == top[1].score, [(s.service, s.score) for s in top]
     assert report.hypotheses[0].service == "currency", [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+
+
+def test_a_spike_of_the_noisy_alerting_service_that_was_over_before_the_alert_is_not_the_onset(tmp_path):
+    """The entry spikes now and then; one spike ended six minutes before the alert fired, and
+    the entry barely moved afterwards. The trouble began in cart, three minutes before the alert:
+    that is the onset, and cart's defect is not "after the symptom"."""
+    rng = np.random.default_rng(5)
+
+    def defect(lat, err, cpu, client):
+        lat["frontend"][ALERT_I - 8:ALERT_I - 6] *= 15  # a spike, over by ALERT_I - 6
+        err["frontend"][ALERT_I - 8:ALERT_I - 6] += 0.08
+        err["cart"][ALERT_I - 3:] += 0.25
+        lat["cart"][ALERT_I - 3:] *= 3
+
+    report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
+    onset, alert = (datetime.strptime(x, "%Y-%m-%dT%H:%M:%SZ") for x in (report.incident.onset, report.incident.started_at))
+    assert (alert - onset).total_seconds() <= 4 * STEP
+    top = report.hypotheses[0]
+    assert top.service == "cart" and top.status != "disproven"
+

@@ -198,6 +198,9 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
         dev = -dev
     elif direction == 0:
         dev = np.abs(dev)
+    wmask &= ~_over_before(t, finite, dev, onset, step)
+    if wmask.sum() == 0:
+        return None
     w = dev[wmask]
     top = np.sort(w)[::-1]
     # one stray point is not a change: the second highest when there are enough points
@@ -212,6 +215,27 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
             break
     peak_i = int(np.argmax(w))
     return z, first, med, float(values[wmask][peak_i])
+
+
+def _over_before(t: np.ndarray, finite: np.ndarray, dev: np.ndarray, onset: float, step: float) -> np.ndarray:
+    """Points of an excursion that was over before the onset: everything before the last quiet
+    stretch (three points in a row back inside the baseline) that ends by a step before the
+    onset. A noisy service's spike that recovered is an earlier episode, not this trouble; a
+    rise that leads the onset and holds has no such stretch and keeps its points."""
+    out = np.zeros(t.shape, dtype=bool)
+    idx = np.nonzero(finite & (t <= onset - step))[0]
+    quiet = 0
+    for j in range(len(idx) - 1, -1, -1):
+        i = idx[j]
+        if dev[i] < Z_ON:
+            quiet += 1
+            if quiet >= 3:
+                if (dev[idx[:j]] >= Z_ON).any():
+                    out[: i] = True
+                break
+        else:
+            quiet = 0
+    return out
 
 
 def _series_of(ctx: Ctx):

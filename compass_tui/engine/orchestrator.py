@@ -408,6 +408,10 @@ class _Run:
                     # the leftover of an earlier incident
                     ch = change(g, s.values, direction, anchor=g.alert_at, lag=lag, min_run=min(2, min_run),
                                 must_hold=False, horizon=max(600.0, 3 * g.step), **kw)
+                    if ch.end is not None and ch.end < g.alert_at - max(3 * g.step, 180.0):
+                        # an alert fires while its condition holds: a burst that was over
+                        # minutes before it fired did not fire it (a noisy service's spike)
+                        continue
                 if ch.onset is not None and ch.onset <= g.alert_at + 2 * g.step:
                     onsets.append(ch.onset)
         if not onsets:

@@ -54,6 +54,8 @@ class Change:
     """(after - baseline) / spread, signed."""
     ratio: float
     """after / baseline (inf when the baseline is 0 and after is not)."""
+    end: float | None = None
+    """Last time of that excursion (None when no onset)."""
 
     @property
     def rose(self) -> bool:
@@ -173,7 +175,7 @@ def change(
     # a rate over a window shows a change ``lag`` late: compare against a shifted anchor
     anchor_t = (grid.alert_at if anchor is None else anchor) + lag
     earliest = base_end if horizon is None else max(grid.start, anchor_t - horizon)
-    onset = None
+    onset = end = None
     chosen = None
     blocks = _blocks(beyond, finite, min_run)
     # rate windows and scrape offsets delay what a query sees by a step or two
@@ -205,6 +207,7 @@ def change(
             i -= 1
         chosen = (first, chosen[1])
         onset = float(times[chosen[0]]) - lag
+        end = float(times[chosen[1]]) - lag
         after_mask = (times >= times[chosen[0]]) & (times <= times[chosen[1]])
     else:
         after_mask = (times >= anchor_t - 5 * grid.step) & (times <= anchor_t + 5 * grid.step)
@@ -218,7 +221,7 @@ def change(
         ratio = float("inf") if np.isfinite(after) and after != 0 else 1.0
     else:
         ratio = after / med if np.isfinite(after) else 1.0
-    return Change(med, spread, after, peak, onset, float(z), float(ratio))
+    return Change(med, spread, after, peak, onset, float(z), float(ratio), end)
 
 
 def first_crossing(grid: Grid, values: np.ndarray, threshold: float, direction: int = 1) -> float | None:
