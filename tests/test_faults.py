@@ -173,6 +173,48 @@ def test_memory_leak_declines_a_single_step():
     assert found(all_candidates(ctx), "memory_leak") is None
 
 
+def _restarted_at(i: int) -> np.ndarray:
+    r = np.zeros(N)
+    r[i] = 1.0
+    return r
+
+
+def test_memory_that_climbs_after_a_restart_and_slows_is_a_warm_up_not_a_leak():
+    # flat at 45 % for an hour, a restart 25 min before the onset, then the fresh process warms
+    # its caches up to 60 %, fast at first, and keeps creeping up
+    k = np.arange(N) - 65.0
+    mem = np.where(k < 0, 0.45, 0.6 - 0.35 * np.exp(-np.maximum(k, 0) / 6.0) + 0.0015 * np.maximum(k, 0))
+    mem = mem + 0.004 * np.random.default_rng(4).standard_normal(N)
+    series = {("mem_util", "fleet"): mem, ("restarts", "fleet"): _restarted_at(65), ("latency_p99", "fleet"): level(0.2, 1.0)}
+    ctx = make_ctx(series, affected={"fleet": ONSET})
+    assert found(all_candidates(ctx), "memory_leak") is None
+
+
+def test_a_restart_that_memory_grew_into_supports_the_leak():
+    k = np.arange(N) - 65.0
+    mem = np.where(k < 0, 0.5 + 0.45 * (np.arange(N) / 65.0), 0.3 + 0.012 * np.maximum(k, 0))
+    mem = mem + 0.004 * np.random.default_rng(4).standard_normal(N)
+    series = {("mem_util", "fleet"): mem, ("restarts", "fleet"): _restarted_at(65), ("latency_p99", "fleet"): level(0.2, 1.0)}
+    ctx = make_ctx(series, affected={"fleet": ONSET})
+    c = found(all_candidates(ctx), "memory_leak", "fleet")
+    assert c is not None and any("OOM kill or crash" in e.summary and e.supports for e in c.evidence)
+
+
+@pytest.mark.parametrize("shape,leak", [
+    ("wander", False),  # high and flat, wandering a few points of the limit over the hour
+    ("creep", True),  # high and creeping up steadily: little room left, so a leak
+])
+def test_memory_near_its_limit_is_a_leak_only_when_it_grows_steadily(shape, leak):
+    rng = np.random.default_rng(6)
+    i = np.arange(N)
+    if shape == "wander":
+        mem = 0.88 + 0.03 * np.sin(i / 16.0 + 2) + 0.006 * rng.standard_normal(N)
+    else:
+        mem = 0.8 + 0.18 * i / N + 0.004 * rng.standard_normal(N)
+    ctx = make_ctx({("mem_util", "store"): mem, ("latency_p99", "store"): level(0.2, 1.0)}, affected={"store": ONSET})
+    assert (found(all_candidates(ctx), "memory_leak", "store") is not None) == leak
+
+
 def test_disk_full_supported_when_free_space_runs_out():
     ctx = make_ctx({("disk_free", "api"): np.clip(np.linspace(0.4, -0.1, N), 0.001, 1)}, affected={"api": ONSET})
     c = found(all_candidates(ctx), "disk_full", "api")

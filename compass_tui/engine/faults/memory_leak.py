@@ -89,8 +89,9 @@ def memory(ctx: Ctx, svc: str) -> Candidate | None:
     peak = float(np.nanmax(v[start_i:peak_i + 1]))
     score = 0.0
     rise = slope * span
-    # near a limit a leak has little room left: a few points of the limit is growth enough
-    near_limit = util and peak >= 0.9 and rise >= 0.06
+    # near a limit a leak has little room left: a few points of the limit is growth enough, when
+    # it is steady (a high, flat level that wanders a few points is no leak)
+    near_limit = util and peak >= 0.9 and rise >= 0.06 and r2 >= 0.8
     # a leak grows all along; one step (a restart to a higher level, a cache warming) is not one
     jumps = np.diff(v_env[start_i:peak_i + 1])
     jumps = jumps[np.isfinite(jumps)]
@@ -112,11 +113,24 @@ def memory(ctx: Ctx, svc: str) -> Candidate | None:
         # growing at under a third of the climb's pace
         levelled = total > 0 and climb >= 0.6 * total and post_steps >= 0.5 * k and \
             after / max(post_steps, 1) < 0.35 * climb / k
-    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step and not levelled:
+    # A restart that memory was not growing into was no OOM kill; a climb that began with it and
+    # slows down is the fresh process warming its caches, not a leak (a leak the restart brought
+    # in, a new version's, keeps its pace)
+    oom_restart, warm_up = _after_restart(g, v_env, t_start, t_peak, restarts, rise)
+    # a leak takes memory where it has not been: a level the service already held before the
+    # stretch, with no restart resetting it since, is its usual wander (a high, flat level)
+    prior = np.nonzero((t < t_start) & np.isfinite(v))[0]
+    been_there = False
+    if len(prior) >= 6 and rise > 0:
+        top_i = int(prior[np.argmax(v[prior])])
+        since = v[top_i:start_i + 1]
+        been_there = float(v[top_i]) >= peak - 0.25 * rise and float(np.nanmin(since)) >= 0.75 * float(v[top_i])
+    if slope > 0 and (growth >= 0.15 or near_limit) and r2 >= 0.5 and not one_step and not levelled and not warm_up \
+            and not been_there:
         score = 0.45 + min(0.25, growth * 0.3) + 0.1 * r2
         if util and peak >= 0.85:
             score += 0.15
-    if restarts is not None and score > 0:
+    if oom_restart and score > 0:
         score += 0.1
     if oom_lines and score > 0:
         score += 0.1
@@ -136,11 +150,35 @@ def memory(ctx: Ctx, svc: str) -> Candidate | None:
     c.evidence.append(ctx.metric_evidence(s, f"memory of {svc} grew steadily {growth * 100:.0f}% over {span / 60:.0f} min up to {fmt_time(t_peak)} (R² {r2:.2f}), {level}", onset=t_start))
     if restarts is not None:
         rs, rt = restarts
-        c.evidence.append(ctx.metric_evidence(rs, f"{svc} restarted at {fmt_time(rt)} (OOM kill or crash)", onset=rt))
+        if oom_restart:
+            c.evidence.append(ctx.metric_evidence(rs, f"{svc} restarted at {fmt_time(rt)} (OOM kill or crash)", onset=rt))
+        else:
+            c.evidence.append(ctx.metric_evidence(rs, f"{svc} restarted at {fmt_time(rt)}, but its memory was not growing before "
+                                                      "that: no OOM kill", onset=rt, supports=False))
     if oom_lines and ctx.logs:
         c.evidence.append(ctx.log_evidence(f'{{{ctx.logs.label}="{svc}"}} |~ "(?i)out ?of ?memory|oom|heap space|gc overhead"',
                                            f"{len(oom_lines)} out-of-memory lines from {svc}"))
     return c
+
+
+def _after_restart(g, env: np.ndarray, t_start: float, t_peak: float, restarts, rise: float) -> tuple[bool, bool]:
+    """(the restart came after growth, as an OOM kill does; the growth began at the restart and
+    slowed down, as a warm-up does). Both False without a restart inside the stretch."""
+    if restarts is None or rise <= 0:
+        return restarts is not None, False
+    rt = restarts[1]
+    t = g.times
+    pre = np.nonzero((t >= min(t_start, rt - 1800.0)) & (t < rt) & np.isfinite(env))[0]
+    # the envelope (a rolling max over ~5 min) still holds the old process for a while
+    post = np.nonzero((t >= max(rt + 300.0, t_start)) & (t <= t_peak) & np.isfinite(env))[0]
+    if len(pre) < 3:
+        return True, False  # nothing seen before it: no reason to doubt it
+    grew_before = float(np.max(env[pre]) - env[pre[0]]) >= 0.25 * rise
+    if grew_before or len(post) < 6:
+        return grew_before, False
+    half = post[len(post) // 2]
+    first, second = float(env[half] - env[post[0]]), float(env[post[-1]] - env[half])
+    return False, first > 0 and second < 0.4 * first
 
 
 def _bytes(n: float) -> str:
