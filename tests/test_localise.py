@@ -123,6 +123,24 @@ def test_bursts_the_baseline_keeps_having_are_not_an_anomaly():
     assert z > 10 and onset is not None
 
 
+def test_a_burst_no_bigger_than_the_biggest_the_baseline_had_is_noise_unless_it_holds():
+    """Bursts of every height in the baseline (0.15 to 0.42 over a 0.1 bucket): one of 0.4 near
+    the onset that is over in three minutes is no anomaly; the same level held is one."""
+    g = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=T0 + ALERT_I * STEP, baseline_end=T0 + 100 * STEP)
+    rng = np.random.default_rng(7)
+    v = 0.1 * (1 + 0.001 * rng.standard_normal(N))
+    for i, h in zip(range(5, 100, 12), (0.15, 0.2, 0.42, 0.16, 0.29, 0.18, 0.33, 0.17)):
+        v[i:i + 2] = h
+    burst = v.copy()
+    burst[ALERT_I - 4:ALERT_I - 1] = 0.4
+    z, *_ = series_z(g, burst, 1, g.alert_at - 4 * STEP)
+    assert z < 3
+    held = v.copy()
+    held[ALERT_I - 4:] = 0.4
+    z, onset, *_ = series_z(g, held, 1, g.alert_at - 4 * STEP)
+    assert z > 4 and onset is not None
+
+
 def test_an_error_ratio_fifteen_times_its_usual_level_stands_out_over_an_earlier_incident():
     """0.2 % errors, a third of the baseline inside an earlier 40 % incident, then 3 %: the
     earlier incident must not widen the baseline's spread past what 3 % can show."""

@@ -19,7 +19,7 @@ from compass_tui.engine.discovery import SigSeries
 from compass_tui.engine.agents import OWN_ERROR
 from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.request import format_time
-from compass_tui.engine.timeseries import Grid, recurrent_scale
+from compass_tui.engine.timeseries import Grid, episode_peaks, recurrent_scale
 from compass_tui.models import Suspect as SuspectOut
 from compass_tui.models import SuspectSignal
 
@@ -212,6 +212,12 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
     for i in range(len(w)):
         if above[i] and (run == 1 or (i + 1 < len(w) and above[i + 1])):
             first = float(tw[i]) - lag
+            # a series that keeps having bursts (a p99 flicking between histogram buckets): a
+            # burst that does not hold counts only by how far it passed its biggest one
+            if step < 120 and np.mean(above[i:i + 10]) < 0.5:
+                peaks = episode_peaks(base, med, scale, direction, Z_ON)
+                if len(peaks) >= 3 and max(peaks) > Z_ON:
+                    z *= Z_ON / max(peaks)
             break
     peak_i = int(np.argmax(w))
     return z, first, med, float(values[wmask][peak_i])

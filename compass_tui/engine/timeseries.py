@@ -83,12 +83,21 @@ def recurrent_scale(base: np.ndarray, med: float, scale: float, direction: int, 
     (a p99 that flips between two histogram buckets every few minutes is)."""
     if not (scale > 0) or len(base) < 2 * episodes:
         return scale
+    peaks = episode_peaks(base, med, scale, direction, bar, gap)
+    if len(peaks) < episodes:
+        return scale
+    return scale * max(1.0, sorted(peaks)[-episodes] / bar)
+
+
+def episode_peaks(base: np.ndarray, med: float, scale: float, direction: int, bar: float, gap: int = 2) -> list[float]:
+    """The peak (in scales) of each excursion of ``base`` past ``bar`` scales, excursions
+    separated by up to ``gap`` points merged."""
     dev = (base - med) / scale
     dev = np.abs(dev) if direction == 0 else dev * direction
     dev = np.where(np.isfinite(dev), dev, -np.inf)
     idx = np.nonzero(dev >= bar)[0]
-    if len(idx) < episodes:
-        return scale
+    if not len(idx):
+        return []
     peaks: list[float] = []
     start = prev = int(idx[0])
     for i in list(idx[1:]) + [None]:
@@ -98,9 +107,7 @@ def recurrent_scale(base: np.ndarray, med: float, scale: float, direction: int, 
         peaks.append(float(dev[start:prev + 1].max()))
         if i is not None:
             start = prev = int(i)
-    if len(peaks) < episodes:
-        return scale
-    return scale * max(1.0, sorted(peaks)[-episodes] / bar)
+    return peaks
 
 
 def _blocks(beyond: np.ndarray, finite: np.ndarray, min_run: int) -> list[tuple[int, int]]:
