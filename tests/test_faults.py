@@ -554,6 +554,25 @@ def test_a_service_whose_own_time_grew_by_half_its_callers_wait_is_slow_itself(o
     assert (found(origin(ctx), "network_degradation", "api") is not None) == network
 
 
+@pytest.mark.parametrize("server_mult,fault", [(16.0, "code_defect"), (1.0, "network_degradation")])
+def test_with_no_server_metric_its_traced_server_spans_say_whether_the_wait_was_inside_it(server_mult, fault):
+    # api exports no server-side metric; web waits 0.23 s more for it. Traced server spans of
+    # api took 16x as long (the time went inside api) or held (it went on the way)
+    peak = 0.25
+    ctx = make_ctx({("client_latency", "web|api"): level(0.02, peak)}, edges=[("web", "api")], symptom="web")
+    rng = np.random.default_rng(5)
+    server = list(0.015 + 0.001 * rng.standard_normal(40))
+    post = [x * server_mult for x in server[20:]]
+    ctx.graph.edge_stats[("web", "api")] = EdgeStats(base_client=[x + 0.005 for x in server[:20]], base_server=server[:20],
+                                                    post_client=[peak] * 20, post_server=post, base_n=20, post_n=20)
+    ctx.suspects = [_suspect(ctx, "api", [_moved(ctx, "client_latency", "latency", "callers", "web|api", 40, 0.02, peak)])]
+    cands = origin(ctx)
+    c = found(cands, fault, "api")
+    assert c is not None and any("own server spans took" in e.summary and e.supports for e in c.evidence)
+    other = "network_degradation" if fault == "code_defect" else "code_defect"
+    assert found(cands, other, "api") is None
+
+
 def test_external_dependency_supported_by_failing_client_calls():
     ctx = make_ctx({("client_error_ratio", "api|stripe-api"): level(0.001, 0.3, 88, noise=0.1),
                     ("request_rate", "api"): level(10)}, symptom="api", affected={"api": ONSET})

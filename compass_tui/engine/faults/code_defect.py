@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 from compass_tui.engine.context import Candidate, Ctx, confidence
 from compass_tui.engine.faults import get
-from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag
+from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag, trace_evidence
 from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects
 from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.faults.network_degradation import _added_s, traced_own
 from compass_tui.engine.graph import median
 from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.localise import FELT
@@ -50,8 +51,15 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     own = s.kinds("own")
     trouble = [own[k] for k in ("errors", "success") if k in own]
     lat = own.get("latency")
+    traced = None
     if not trouble and lat is None:
-        return None
+        # no server-side metric of its own: its callers' wait counts as its own latency when its
+        # traced server spans show the time was spent inside it
+        seen = s.kinds("callers").get("latency")
+        traced = traced_own(ctx, s.service) if seen is not None else None
+        if traced is None or traced[0] < 1.5 or traced[1] < 0.5 * _added_s(seen):
+            return None
+        lat = seen
     if is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
     resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat)]
@@ -105,6 +113,9 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
                   f"{s.service}'s own code fails or slows ({'errors' if trouble else 'latency'} begin there, no change behind them)", t0)
     for m in (trouble + ([lat] if lat else []))[:3]:
         c.evidence.append(moved_evidence(ctx, m))
+    if traced is not None:
+        c.evidence.append(trace_evidence(ctx, s.service, f"{s.service}'s own server spans took {traced[0]:.1f}x their usual time "
+                                                         f"({traced[1] * 1000:.0f} ms more): the wait is spent inside it"))
     if own_lines:
         new = own_lines
         c.strength = min(0.95, c.strength + 0.15)

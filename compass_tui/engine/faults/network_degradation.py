@@ -101,6 +101,17 @@ def client_server_gap(calls: list[EdgeStats]) -> tuple[float | None, float]:
     return gp / max(gb, 0.005), gp - gb
 
 
+def traced_own(ctx: Ctx, svc: str) -> tuple[float, float] | None:
+    """The service's own time as its traced server spans show it: (after / before, seconds
+    added), the median over its traced callers; None when no traced call into it was timed at
+    the server both before and after."""
+    calls = [st for (_, b), st in ctx.graph.edge_stats.items() if b == svc and st.post_server and st.base_server]
+    if not calls:
+        return None
+    added = float(np.median([median(st.post_server) - median(st.base_server) for st in calls]))
+    return server_growth(calls), added
+
+
 def server_growth(calls: list[EdgeStats]) -> float:
     """How many times longer the callee's own server spans took after the onset than before
     (the median over its traced callers; 1.0 when it cannot be told)."""
@@ -131,10 +142,17 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
         return None  # the service's own view moved as much: it is slow itself
     if own_lat is not None and _added_s(own_lat) >= 0.5 * _added_s(seen):
         return None  # its own time grew by half the callers' wait or more: it is slow itself
+    traced = None if measured_own else traced_own(ctx, s.service)
+    if traced is not None and traced[0] >= 1.5 and traced[1] >= 0.5 * _added_s(seen):
+        return None  # no server-side metric, but its traced server spans grew as much: it is slow itself
     c = Candidate("network_degradation", s.service, "origin", 0.0, f"calls to {s.service} are slow on the way (callers' view)",
                   seen.onset)
     c.evidence.append(moved_evidence(ctx, seen))
-    if measured_own:
+    if traced is not None and traced[0] < 1.5:
+        c.strength = min(0.9, strength + 0.1)
+        c.evidence.append(trace_evidence(ctx, s.service, f"{s.service}'s own server spans took {traced[0]:.1f}x their usual time "
+                                                         "while its callers waited"))
+    elif measured_own:
         c.strength = min(0.9, strength + 0.15)
         c.evidence.append(Evidence(kind="metric", summary=f"{s.service}'s own server-side latency stayed "
                                    f"{'flat' if own_lat is None else f'within {own_lat.z:.0f} sd'} while its callers waited",
