@@ -763,6 +763,23 @@ def test_code_defect_not_cleared_when_its_own_calls_to_a_dependency_failed_as_ea
     assert found(origin(ctx), "code_defect", "cart").facts.deps_healthy
 
 
+@pytest.mark.parametrize("calls_kind,cleared", [("errors", True), ("latency", False)])
+def test_a_service_that_only_slowed_is_not_explained_by_a_few_more_failed_calls_to_a_dependency(calls_kind, cleared):
+    """cart slowed (no errors of its own); its calls to currency failed a little more often at
+    the same time. A failed call returns, it does not wait: that does not explain cart's
+    latency, while calls to currency that slowed as much would."""
+    ctx = make_ctx({("latency_p99", "cart"): level(0.05, 0.4), ("request_rate", "cart"): level(10),
+                    ("request_rate", "currency"): level(20)},
+                   edges=[("web", "cart"), ("cart", "currency")], symptom="web", affected={"cart": ONSET, "web": ONSET})
+    ctx.suspects = [_suspect(ctx, "cart", [_moved(ctx, "latency_p99", "latency", "own", "cart", 9, 0.05, 0.4)])]
+    sig = "client_error_ratio" if calls_kind == "errors" else "client_latency"
+    _add_series(ctx, sig, "cart|currency", level(0.002, 0.01) if calls_kind == "errors" else level(0.01, 0.3))
+    calls = _moved(ctx, sig, calls_kind, "callers", "cart|currency", 4 if calls_kind == "errors" else 9, 0.002, 0.01)
+    ctx.suspects.append(_suspect(ctx, "currency", [calls], norm=0.5))
+    c = found(origin(ctx), "code_defect", "cart")
+    assert (c is not None and c.facts.deps_healthy) == cleared
+
+
 def test_code_defect_not_cleared_by_a_partial_graph_when_an_unplaced_service_failed_as_early():
     """Client metrics saw web -> cart -> currency but not every call: search, which no edge
     places, failed as early as cart, so "what cart calls stayed healthy" is not established."""

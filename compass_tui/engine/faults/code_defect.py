@@ -76,12 +76,15 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     # pool) is a small part of this one's worst latency or errors does not explain it
     worst = max((m.sev for k, m in s.kinds().items() if k in FELT), default=0.0)
     by_name = {x.service: x for x in ctx.suspects}
+    # a service that only slowed is explained by a dependency that slowed, saturated or went
+    # away, not by a few more failed calls to it (a failed call returns, it does not wait)
+    explains = (FELT | {"saturation"}) if trouble else {"latency", "saturation", "availability"}
     minor = sorted(d for d in graph.callees(s.service) & sick if max(
-        (m.sev for k, m in by_name[d].kinds().items() if k in FELT or k == "saturation"), default=0.0) < MINOR_SHARE * worst)
+        (m.sev for k, m in by_name[d].kinds().items() if k in explains), default=0.0) < MINOR_SHARE * worst)
     # its own calls to a dependency that failed or slowed as early are the plainest sign of a
     # sick dependency, however little else of that dependency is seen
     sick |= {d for d in graph.callees(s.service) if d in by_name and any(
-        m.view == "callers" and m.kind in FELT and m.series.service == s.service and m.onset is not None
+        m.view == "callers" and m.kind in FELT & explains and m.series.service == s.service and m.onset is not None
         and (began is None or m.onset <= began + ctx.tol) and m.sev >= MINOR_SHARE * worst for m in by_name[d].moved)}
     deps_healthy = deps_known and not (graph.callees(s.service) & sick - set(minor)) and \
         not any(_calls_failing(ctx, s.service, d) for d in graph.callees(s.service))
