@@ -182,6 +182,12 @@ class MetricsRenderer:
                 break
             if p not in keep:
                 keep.append(p)
+        # ...and one that is still there at the end: after a rollout the new pods carry the
+        # service's metrics, which must not stop with the old pod's
+        if not any(p.end >= self.n for p in keep):
+            last = next((p for p in pods if p.end >= self.n), None)
+            if last is not None:
+                keep.append(last)
         return keep
 
     def share(self, svc: str) -> dict[str, np.ndarray]:
