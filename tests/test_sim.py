@@ -663,3 +663,15 @@ def test_promtool_loads_a_bundle_with_every_knob(tmp_path):
         out = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(d / "metrics.om"),
                               str(tmp_path / f"data{i}")], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
+
+
+def test_a_trimmed_fleet_still_shows_the_service_after_a_rollout(tmp_path):
+    """A large fleet is shown through a few pods; after a rollout the new pods carry the
+    service's request metrics, so they do not stop with the old pod's."""
+    inc = generate("bad_deploy", 5, SimOptions(realism="random"))
+    svc = inc.culprit
+    assert len(inc.model.pods[svc]) > 2 and any(p.start > 0 for p in inc.model.pods[svc])  # rolled out, more pods than shown
+    path = write_bundle(inc, tmp_path / "b")
+    last = max(int(line.rsplit(" ", 1)[1]) for line in (Path(path) / "metrics.om").read_text().splitlines()
+               if line.startswith("http_requests_total{") and f'"{svc}"' in line)
+    assert last >= inc.end - 2 * inc.model.step
