@@ -678,13 +678,20 @@ def test_code_defect_supported_when_errors_begin_in_its_own_code():
 ])
 def test_a_connection_failure_logged_by_a_service_is_not_an_error_of_its_own_code(line, own):
     from compass_tui.engine.faults.code_defect import own_new_templates
+
+    ctx = _logged_after_the_onset("pdf-render", "redis-geo", line)
+    assert bool(own_new_templates(ctx, "pdf-render")) == own
+
+
+def _logged_after_the_onset(svc: str, callee: str, line: str) -> Ctx:
+    """svc, calling callee, fails and logs ``line`` ten times after the onset."""
     from compass_tui.engine.logfacts import analyse
     from compass_tui.telemetry.backend import LogLine
 
-    ctx = make_ctx({("error_ratio", "pdf-render"): level(0.001, 0.2)}, edges=[("pdf-render", "redis-geo")])
-    lines = [LogLine(t=at(95) + i, t_ns=int((at(95) + i) * 1e9), labels={"app": "pdf-render"}, line=line) for i in range(10)]
-    ctx.logs = analyse(lines, "app", split_at=ONSET, base_span=3000, post_span=1800, known={"pdf-render", "redis-geo"})
-    assert bool(own_new_templates(ctx, "pdf-render")) == own
+    ctx = make_ctx({("error_ratio", svc): level(0.001, 0.2)}, edges=[(svc, callee)])
+    lines = [LogLine(t=at(95) + i, t_ns=int((at(95) + i) * 1e9), labels={"app": svc}, line=line) for i in range(10)]
+    ctx.logs = analyse(lines, "app", split_at=ONSET, base_span=3000, post_span=1800, known={svc, callee})
+    return ctx
 
 
 @pytest.mark.parametrize("line,own", [
@@ -698,12 +705,8 @@ def test_a_grpc_status_is_the_callees_failure_even_when_it_repeats_the_callees_e
     # A server that failed in its own code sends its error text back; the caller logs it inside
     # the status, and names no host.
     from compass_tui.engine.faults.code_defect import own_new_templates
-    from compass_tui.engine.logfacts import analyse
-    from compass_tui.telemetry.backend import LogLine
 
-    ctx = make_ctx({("error_ratio", "checkout"): level(0.001, 0.2)}, edges=[("checkout", "currency")])
-    lines = [LogLine(t=at(95) + i, t_ns=int((at(95) + i) * 1e9), labels={"app": "checkout"}, line=line) for i in range(10)]
-    ctx.logs = analyse(lines, "app", split_at=ONSET, base_span=3000, post_span=1800, known={"checkout", "currency"})
+    ctx = _logged_after_the_onset("checkout", "currency", line)
     assert bool(own_new_templates(ctx, "checkout")) == own
     assert all(tp.inherited != own for tp in ctx.logs.templates.values())
 

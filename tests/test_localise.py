@@ -108,37 +108,36 @@ def test_robust_z_ignores_an_earlier_burst_in_the_baseline():
 def test_bursts_the_baseline_keeps_having_are_not_an_anomaly():
     """A p99 that sits on a histogram bucket and jumps to three times it for a few minutes
     every quarter of an hour: one more such burst is its noise, a level it never reached is not."""
+    z_burst, z_held, onset = _burst_then_held([(i, 3, 0.3) for i in range(5, 100, 15)], 0.3, 1.5)
+    assert z_burst < 4
+    assert z_held > 10 and onset is not None
+
+
+def _burst_then_held(bursts, burst_level: float, held_level: float):
+    """A p99 on a 0.1 bucket with baseline ``bursts`` (start, length, level): the z of a
+    three-minute burst to ``burst_level`` just before the alert, and the z and onset of a rise
+    to ``held_level`` that holds."""
     g = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=T0 + ALERT_I * STEP, baseline_end=T0 + 100 * STEP)
     rng = np.random.default_rng(7)
     v = 0.1 * (1 + 0.001 * rng.standard_normal(N))
-    for i in range(5, 100, 15):
-        v[i:i + 3] = 0.3
+    for i, n, h in bursts:
+        v[i:i + n] = h
     burst = v.copy()
-    burst[ALERT_I - 4:ALERT_I - 1] = 0.3
-    z, *_ = series_z(g, burst, 1, g.alert_at - 4 * STEP)
-    assert z < 4
+    burst[ALERT_I - 4:ALERT_I - 1] = burst_level
+    z_burst, *_ = series_z(g, burst, 1, g.alert_at - 4 * STEP)
     held = v.copy()
-    held[ALERT_I - 4:] = 1.5
-    z, onset, *_ = series_z(g, held, 1, g.alert_at - 4 * STEP)
-    assert z > 10 and onset is not None
+    held[ALERT_I - 4:] = held_level
+    z_held, onset, *_ = series_z(g, held, 1, g.alert_at - 4 * STEP)
+    return z_burst, z_held, onset
 
 
 def test_a_burst_no_bigger_than_the_biggest_the_baseline_had_is_noise_unless_it_holds():
     """Bursts of every height in the baseline (0.15 to 0.42 over a 0.1 bucket): one of 0.4 near
     the onset that is over in three minutes is no anomaly; the same level held is one."""
-    g = Grid(start=T0, end=T0 + (N - 1) * STEP, step=STEP, alert_at=T0 + ALERT_I * STEP, baseline_end=T0 + 100 * STEP)
-    rng = np.random.default_rng(7)
-    v = 0.1 * (1 + 0.001 * rng.standard_normal(N))
-    for i, h in zip(range(5, 100, 12), (0.15, 0.2, 0.42, 0.16, 0.29, 0.18, 0.33, 0.17)):
-        v[i:i + 2] = h
-    burst = v.copy()
-    burst[ALERT_I - 4:ALERT_I - 1] = 0.4
-    z, *_ = series_z(g, burst, 1, g.alert_at - 4 * STEP)
-    assert z < 3
-    held = v.copy()
-    held[ALERT_I - 4:] = 0.4
-    z, onset, *_ = series_z(g, held, 1, g.alert_at - 4 * STEP)
-    assert z > 4 and onset is not None
+    heights = (0.15, 0.2, 0.42, 0.16, 0.29, 0.18, 0.33, 0.17)
+    z_burst, z_held, onset = _burst_then_held([(i, 2, h) for i, h in zip(range(5, 100, 12), heights)], 0.4, 0.4)
+    assert z_burst < 3
+    assert z_held > 4 and onset is not None
 
 
 def test_an_error_ratio_fifteen_times_its_usual_level_stands_out_over_an_earlier_incident():
