@@ -19,7 +19,7 @@ from compass_tui.engine.faults import get
 from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag, trace_evidence
 from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects
 from compass_tui.engine.faults.base import Facts, Fault
-from compass_tui.engine.faults.network_degradation import _added_s, traced_own
+from compass_tui.engine.faults.network_degradation import spent_inside, traced_own, traced_spans_took
 from compass_tui.engine.graph import median
 from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.localise import FELT
@@ -57,7 +57,7 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
         # traced server spans show the time was spent inside it
         seen = s.kinds("callers").get("latency")
         traced = traced_own(ctx, s.service) if seen is not None else None
-        if traced is None or traced[0] < 1.5 or traced[1] < 0.5 * _added_s(seen):
+        if not spent_inside(traced, seen):
             return None
         lat = seen
     if is_datastore(ctx, s.service):
@@ -117,8 +117,8 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     for m in (trouble + ([lat] if lat else []))[:3]:
         c.evidence.append(moved_evidence(ctx, m))
     if traced is not None:
-        c.evidence.append(trace_evidence(ctx, s.service, f"{s.service}'s own server spans took {traced[0]:.1f}x their usual time "
-                                                         f"({traced[1] * 1000:.0f} ms more): the wait is spent inside it"))
+        c.evidence.append(trace_evidence(ctx, s.service, f"{traced_spans_took(s.service, traced)} ({traced[1] * 1000:.0f} ms more): "
+                                                         "the wait is spent inside it"))
     if own_lines:
         new = own_lines
         c.strength = min(0.95, c.strength + 0.15)

@@ -112,6 +112,22 @@ def traced_own(ctx: Ctx, svc: str) -> tuple[float, float] | None:
     return server_growth(calls), added
 
 
+def spent_inside(traced: tuple[float, float] | None, seen) -> bool:
+    """The callers' wait ``seen`` was spent inside the callee: its traced server spans
+    (``traced_own``) took 1.5x their usual time and grew by half that wait or more."""
+    return traced is not None and traced[0] >= 1.5 and half_the_wait(traced[1], seen)
+
+
+def half_the_wait(added_s: float, seen) -> bool:
+    """A callee whose own time grew by half its callers' added wait ``seen`` or more is slow
+    itself, however noisy its own measure."""
+    return added_s >= 0.5 * added_seconds(seen)
+
+
+def traced_spans_took(svc: str, traced: tuple[float, float]) -> str:
+    return f"{svc}'s own server spans took {traced[0]:.1f}x their usual time"
+
+
 def server_growth(calls: list[EdgeStats]) -> float:
     """How many times longer the callee's own server spans took after the onset than before
     (the median over its traced callers; 1.0 when it cannot be told)."""
@@ -140,18 +156,17 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
     measured_own = own_latency_query(ctx, s.service) != "(none)"
     if own_lat is not None and own_lat.z >= 0.5 * seen.z:
         return None  # the service's own view moved as much: it is slow itself
-    if own_lat is not None and _added_s(own_lat) >= 0.5 * _added_s(seen):
+    if own_lat is not None and half_the_wait(added_seconds(own_lat), seen):
         return None  # its own time grew by half the callers' wait or more: it is slow itself
     traced = None if measured_own else traced_own(ctx, s.service)
-    if traced is not None and traced[0] >= 1.5 and traced[1] >= 0.5 * _added_s(seen):
+    if spent_inside(traced, seen):
         return None  # no server-side metric, but its traced server spans grew as much: it is slow itself
     c = Candidate("network_degradation", s.service, "origin", 0.0, f"calls to {s.service} are slow on the way (callers' view)",
                   seen.onset)
     c.evidence.append(moved_evidence(ctx, seen))
     if traced is not None and traced[0] < 1.5:
         c.strength = min(0.9, strength + 0.1)
-        c.evidence.append(trace_evidence(ctx, s.service, f"{s.service}'s own server spans took {traced[0]:.1f}x their usual time "
-                                                         "while its callers waited"))
+        c.evidence.append(trace_evidence(ctx, s.service, f"{traced_spans_took(s.service, traced)} while its callers waited"))
     elif measured_own:
         c.strength = min(0.9, strength + 0.15)
         c.evidence.append(Evidence(kind="metric", summary=f"{s.service}'s own server-side latency stayed "
@@ -171,7 +186,7 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
     return c
 
 
-def _added_s(m) -> float:
+def added_seconds(m) -> float:
     """Seconds a latency measure added over its baseline (a milliseconds family read so)."""
     scale = 1e-3 if re.search(r"millis|_ms\b", m.series.query) else 1.0
     return (m.peak - m.baseline) * scale
