@@ -14,6 +14,8 @@ $(BIN)/compass: pyproject.toml
 	touch $(BIN)/compass
 
 install: $(BIN)/compass
+	@# bytecode now, so no run compiles the sources (nor pays for it where Python writes none)
+	$(BIN)/python -m compileall -q compass_tui
 
 demo: install
 	$(BIN)/compass demo
