@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compass_tui import DEMO_BUNDLE
 from compass_tui.models import Event, InvestigationRequest
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from compass_tui.models import Report
     from compass_tui.store import Store
 
-DEMO_BUNDLE = Path(__file__).resolve().parent / "data" / "demo.tar.gz"
 """The built-in demo incident, shipped inside the package."""
 
 THEMES = ("dark", "light", "high-contrast")
@@ -215,7 +215,9 @@ async def open_source(options: AppOptions) -> Opened:
             raise SourceError(f"bundle support unavailable: {e}") from None
         try:
             # Loading a bundle (untar, DuckDB) takes a while: off the event loop, so the UI paints.
-            backend = await asyncio.to_thread(open_bundle, src.path)
+            from compass_tui.telemetry import preload  # noqa: PLC0415
+
+            backend = await asyncio.to_thread(open_bundle, src.path, None, preload.claim(src.path))
         except BundleError as e:
             raise SourceError(_one_line(e)) from None
         except OSError as e:

@@ -29,3 +29,11 @@ def test_core_does_not_import_litellm_eagerly():
     code = "import sys\nimport compass_tui.engine, compass_tui.cli\nprint('litellm' in sys.modules)\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_preload_forks_before_anything_heavy_is_imported():
+    # the child parses while the command imports numpy, DuckDB and pydantic: it must not wait for them
+    code = ("import sys\nimport compass_tui.telemetry.preload, compass_tui.commands.investigate, compass_tui.commands.app\n"
+            "print(sorted(m for m in ('numpy', 'duckdb', 'pydantic') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     args.launched_at = time.monotonic()  # what the engineer waits for starts now
     if not _has_terminal(args):
         return run_headless(args)
+    from compass_tui.telemetry import preload  # noqa: PLC0415
+
+    preload.start(getattr(args, "bundle", None))  # parsed while Textual loads
     from compass_tui.tui.app import build_app  # noqa: PLC0415 - Textual only when the app opens
 
     stdin_text = None
@@ -76,6 +79,10 @@ def run_demo(args: argparse.Namespace) -> int:
     import time  # noqa: PLC0415
 
     args.launched_at = time.monotonic()
+    from compass_tui import DEMO_BUNDLE  # noqa: PLC0415
+    from compass_tui.telemetry import preload  # noqa: PLC0415
+
+    preload.start(DEMO_BUNDLE)  # parsed while the app (or the headless engine) loads
     if getattr(args, "json", False) or not sys.stdout.isatty() or not sys.stdin.isatty():
         return _demo_json(args)
     from compass_tui.tui.app import build_app  # noqa: PLC0415

@@ -58,6 +58,10 @@ def run(args) -> int:
     import time
 
     t0 = time.perf_counter()
+    from compass_tui.telemetry import preload
+
+    # the bundle is parsed in a child while this process imports the engine
+    preload.start(getattr(args, "bundle", None))
     from compass_tui.service import SourceError, open_source, open_store, resolve_options
 
     if not getattr(args, "bundle", None) and not getattr(args, "alert", None):

@@ -56,6 +56,7 @@ from compass_tui.telemetry.bundle_reader import (
     read_incident,
     read_manifest,
 )
+from compass_tui.telemetry.preload import Preload
 
 __all__ = ["BundleBackend", "BundleError", "BundleSeriesSource", "open_bundle"]
 
@@ -265,8 +266,10 @@ class BundleBackend:
     ``(signal, reason)`` for optional files missing or partly unreadable, ``window`` is the
     manifest's window in unix seconds and ``step`` its step."""
 
-    def __init__(self, path: Path, loc: BundleLocation, db_path: str | None = None):
+    def __init__(self, path: Path, loc: BundleLocation, db_path: str | None = None,
+                 preparsed: Preload | None = None):
         self.path = path
+        self._pre = preparsed
         self.source = f"bundle:{path.name}"
         self._loc = loc
         self.degraded: list[tuple[str, str]] = list(loc.notes)
@@ -312,6 +315,14 @@ class BundleBackend:
         except OSError as e:
             raise BundleError(name, f"cannot read: {e.strerror or e}") from None
 
+    def _parsed(self, name: str, parse: Any) -> Any:
+        """``parse`` of the bundle file ``name``, or what a preload already parsed of it."""
+        if self._pre is not None:
+            done = self._pre.result().get(name)
+            if done is not None:
+                return done
+        return parse(self._read(name))
+
     def _degrade(self, signal: str, reason: str, available: bool) -> None:
         self.degraded.append((signal, reason))
         if not available:
@@ -335,7 +346,7 @@ class BundleBackend:
         con.execute("CREATE OR REPLACE TABLE samples (sid INTEGER, t DOUBLE, v DOUBLE)")
         if self._absent("metrics", "metrics.om"):
             return
-        data = parse_openmetrics(self._read("metrics.om"))  # BundleError on a bad line
+        data = self._parsed("metrics.om", parse_openmetrics)  # BundleError on a bad line
         for w in data.warnings:
             self._degrade("metrics", w, True)
         self.metric_types = data.types
@@ -367,7 +378,7 @@ class BundleBackend:
         if self._absent("logs", "logs.json"):
             return
         try:
-            data: LogsData = parse_logs(self._read("logs.json"))
+            data: LogsData = self._parsed("logs.json", parse_logs)
         except (ValueError, BundleError) as e:
             self._degrade("logs", str(e), False)
             return
@@ -399,7 +410,7 @@ class BundleBackend:
         if self._absent("traces", "traces.json"):
             return
         try:
-            spans, problems = parse_traces(self._read("traces.json"))
+            spans, problems = self._parsed("traces.json", parse_traces)
         except (ValueError, BundleError) as e:
             self._degrade("traces", str(e), False)
             return
@@ -848,20 +859,28 @@ class BundleBackend:
         return res
 
 
-def open_bundle(path: str | Path, db_path: str | None = None) -> BundleBackend:
+def open_bundle(path: str | Path, db_path: str | None = None, preparsed: Preload | None = None) -> BundleBackend:
     """Open the bundle at ``path`` (a directory, or a ``.tar.gz`` of one) and load it.
 
     Raises :class:`BundleError` for a bundle that cannot be read: not a bundle, a truncated
     archive, a missing or malformed ``bundle.json``/``incident.json``, a malformed line in
     ``metrics.om``. Problems in the other optional files become ``degraded`` entries.
-    ``db_path`` None keeps the DuckDB database in memory."""
-    p = Path(path)
+    ``db_path`` None keeps the DuckDB database in memory; ``preparsed`` is a preload of the
+    same bundle (see :mod:`compass_tui.telemetry.preload`) whose results are used when valid."""
+    try:
+        return _open(Path(path), db_path, preparsed)
+    finally:
+        if preparsed is not None:  # read by now, or never to be: stop the child
+            preparsed.cancel()
+
+
+def _open(p: Path, db_path: str | None, preparsed: Preload | None) -> BundleBackend:
     try:
         loc = locate_bundle(p)
     except OSError as e:  # unreadable file or directory, full temporary disk
         raise BundleError(p.name, f"cannot read: {e.strerror or e}") from None
     try:
-        return BundleBackend(p, loc, db_path)
+        return BundleBackend(p, loc, db_path, preparsed)
     except OSError as e:
         loc.cleanup()
         raise BundleError(p.name, f"cannot read: {e.strerror or e}") from None
