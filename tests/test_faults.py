@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from compass_tui.engine import agents
-from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.context import Candidate, Ctx, confidence
 from compass_tui.engine.discovery import SigSeries, Stack
 from compass_tui.engine.disproof import run_checks, status_of
 from compass_tui.engine.faults import REGISTRY, fault_ids, get
@@ -879,3 +879,31 @@ def test_every_fault_has_a_supporting_and_a_disproving_test_here():
     short = {f: named.get(f, 0) for f in fault_ids() if named.get(f, 0) < 2}
     assert not short, f"faults with fewer than two rule tests: {short}"
     assert get("other:kafka-lag") is None
+
+
+def _cpu_moved(ctx: Ctx, svc: str, z: float, i: int) -> Suspect:
+    return _suspect(ctx, svc, [Moved(signal="cpu_cores", kind="cpu", view="own", z=z, onset=at(i),
+                                     series=ctx.series("cpu_cores", svc), sev=z / 3)])
+
+
+def test_a_cpu_rise_several_services_share_is_not_one_service_s_saturation():
+    # at the same minute three other services' CPU rose too little to be candidates, but the
+    # localisation saw them leave their baselines about as far: the load, a host, a batch job
+    def cpu(others_z: float, caller_slowed: bool = True) -> Candidate:
+        series = {("cpu_cores", "orders-db"): level(1.9, 3.3, 86), ("latency_p99", "api"): level(0.2, 2.0 if caller_slowed else 0.2, 87)}
+        for n, s in enumerate(("api", "cart", "search")):
+            series[("cpu_cores", s)] = level(1.0, 1.3, 86, seed=n + 2)
+        ctx = make_ctx(series, edges=[("api", "orders-db")], affected={"api": at(87)} if caller_slowed else {})
+        ctx.suspects = [_cpu_moved(ctx, "orders-db", 20, 86)] + [_cpu_moved(ctx, s, others_z, 86) for s in ("api", "cart", "search")]
+        return found(all_candidates(ctx), "cpu_saturation", "orders-db")
+    shared, alone = cpu(12), cpu(4)
+    assert any("a shared cause is as likely" in d.detail for d in shared.checks)
+    # a rise five times bigger than the others' is not the one they share
+    assert not any("shared cause" in d.detail for d in alone.checks)
+    assert confidence(shared) < confidence(alone)
+    assert status_of(alone) == "supported"
+    # ... and a shared rise that nothing shows mattered here (its caller did not slow) is not
+    # shown as this service's saturation
+    quiet = cpu(12, caller_slowed=False)
+    assert any("nothing shows the CPU mattered" in e.summary for e in quiet.evidence)
+    assert status_of(quiet) == "inconclusive" and status_of(shared) == "supported"

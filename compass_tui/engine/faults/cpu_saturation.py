@@ -27,6 +27,8 @@ class CpuFacts(Facts):
     """Which CPU signal carried the rise (cpu_util, cpu_throttle or cpu_cores, or per pod)."""
     pod: str | None = None
     """The one pod whose CPU rose, when a per-pod series carried it."""
+    mattered: bool = True
+    """False when nothing (a latency of its own, a limit, a caller that slowed) shows it did."""
 
 
 def detect(ctx: Ctx) -> list[Candidate]:
@@ -114,22 +116,45 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
         # callers (the graph holds those that client metrics name too) can show that the CPU
         # mattered, and none of those seen did
         c.strength *= 0.75
+        c.facts.mattered = False
         c.evidence.append(ctx.metric_evidence(s, f"{svc} has no latency of its own and no CPU limit, and none of its "
                                               "callers seen slowed: nothing shows the CPU mattered", supports=False))
     return c
 
 
+def _cpu_moves(ctx: Ctx):
+    for sus in ctx.suspects:
+        for m in sus.moved:
+            if m.kind == "cpu" and m.view == "own" and m.onset is not None:
+                yield sus.service, m
+
+
+def cpu_rose_with(ctx: Ctx, svc: str, at: float) -> set[str]:
+    """Other services whose own CPU the localisation saw leave its baseline within a step of
+    ``at``, by at least half as far as ``svc``'s did: a rise many times bigger than the rest is
+    not the one they share."""
+    own = max((m.z for s, m in _cpu_moves(ctx) if s == svc), default=0.0)
+    return {s for s, m in _cpu_moves(ctx)
+            if s != svc and abs(m.onset - at) <= ctx.grid.step and m.z >= 0.5 * own}
+
+
 def shared_cause(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
     """Three or more services whose CPU rose in the same step share a cause (load, a noisy
     host, a batch job), which one service's own CPU does not explain: each counts less, and a
-    surge into them that came no later explains them (the surge rules weigh that)."""
+    surge into them that came no later explains them (the surge rules weigh that). Services
+    whose CPU rose too little to be a candidate count as well: the localisation saw them move."""
     cpus = [c for c in by_fault.get("cpu_saturation", []) if c.cause_onset is not None]
     for c in cpus:
         together = [o for o in cpus if abs(o.cause_onset - c.cause_onset) <= ctx.grid.step]
-        if len(together) >= 3:
+        others = sorted(({o.service for o in together} | cpu_rose_with(ctx, c.service, c.cause_onset)) - {c.service})
+        if len(others) >= 2:
             c.factor *= 0.7
-            c.check("competing_explanation", None, f"{len(together)} services' CPU rose in the same step "
-                    f"({', '.join(sorted(o.service for o in together if o is not c)[:3])}, ...): a shared cause is as likely")
+            c.check("competing_explanation", None, f"{len(others) + 1} services' CPU rose in the same step "
+                    f"({', '.join(others[:3])}, ...): a shared cause is as likely")
+            if isinstance(c.facts, CpuFacts) and not c.facts.mattered:
+                # a shared rise that nothing shows mattered here: the data cannot support this
+                # service's saturation over the others'
+                c.strength = min(c.strength, 0.45)
             surges = [s for s in by_fault.get("traffic_surge", []) if s.cause_onset is not None
                       and s.cause_onset <= c.cause_onset + ctx.grid.step and s.strength >= 0.5
                       and not any(d.result == "failed" for d in s.checks)]
