@@ -907,3 +907,31 @@ def test_a_cpu_rise_several_services_share_is_not_one_service_s_saturation():
     quiet = cpu(12, caller_slowed=False)
     assert any("nothing shows the CPU mattered" in e.summary for e in quiet.evidence)
     assert status_of(quiet) == "inconclusive" and status_of(shared) == "supported"
+
+
+def test_code_defect_of_a_service_flooded_from_above_is_load_even_though_its_successes_fell():
+    # cart got twice its requests and failed most of them; where web, its caller, got twice its
+    # own too, the extra requests came from above (load), not from web retrying cart's failures
+    def cart(web_after: float) -> Candidate:
+        ctx = make_ctx({("error_ratio", "cart"): level(0.001, 0.6, 89), ("request_rate", "cart"): level(10, 20, 88),
+                        ("ok_rate", "cart"): level(10, 8, 88), ("request_rate", "web"): level(50, web_after, 88)},
+                       edges=[("web", "cart")], symptom="web", affected={"cart": ONSET, "web": ONSET})
+        ctx.suspects = [_suspect(ctx, "cart", [_moved(ctx, "error_ratio", "errors", "own", "cart", 30, 0.001, 0.6)])]
+        cands = origin(ctx)
+        run_checks(ctx, cands)
+        return found(cands, "code_defect", "cart")
+    flooded, retried = cart(100), cart(50)
+    assert any("load, not its code" in d.detail for d in flooded.checks) and status_of(flooded) == "disproven"
+    assert not any("load, not its code" in d.detail for d in retried.checks)
+
+
+def test_code_defect_of_a_service_that_counts_no_requests_reads_its_load_from_its_callers():
+    def cart(calls_after: float) -> Candidate:
+        ctx = make_ctx({("error_ratio", "cart"): level(0.001, 0.6, 89), ("client_rate", "web|cart"): level(10, calls_after, 88)},
+                       edges=[("web", "cart")], symptom="web", affected={"cart": ONSET, "web": ONSET})
+        ctx.suspects = [_suspect(ctx, "cart", [_moved(ctx, "error_ratio", "errors", "own", "cart", 30, 0.001, 0.6)])]
+        cands = origin(ctx)
+        run_checks(ctx, cands)
+        return found(cands, "code_defect", "cart")
+    assert any("load, not its code" in d.detail for d in cart(25).checks)
+    assert not any("load, not its code" in d.detail for d in cart(10).checks)

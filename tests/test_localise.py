@@ -517,3 +517,23 @@ def test_a_spike_of_the_noisy_alerting_service_that_was_over_before_the_alert_is
     top = report.hypotheses[0]
     assert top.service == "cart" and top.status != "disproven"
 
+
+
+def test_a_dependency_that_failed_a_little_does_not_explain_a_caller_that_failed_a_lot(tmp_path):
+    # currency's failures went from 0.1 % to 1 % and its latency up by a fifth, a little
+    # before cart's went to 20 % and three times: currency cannot have passed that up
+    rng = np.random.default_rng(13)
+
+    def defect(lat, err, cpu, client):
+        err["currency"][ALERT_I - 6:] += 0.01
+        lat["currency"][ALERT_I - 6:] *= 1.2
+        client[("cart", "currency")][ALERT_I - 6:] *= 1.2
+        err["cart"][ALERT_I - 4:] += 0.2
+        lat["cart"][ALERT_I - 4:] *= 3
+        err["frontend"][ALERT_I - 3:] += 0.15
+        lat["frontend"][ALERT_I - 3:] *= 2
+        client[("frontend", "cart")][ALERT_I - 3:] *= 3
+
+    report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
+    assert [s.service for s in report.suspects[:2]] == ["cart", "currency"]
+    assert (report.hypotheses[0].fault, report.hypotheses[0].service) == ("code_defect", "cart")

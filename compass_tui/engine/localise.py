@@ -10,6 +10,7 @@ discovery already queried; each suspect keeps the queries behind its score.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -454,6 +455,51 @@ def _common_caller(moved: dict[str, list[Moved]], reporting: set[str]) -> None:
                     moved.setdefault(caller, []).append(replace(m, view="own", sev=m.sev * 0.8))
 
 
+RATIO_SIGNALS = ("error_ratio", "client_error_ratio")
+_RATIO_NAME = re.compile(r"ratio|fraction|share|:errors$", re.I)
+
+
+def _is_share(m: Moved) -> bool:
+    """Is this errors series a share of calls that failed (0..1)?"""
+    return (m.signal in RATIO_SIGNALS or bool(_RATIO_NAME.search(m.signal))) and 0.0 <= m.baseline <= m.peak <= 1.0
+
+
+FAN_OUT = 3.0
+"""A request may call a dependency a few times: each call can fail it, or land in its tail."""
+_MEAN_NAME = re.compile(r"mean|avg|average|_count$", re.I)
+
+
+def _is_mean(m: Moved) -> bool:
+    return m.signal == "latency_mean" or (m.signal.startswith("g:") and bool(_MEAN_NAME.search(m.signal)))
+
+
+def explainable(s: Suspect, theirs: dict[str, Moved]) -> float:
+    """How much of ``s``'s latency and errors a dependency's (``theirs``: its moved series per
+    kind, or ``s``'s own outbound calls) could have passed up, 0..1, weighted by how far each
+    moved. A caller waiting on a dependency slows on average by at most the factor the
+    dependency slowed by (a tail quantile, a few times that), and fails at most a few times as
+    many more calls as the dependency does: a callee whose failures went from 0.4 % to 1.3 %
+    does not explain a caller that went from 0.6 % to 19 %.
+    A kind that cannot be compared (the dependency shows none of it, or in other units) is not
+    held against the dependency."""
+    num = den = 0.0
+    for kind, m in s.kinds().items():
+        if kind not in ("latency", "errors"):
+            continue
+        d = theirs.get(kind)
+        part = 1.0
+        if d is not None and all(np.isfinite(x) for x in (m.baseline, m.peak, d.baseline, d.peak)):
+            if kind == "latency" and m.baseline > 0 and d.baseline > 0 and m.peak > m.baseline:
+                # a mean cannot grow by more than the factor; a quantile of several calls can
+                k = 1.0 if _is_mean(m) and _is_mean(d) else FAN_OUT
+                part = min(1.0, k * max(0.0, d.peak / d.baseline - 1.0) / (m.peak / m.baseline - 1.0))
+            elif kind == "errors" and _is_share(m) and _is_share(d) and m.peak > m.baseline:
+                part = min(1.0, FAN_OUT * max(0.0, d.peak - d.baseline) / (m.peak - m.baseline))
+        num += m.sev * part
+        den += m.sev
+    return num / den if den > 0 else 1.0
+
+
 def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
     """A service whose latency or errors only echo a dependency's trouble yields to it: a
     dependency in the graph in trouble no later than it, or its own outbound calls slowing or
@@ -464,8 +510,9 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
     felt = {k: sum(m.sev for kk, m in s.kinds().items() if kk in FELT) for k, s in suspects.items()}
     for svc, s in suspects.items():
         deps = [d for d in graph.callees(svc) if d in suspects] if graph.known else []
-        waited = sum(m.sev for k, m in s.kinds(OUTBOUND).items() if k in FELT and m.onset is not None
-                     and (s.onset is None or m.onset <= s.onset + tol))
+        calls = {k: m for k, m in s.kinds(OUTBOUND).items() if k in FELT and m.onset is not None
+                 and (s.onset is None or m.onset <= s.onset + tol)}
+        waited = sum(m.sev for m in calls.values()) * (explainable(s, calls) if calls else 1.0)
         if not deps and waited <= 0:
             continue
         own = s.kinds()
@@ -474,14 +521,15 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
         rest = sum(m.sev for k, m in own.items() if k not in INHERITABLE)
         if inh <= 0:
             continue
-        # the dependency that explains most: trouble of its own no later than this service's
+        # the dependency that explains most: trouble of its own no later than this service's,
+        # as far as it is big enough to explain this service's
         blame = []
         for d in deps:
             ds = suspects[d]
             if s.onset is not None and ds.onset is not None and ds.onset > s.onset + tol:
                 continue
             if felt[d] > 0:
-                blame.append((felt[d], d))
+                blame.append((felt[d] * explainable(s, ds.kinds()), d))
         if not blame and waited <= 0:
             continue
         blame.sort(reverse=True)

@@ -20,9 +20,10 @@ from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag, tr
 from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects
 from compass_tui.engine.faults.base import Facts, Fault
 from compass_tui.engine.faults.network_degradation import spent_inside, traced_own, traced_spans_took
+from compass_tui.engine.faults.traffic_surge import load_rose
 from compass_tui.engine.graph import median
 from compass_tui.engine.logfacts import INHERITED
-from compass_tui.engine.localise import FELT
+from compass_tui.engine.localise import FELT, explainable
 from compass_tui.engine.timeseries import fmt_time
 
 
@@ -79,8 +80,10 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     # a service that only slowed is explained by a dependency that slowed, saturated or went
     # away, not by a few more failed calls to it (a failed call returns, it does not wait)
     explains = (FELT | {"saturation"}) if trouble else {"latency", "saturation", "availability"}
+    # ... nor one whose latency and errors are too small to have been passed up as this one's
     minor = sorted(d for d in graph.callees(s.service) & sick if max(
-        (m.sev for k, m in by_name[d].kinds().items() if k in explains), default=0.0) < MINOR_SHARE * worst)
+        (m.sev for k, m in by_name[d].kinds().items() if k in explains), default=0.0) < MINOR_SHARE * worst
+        or explainable(s, by_name[d].kinds()) < MINOR_SHARE)
     # its own calls to a dependency that failed or slowed as early are the plainest sign of a
     # sick dependency, however little else of that dependency is seen
     sick |= {d for d in graph.callees(s.service) if d in by_name and any(
@@ -149,6 +152,19 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     def in_time(onset: float | None) -> bool:
         return onset is not None and (t0 is None or onset <= t0)
 
+    if ok and not (rr is not None and rr.rose and rr.ratio >= 1.5 and in_time(rr.onset)):
+        # ... unless more arrived from above: a caller that itself received more sent it
+        total = ctx.chg("request_rate", s.service, 1, rel_floor=0.15, k=3.0, must_hold=False)
+        if total is not None and total.rose and total.ratio >= 1.5 and in_time(total.onset) and \
+                any(ctx.series("request_rate", u) is not None and load_rose(ctx, u) for u in ctx.graph.callers(s.service)):
+            rr = total
+    if rr is None and load is None and not ok:
+        # no request count of its own: its callers count the calls they sent it
+        for key in ctx.stack.signals.get("client_rate", {}):
+            if key.endswith("|" + s.service):
+                ch = ctx.chg("client_rate", key, 1, rel_floor=0.15, k=3.0, must_hold=False)
+                if ch is not None and ch.rose and (rr is None or ch.ratio > rr.ratio):
+                    rr = ch
     if (rr is not None and rr.rose and rr.ratio >= 1.5 and in_time(rr.onset)) or \
             (load is not None and load.baseline > 0 and load.peak >= 1.5 * load.baseline and load.sev >= 1.0 and in_time(load.onset)):
         c.check("competing_explanation", False, f"{s.service} received more requests as its trouble began: load, not its code", 0.5)
