@@ -31,7 +31,7 @@ SINGLE_VALUED = ("temporal_precedence", "scope", "magnitude")
 
 
 def _ctx(onset: float = 10_000.0, tol: float = 180.0, step: float = 30.0) -> SimpleNamespace:
-    return SimpleNamespace(onset=onset, tol=tol, grid=SimpleNamespace(step=step))
+    return SimpleNamespace(onset=onset, tol=tol, grid=SimpleNamespace(step=step), suspects=[])
 
 
 def assert_agrees(strategy: str, result: str, detail: str) -> None:
