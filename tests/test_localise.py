@@ -99,7 +99,7 @@ def test_robust_z_ignores_an_earlier_burst_in_the_baseline():
     v = _noise(rng, 1.0)
     v[30:40] *= 8  # an earlier incident
     v[ALERT_I - 2:] *= 5
-    z, onset, base, peak = series_z(g, v, 1, g.alert_at)
+    z, onset, base, peak, *_ = series_z(g, v, 1, g.alert_at)
     assert z > 10
     assert g.alert_at - 5 * STEP <= onset <= g.alert_at
     assert base == pytest.approx(1.0, rel=0.1)
@@ -150,7 +150,7 @@ def test_an_error_ratio_fifteen_times_its_usual_level_stands_out_over_an_earlier
     v = np.abs(_noise(rng, 0.002, 0.3))
     v[20:45] = np.abs(_noise(rng, 0.4, 0.05))[20:45]  # an earlier incident, a third of the baseline
     v[ALERT_I - 8:] = np.abs(_noise(rng, 0.03, 0.1))[ALERT_I - 8:]
-    z, onset, base, _ = series_z(g, v, 1, g.alert_at - 8 * STEP, abs_floor=ABS_FLOORS["error_ratio"])
+    z, onset, base, *_ = series_z(g, v, 1, g.alert_at - 8 * STEP, abs_floor=ABS_FLOORS["error_ratio"])
     assert z >= 3 and onset is not None
     assert base == pytest.approx(0.002, rel=0.5)
 
@@ -354,10 +354,11 @@ def test_tempo_service_graph_metrics_place_the_culprit_behind_the_layer_in_front
 
 
 def _a_rare_caller_and_a_busy_one(rng, with_rates: bool):
-    """batch serves one request a minute and fails one of them for a few minutes (50 %, 0 %);
+    """batch serves one request a minute and from a few minutes before the alert fails one of
+    them now and then (50 %, 0 %);
     cart serves fifty a second and three in a hundred start failing."""
     avail = {"batch": np.ones(N), "cart": np.clip(_noise(rng, 0.999, 0.0005), 0, 1), "frontend": np.clip(_noise(rng, 0.999, 0.0005), 0, 1)}
-    avail["batch"][ALERT_I - 5:ALERT_I - 1] = [0.5, 0.0, 0.5, 0.0]
+    avail["batch"][ALERT_I - 5:] = np.resize([0.5, 0.0, 0.5, 1.0], N - ALERT_I + 5)
     avail["cart"][ALERT_I - 3:] -= 0.03
     avail["frontend"][ALERT_I - 2:] -= 0.02
     series = {("svc_availability_ratio", (("service", s),)): v for s, v in avail.items()}
@@ -537,3 +538,24 @@ def test_a_dependency_that_failed_a_little_does_not_explain_a_caller_that_failed
     report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
     assert [s.service for s in report.suspects[:2]] == ["cart", "currency"]
     assert (report.hypotheses[0].fault, report.hypotheses[0].service) == ("code_defect", "cart")
+
+
+def test_a_dependency_whose_failures_were_over_at_once_does_not_explain_a_caller_that_kept_failing(tmp_path):
+    # currency failed a third of its calls, five times slower, for two minutes and was healthy
+    # again; cart, which calls it, began failing a fifth of its requests, twice slower, as
+    # currency's burst began and stayed there: a blip over at once is not what cart kept passing up
+    rng = np.random.default_rng(17)
+
+    def defect(lat, err, cpu, client):
+        err["currency"][ALERT_I - 6:ALERT_I - 4] += 0.3
+        lat["currency"][ALERT_I - 6:ALERT_I - 4] *= 5
+        client[("cart", "currency")][ALERT_I - 6:ALERT_I - 4] *= 5
+        err["cart"][ALERT_I - 6:] += 0.2
+        lat["cart"][ALERT_I - 6:] *= 2
+        err["frontend"][ALERT_I - 5:] += 0.15
+        lat["frontend"][ALERT_I - 5:] *= 1.5
+        client[("frontend", "cart")][ALERT_I - 5:] *= 2
+
+    report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
+    assert report.suspects[0].service == "cart", [(s.service, s.score, s.inherited_from) for s in report.suspects[:3]]
+    assert report.hypotheses[0].service == "cart", [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]

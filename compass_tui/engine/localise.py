@@ -114,6 +114,10 @@ class Moved:
     sev: float
     baseline: float = float("nan")
     peak: float = float("nan")
+    held: float = float("nan")
+    """The series' median from its onset on: where it stayed, against where it peaked."""
+    held_z: float = 0.0
+    """How far that median is past the baseline, in the same robust units as ``z``."""
     common: tuple[str, ...] = ()
     """Callers' view only: the other peers whose calls from the same caller slowed at once
     (the caller is the common factor)."""
@@ -159,7 +163,7 @@ def _sev(z: float) -> float:
 
 def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: float = 0.0, abs_floor: float = 0.0,
              share_of_good: float = 0.0):
-    """(z, onset, baseline, peak) of one series: how far it went past a robust baseline in the
+    """(z, onset, baseline, peak, held, held_z) of one series: how far it went past a robust baseline in the
     incident window, in its bad direction (either for direction 0). ``share_of_good``: the
     series is a share of requests that went well (availability, success ratio) out of this
     much (1, or 100 for a percentage), so its level is how much failed (99.9 % to 97 % is 30
@@ -207,12 +211,14 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
     # one stray point is not a change: the second highest when there are enough points
     z = float(top[1]) if len(top) >= 4 and step < 120 else float(top[0]) * (1.0 if step >= 120 else 0.8)
     first = None
+    first_i = None
     tw = t[wmask]
     run = 2 if step < 120 else 1
     above = w >= Z_ON
     for i in range(len(w)):
         if above[i] and (run == 1 or (i + 1 < len(w) and above[i + 1])):
             first = float(tw[i]) - lag
+            first_i = i
             # a series that keeps having bursts (a p99 flicking between histogram buckets): a
             # burst that does not hold counts only by how far it passed its biggest one
             if step < 120 and np.mean(above[i:i + 10]) < 0.5:
@@ -221,7 +227,11 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
                     z *= Z_ON / max(peaks)
             break
     peak_i = int(np.argmax(w))
-    return z, first, med, float(values[wmask][peak_i])
+    vw = values[wmask]
+    after = vw[first_i:] if first_i is not None else vw[:0]
+    held = float(np.median(after)) if len(after) else float("nan")
+    held_z = float(np.median(w[first_i:])) if first_i is not None else 0.0
+    return z, first, med, float(vw[peak_i]), held, held_z
 
 
 def _over_before(t: np.ndarray, finite: np.ndarray, dev: np.ndarray, onset: float, step: float) -> np.ndarray:
@@ -348,7 +358,7 @@ def localise(ctx: Ctx) -> list[Suspect]:
         r = series_z(g, s.values, direction, onset, rate_lag(s.query, g.step), floor, share_of_good(sig, kind, s))
         if r is None:
             continue
-        z, first, base, peak = r
+        z, first, base, peak, held, held_z = r
         sev = _sev(z)
         if sev <= 0:
             continue
@@ -358,7 +368,7 @@ def localise(ctx: Ctx) -> list[Suspect]:
         if not target:
             continue
         w = WEIGHTS.get(kind, 0.3) * (0.3 if view == "callers" and kind == "traffic" else 1.0)
-        moved.setdefault(target, []).append(Moved(sig, kind, view, z, first, s, sev * w, base, peak))
+        moved.setdefault(target, []).append(Moved(sig, kind, view, z, first, s, sev * w, base, peak, held, held_z))
     if ctx.logs is not None:
         _log_moves(ctx, moved)
     _common_caller(moved, series_services(ctx))
@@ -382,6 +392,7 @@ def localise(ctx: Ctx) -> list[Suspect]:
         suspects[svc] = Suspect(svc, raw, raw, first, sorted(ms, key=lambda m: -m.sev), pod=pods[0] if len(set(pods)) == 1 else None)
 
     _inherit(ctx, suspects)
+    _over(ctx, suspects)
     _alerting_front(ctx, suspects)
     _timing(ctx, suspects)
     _on_path(ctx, suspects)
@@ -473,13 +484,27 @@ def _is_mean(m: Moved) -> bool:
     return m.signal == "latency_mean" or (m.signal.startswith("g:") and bool(_MEAN_NAME.search(m.signal)))
 
 
+def _passed(kind: str, m: Moved, d: Moved, mine: float, theirs: float) -> float | None:
+    """How much of a caller's rise to ``mine`` a dependency at ``theirs`` could have passed up
+    (both against their own baselines), or None where the two cannot be compared."""
+    if kind == "latency" and m.baseline > 0 and d.baseline > 0 and mine > m.baseline:
+        # a mean cannot grow by more than the factor; a quantile of several calls can
+        k = 1.0 if _is_mean(m) and _is_mean(d) else FAN_OUT
+        return min(1.0, k * max(0.0, theirs / d.baseline - 1.0) / (mine / m.baseline - 1.0))
+    if kind == "errors" and _is_share(m) and _is_share(d) and mine > m.baseline:
+        return min(1.0, FAN_OUT * max(0.0, theirs - d.baseline) / (mine - m.baseline))
+    return None
+
+
 def explainable(s: Suspect, theirs: dict[str, Moved]) -> float:
     """How much of ``s``'s latency and errors a dependency's (``theirs``: its moved series per
     kind, or ``s``'s own outbound calls) could have passed up, 0..1, weighted by how far each
     moved. A caller waiting on a dependency slows on average by at most the factor the
     dependency slowed by (a tail quantile, a few times that), and fails at most a few times as
     many more calls as the dependency does: a callee whose failures went from 0.4 % to 1.3 %
-    does not explain a caller that went from 0.6 % to 19 %.
+    does not explain a caller that went from 0.6 % to 19 %. Where the caller's trouble held,
+    the same goes for where both stayed: a dependency's blip that was over at once does not
+    explain a caller that stayed failing.
     A kind that cannot be compared (the dependency shows none of it, or in other units) is not
     held against the dependency."""
     num = den = 0.0
@@ -489,12 +514,12 @@ def explainable(s: Suspect, theirs: dict[str, Moved]) -> float:
         d = theirs.get(kind)
         part = 1.0
         if d is not None and all(np.isfinite(x) for x in (m.baseline, m.peak, d.baseline, d.peak)):
-            if kind == "latency" and m.baseline > 0 and d.baseline > 0 and m.peak > m.baseline:
-                # a mean cannot grow by more than the factor; a quantile of several calls can
-                k = 1.0 if _is_mean(m) and _is_mean(d) else FAN_OUT
-                part = min(1.0, k * max(0.0, d.peak / d.baseline - 1.0) / (m.peak / m.baseline - 1.0))
-            elif kind == "errors" and _is_share(m) and _is_share(d) and m.peak > m.baseline:
-                part = min(1.0, FAN_OUT * max(0.0, d.peak - d.baseline) / (m.peak - m.baseline))
+            peak = _passed(kind, m, d, m.peak, d.peak)
+            part = 1.0 if peak is None else peak
+            if m.held_z >= Z_ON and np.isfinite(m.held) and np.isfinite(d.held):
+                held = _passed(kind, m, d, m.held, d.held)
+                if held is not None:
+                    part = min(part, held)
         num += m.sev * part
         den += m.sev
     return num / den if den > 0 else 1.0
@@ -539,6 +564,20 @@ def _inherit(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
         kept = inh * (1.0 - 0.7 * share) + rest
         total = inh + rest
         s.score = s.raw * (kept / total if total > 0 else 1.0)
+
+
+def _over(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
+    """A service whose every signal was back near its baseline from its onset on (a blip, a
+    restart) while the alerting service's latency or errors held is not what kept the alert
+    firing: it yields to the services whose trouble lasted."""
+    a = suspects.get(ctx.symptom_service or "")
+    if a is None or not any(m.held_z >= Z_ON for k, m in a.kinds().items() if k in FELT):
+        return
+    for s in suspects.values():
+        if s is a:
+            continue
+        if not any(m.held_z >= Z_ON for m in s.moved if m.view != OUTBOUND):
+            s.score *= 0.5
 
 
 def _alerting_front(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
