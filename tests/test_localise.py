@@ -559,3 +559,34 @@ def test_a_dependency_whose_failures_were_over_at_once_does_not_explain_a_caller
     report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
     assert report.suspects[0].service == "cart", [(s.service, s.score, s.inherited_from) for s in report.suspects[:3]]
     assert report.hypotheses[0].service == "cart", [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+
+
+def _unmeasured_callee(rng, cart_cpu: bool):
+    """frontend -> cart -> currency; cart exports no request metric of its own (its CPU only,
+    when ``cart_cpu``), and frontend's calls to it begin to fail, a fifth of them."""
+    series = {}
+    for s, base in (("frontend", 0.08), ("currency", 0.01)):
+        series[("svc_response_time_seconds", (("service", s),))] = _noise(rng, base)
+        series[("svc_error_ratio", (("service", s),))] = np.abs(_noise(rng, 0.001, 0.5))
+    for s in ("frontend", "currency") + (("cart",) if cart_cpu else ()):
+        series[("svc_cpu_usage_cores", (("service", s), ("pod", f"{s}-7d9f8-abcde")))] = _noise(rng, 0.2)
+    calls = np.abs(_noise(rng, 0.001, 0.5))
+    calls[ALERT_I - 4:] += 0.2
+    series[("svc_error_ratio", (("service", "frontend"),))][ALERT_I - 3:] += 0.15
+    series[("client_call_error_ratio", (("service", "frontend"), ("peer_service", "cart")))] = calls
+    series[("client_call_error_ratio", (("service", "cart"), ("peer_service", "currency")))] = np.abs(_noise(rng, 0.001, 0.5))
+    series[("client_call_latency_seconds", (("service", "frontend"), ("peer_service", "cart")))] = _noise(rng, 0.035)
+    return series
+
+
+def test_failures_of_a_service_only_its_callers_count_are_read_as_its_code_but_never_shown_as_supported(tmp_path):
+    report = _investigate(_write(tmp_path / "a", _unmeasured_callee(np.random.default_rng(19), True), "frontend"))
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("code_defect", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    assert top.status == "inconclusive"
+    assert any("client_call_error_ratio" in e.query for e in top.evidence)
+    assert any(d.result == "skipped" and "counts no failures of its own" in d.detail for d in top.disproof)
+    # a third party (no telemetry of its own at all) failing is not a code defect of the team's
+    report = _investigate(_write(tmp_path / "b", _unmeasured_callee(np.random.default_rng(19), False), "frontend"))
+    assert not any((h.fault, h.service) == ("code_defect", "cart") for h in report.hypotheses), \
+        [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from compass_tui.engine.context import Ctx
 from compass_tui.engine.faults._common import DB_NAME, rel
-from compass_tui.engine.localise import Moved, Suspect
+from compass_tui.engine.localise import KNOWN_SIGNALS, Moved, Suspect
 from compass_tui.engine.timeseries import fmt_time
 from compass_tui.models import Evidence
 
@@ -32,16 +32,38 @@ def moved_evidence(ctx: Ctx, m: Moved, supports: bool = True) -> Evidence:
 
 def own_latency_query(ctx: Ctx, svc: str) -> str:
     """The query of the service's own server-side latency, or "(none)"."""
-    for sig in ("latency_p99", "latency_mean"):
+    return _own_query(ctx, svc, ("latency_p99", "latency_mean"), {"latency"})
+
+
+def own_errors_query(ctx: Ctx, svc: str) -> str:
+    """The query of the service's own server-side failures (or successes), or "(none)"."""
+    return _own_query(ctx, svc, ("error_ratio",), {"errors", "success"})
+
+
+def _own_query(ctx: Ctx, svc: str, names: tuple[str, ...], kinds: set[str]) -> str:
+    """The service's first series under the engine's names, then of these kinds in its own
+    view under whatever names the stack's families were read by."""
+    for sig in names:
         ss = ctx.series(sig, svc)
         if ss is not None:
             return ss.query
     for sig, meta in ctx.stack.generic.items():
-        if meta.kind == "latency" and meta.view == "own":
+        if meta.kind in kinds and meta.view == "own":
             for ss in ctx.stack.signals.get(sig, {}).values():
                 if ss.service == svc:
                     return ss.query
     return "(none)"
+
+
+def reports_own(ctx: Ctx, svc: str) -> bool:
+    """Does the service export any telemetry of its own, under any name (a third party is seen
+    only by its callers)?"""
+    for sig, series in ctx.stack.signals.items():
+        meta = ctx.stack.generic.get(sig)
+        view = KNOWN_SIGNALS[sig][2] if sig in KNOWN_SIGNALS else meta.view if meta is not None else None
+        if view == "own" and any(ss.service == svc for ss in series.values()):
+            return True
+    return False
 
 
 def is_datastore(ctx: Ctx, svc: str) -> bool:

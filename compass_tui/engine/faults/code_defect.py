@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from compass_tui.engine.context import Candidate, Ctx, confidence
 from compass_tui.engine.faults import get
 from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag, trace_evidence
-from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects
+from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects, own_errors_query, reports_own
 from compass_tui.engine.faults.base import Facts, Fault
 from compass_tui.engine.faults.network_degradation import spent_inside, traced_own, traced_spans_took
 from compass_tui.engine.faults.traffic_surge import load_rose
@@ -53,14 +53,22 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     trouble = [own[k] for k in ("errors", "success") if k in own]
     lat = own.get("latency")
     traced = None
+    seen_failing = None
     if not trouble and lat is None:
         # no server-side metric of its own: its callers' wait counts as its own latency when its
         # traced server spans show the time was spent inside it
-        seen = s.kinds("callers").get("latency")
+        callers = s.kinds("callers")
+        seen = callers.get("latency")
         traced = traced_own(ctx, s.service) if seen is not None else None
-        if not spent_inside(traced, seen):
+        if spent_inside(traced, seen):
+            lat = seen
+        elif "errors" in callers and own_errors_query(ctx, s.service) == "(none)" and reports_own(ctx, s.service):
+            # ... and the calls its callers saw fail are its failures, as far as anything can
+            # tell without its own count of them (a third party's are its own fault)
+            seen_failing = callers["errors"]
+            trouble = [seen_failing]
+        else:
             return None
-        lat = seen
     if is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
     resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat)]
@@ -136,6 +144,12 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     if unchecked and not own_lines:
         c.strength -= 0.03 if trouble else 0.06
         c.check("competing_explanation", None, unchecked)
+    if seen_failing is not None:
+        # its own code failing or the calls failing on the way: the data cannot tell, so it is
+        # never shown as supported
+        c.strength = min(c.strength - 0.03, 0.48)
+        c.check("competing_explanation", None, f"{s.service} counts no failures of its own: calls failing on the way "
+                f"({seen_failing.label}) cannot be told from its own code failing")
     if deps_healthy and minor:
         c.check("competing_explanation", True, f"what {s.service} calls moved far less than it did ({', '.join(minor[:3])})")
     elif deps_healthy:
