@@ -590,3 +590,22 @@ def test_failures_of_a_service_only_its_callers_count_are_read_as_its_code_but_n
     report = _investigate(_write(tmp_path / "b", _unmeasured_callee(np.random.default_rng(19), False), "frontend"))
     assert not any((h.fault, h.service) == ("code_defect", "cart") for h in report.hypotheses), \
         [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+
+
+def test_a_dependency_that_slowed_for_a_moment_before_a_caller_kept_failing_does_not_clear_its_code(tmp_path):
+    # currency slowed three times for two minutes and was itself again; a few minutes later
+    # cart, which calls it, began failing a fifth of its requests and stayed there
+    rng = np.random.default_rng(23)
+
+    def defect(lat, err, cpu, client):
+        lat["currency"][ALERT_I - 8:ALERT_I - 6] *= 3
+        client[("cart", "currency")][ALERT_I - 8:ALERT_I - 6] *= 3
+        err["cart"][ALERT_I - 5:] += 0.2
+        lat["cart"][ALERT_I - 5:] *= 2
+        err["frontend"][ALERT_I - 4:] += 0.15
+        lat["frontend"][ALERT_I - 4:] *= 1.5
+        client[("frontend", "cart")][ALERT_I - 4:] *= 2
+
+    report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("code_defect", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]

@@ -571,13 +571,17 @@ def _over(ctx: Ctx, suspects: dict[str, Suspect]) -> None:
     restart) while the alerting service's latency or errors held is not what kept the alert
     firing: it yields to the services whose trouble lasted."""
     a = suspects.get(ctx.symptom_service or "")
-    if a is None or not any(m.held_z >= Z_ON for k, m in a.kinds().items() if k in FELT):
+    if a is None or not lasted(a):
         return
     for s in suspects.values():
-        if s is a:
-            continue
-        if not any(m.held_z >= Z_ON for m in s.moved if m.view != OUTBOUND):
+        if s is not a and not lasted(s, None):
             s.score *= 0.5
+
+
+def lasted(s: Suspect, kinds: set[str] | None = FELT) -> bool:
+    """Did any of the suspect's latency and errors (or signals of these kinds, None: any) stay
+    past the bar from its onset on?"""
+    return any(m.held_z >= Z_ON for m in s.moved if m.view != OUTBOUND and (kinds is None or m.kind in kinds))
 
 
 def _alerting_front(ctx: Ctx, suspects: dict[str, Suspect]) -> None:

@@ -23,7 +23,7 @@ from compass_tui.engine.faults.network_degradation import spent_inside, traced_o
 from compass_tui.engine.faults.traffic_surge import load_rose
 from compass_tui.engine.graph import median
 from compass_tui.engine.logfacts import INHERITED
-from compass_tui.engine.localise import FELT, explainable
+from compass_tui.engine.localise import FELT, explainable, lasted
 from compass_tui.engine.timeseries import fmt_time
 
 
@@ -88,10 +88,11 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     # a service that only slowed is explained by a dependency that slowed, saturated or went
     # away, not by a few more failed calls to it (a failed call returns, it does not wait)
     explains = (FELT | {"saturation"}) if trouble else {"latency", "saturation", "availability"}
-    # ... nor one whose latency and errors are too small to have been passed up as this one's
+    # ... nor one whose latency and errors are too small to have been passed up as this one's,
+    # nor one whose latency and errors were over at once while this one's lasted
     minor = sorted(d for d in graph.callees(s.service) & sick if max(
         (m.sev for k, m in by_name[d].kinds().items() if k in explains), default=0.0) < MINOR_SHARE * worst
-        or explainable(s, by_name[d].kinds()) < MINOR_SHARE)
+        or explainable(s, by_name[d].kinds()) < MINOR_SHARE or (lasted(s) and not lasted(by_name[d])))
     # its own calls to a dependency that failed or slowed as early are the plainest sign of a
     # sick dependency, however little else of that dependency is seen
     sick |= {d for d in graph.callees(s.service) if d in by_name and any(
