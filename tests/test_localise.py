@@ -609,3 +609,31 @@ def test_a_dependency_that_slowed_for_a_moment_before_a_caller_kept_failing_does
     report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
     top = report.hypotheses[0]
     assert (top.fault, top.service) == ("code_defect", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+
+
+def _cpu_to_a_ceiling(rng, flat: bool):
+    """currency's two pods go from 0.30 to 0.42 cores as its latency doubles; no limit is
+    exported. ``flat``: they then hold at 0.42 with a tenth of their usual noise (a quota)."""
+    series = _chain(rng, lambda lat, err, cpu, client: None)
+    series = {k: v for k, v in series.items() if k[0] != "svc_cpu_usage_cores"}
+    for svc in ("frontend", "cart", "currency"):
+        for p in range(2):
+            use = _noise(rng, 0.3, 0.05)
+            if svc == "currency":
+                use[ALERT_I - 4:] = 0.42 * (1 + (0.005 if flat else 0.05) * rng.standard_normal(N - ALERT_I + 4))
+            series[("container_cpu_usage_seconds_total", (("container", svc), ("pod", f"{svc}-5c7d9-{p}")))] = np.cumsum(use * STEP)
+    series[("svc_response_time_seconds", (("service", "currency"),))][ALERT_I - 3:] *= 2
+    series[("svc_response_time_seconds", (("service", "cart"),))][ALERT_I - 3:] += 0.01
+    series[("svc_response_time_seconds", (("service", "frontend"),))][ALERT_I - 2:] += 0.01
+    return series
+
+
+def test_a_cpu_that_rose_and_held_flat_hit_a_limit_the_stack_does_not_export(tmp_path):
+    report = _investigate(_write(tmp_path / "a", _cpu_to_a_ceiling(np.random.default_rng(29), True), "frontend"))
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    assert any("held flat" in e.summary for e in top.evidence)
+    # the same rise with the load's noise in it is no ceiling: 1.4x of a CPU without a limit is not saturation
+    report = _investigate(_write(tmp_path / "b", _cpu_to_a_ceiling(np.random.default_rng(29), False), "frontend"))
+    assert not any(h.fault == "cpu_saturation" and h.service == "currency" and h.status == "supported" for h in report.hypotheses), \
+        [(h.fault, h.service, h.confidence, h.status) for h in report.hypotheses[:3]]

@@ -43,7 +43,7 @@ def detect(ctx: Ctx) -> list[Candidate]:
 def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
     """The CPU saturation of one service (or of one of its pods), or None. ``keys``: its
     series keys per CPU signal (the service, or each of its pods)."""
-    best = None
+    best = flat = None
     for sig, level_ok in LEVELS:
         kind = sig.removesuffix("_pod")
         for key in keys.get(sig, []):
@@ -58,17 +58,24 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
                 level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
                 score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)
                 if best is None or score > best[0]:
-                    best = (score, sig, ch, key)
+                    best = (score, sig, ch, key, False)
+            elif level_ok is None and ch.rose and not small and ch.ratio >= 1.3 and pinned(ctx, ctx.series(sig, key), ch):
+                # a smaller rise that then held flat at one level hit a ceiling: a limit the
+                # stack does not export (read only where no other reading says saturated)
+                score = min(1.0, 0.35 + 0.1 * min(ch.z, 6))
+                if flat is None or score > flat[0]:
+                    flat = (score, sig, ch, key, True)
     for sig in ("cpu_util", "cpu_util_pod"):
         for key in keys.get(sig, []):
             util = ctx.chg(sig, key, 1, rel_floor=0.02, abs_floor=0.01, k=3.0)
             if best is None and util is not None and np.isfinite(util.baseline) and util.onset is not None \
                     and util.after >= 0.95 and util.baseline <= 0.9:
                 # pinned at its limit: the rise may be small when it was already running hot
-                best = (0.6 + min(0.3, (util.after - util.baseline) * 2), sig, util, key)
+                best = (0.6 + min(0.3, (util.after - util.baseline) * 2), sig, util, key, False)
+    best = best or flat
     if best is None:
         return None
-    score, sig, ch, key = best
+    score, sig, ch, key, flat = best
     s = ctx.series(sig, key)
     pod = s.sub if sig.endswith("_pod") else None
     what = {"cpu_util": "CPU usage against its limit", "cpu_throttle": "CPU throttling",
@@ -76,7 +83,9 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
     c = Candidate("cpu_saturation", svc, "infrastructure", score,
                   f"{svc} is CPU-saturated ({what} {ch.baseline:.2f} -> {ch.after:.2f})", ch.onset)
     c.facts = CpuFacts(signal=sig, pod=pod)
-    c.evidence.append(ctx.metric_evidence(s, f"{what} on {svc} rose from {ch.baseline:.2f} to {ch.after:.2f} at {fmt_time(ch.onset)}, {rel(ctx, ch.onset)}", onset=ch.onset))
+    held = ", then held flat there (a ceiling: a limit the stack does not export)" if flat else ""
+    c.evidence.append(ctx.metric_evidence(s, f"{what} on {svc} rose from {ch.baseline:.2f} to {ch.after:.2f} at {fmt_time(ch.onset)}, "
+                                             f"{rel(ctx, ch.onset)}{held}", onset=ch.onset))
     load = None
     for lsig in ("ok_rate", "request_rate"):
         lc = ctx.chg(lsig, svc, 1, rel_floor=0.15, k=3.0, must_hold=False)
@@ -120,6 +129,28 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
         c.evidence.append(ctx.metric_evidence(s, f"{svc} has no latency of its own and no CPU limit, and none of its "
                                               "callers seen slowed: nothing shows the CPU mattered", supports=False))
     return c
+
+
+PINNED_SPREAD = 0.35
+"""A CPU whose spread after its rise is at most this share of its usual (relative to its level)
+is held at a ceiling."""
+
+
+def pinned(ctx: Ctx, s, ch) -> bool:
+    """Did the CPU rise to a level and stay there, its spread relative to its level a third of
+    its usual or less? Usage held at a CFS quota is that flat; usage that follows load or
+    work keeps the noise of the load."""
+    if s is None or ch.onset is None or not ch.baseline > 0:
+        return False
+    t = ctx.grid.times
+    v = s.values
+    after = v[np.isfinite(v) & (t > ch.onset + ctx.grid.step)]
+    base = v[np.isfinite(v) & (t <= ctx.grid.baseline_end)]
+    if len(after) < 5 or len(base) < 10:
+        return False
+    rel_after = float(np.median(np.abs(after - np.median(after)))) / max(float(np.median(after)), 1e-9)
+    rel_base = float(np.median(np.abs(base - np.median(base)))) / float(np.median(base))
+    return rel_base > 0 and rel_after <= PINNED_SPREAD * rel_base
 
 
 def _cpu_moves(ctx: Ctx):
