@@ -376,8 +376,8 @@ def test_traffic_surge_explains_the_cpu_it_saturates():
     assert cpu is not None and any("traffic surge into api came first" in d.detail for d in cpu.checks)
 
 
-def _surge_over_an_earlier_cpu(web_felt_at: int) -> Candidate:
-    ctx = make_ctx({("request_rate", "web"): level(10, 40, 88), ("cpu_util", "api"): level(0.3, 0.97, 80),
+def _surge_over_an_earlier_cpu(web_felt_at: int, to: float = 40) -> Candidate:
+    ctx = make_ctx({("request_rate", "web"): level(10, to, 88), ("cpu_util", "api"): level(0.3, 0.97, 80),
                     ("latency_p99", "api"): level(0.2, 2.0, 80), ("latency_p99", "web"): level(0.2, 2.0, web_felt_at)},
                    edges=[("web", "api")], symptom="web", affected={"api": at(80), "web": at(web_felt_at)})
     return found(all_candidates(ctx), "traffic_surge", "web")
@@ -390,6 +390,13 @@ def test_a_surge_is_retries_only_when_the_surging_service_was_failing_before_it_
     assert status_of(retried) == "disproven" and "retries" in retried.why_not
     new_load = _surge_over_an_earlier_cpu(ONSET_I)
     assert not any("retries" in d.detail for d in new_load.checks)
+
+
+def test_eight_times_the_usual_traffic_is_more_than_retries_resend():
+    # every call tried once and retried three times is four times the traffic, no more
+    assert "retries" in (_surge_over_an_earlier_cpu(84).why_not or "")
+    surge = _surge_over_an_earlier_cpu(84, to=80)
+    assert not any("retries" in d.detail for d in surge.checks) and status_of(surge) != "disproven"
 
 
 def test_a_rate_that_rose_after_the_service_began_failing_is_retries_with_no_cause_found_below():

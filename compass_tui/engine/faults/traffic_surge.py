@@ -26,6 +26,13 @@ class SurgeFacts(Facts):
     """Services upstream of it whose rate rose first or together."""
     signal: str = ""
     """ok_rate (successful throughput) or request_rate (the raw rate)."""
+    ratio: float = 1.0
+    """How many times its usual rate it received."""
+
+
+RETRY_MAX = 4.0
+"""Retries resend each failed call a few times at most: a rate past this many times its usual
+is more than retries (one try and three retries of every call)."""
 
 
 def detect(ctx: Ctx) -> list[Candidate]:
@@ -98,7 +105,7 @@ def detect(ctx: Ctx) -> list[Candidate]:
             c.evidence.append(ctx.metric_evidence(ctx.series("request_rate", echoes[0]) or series,
                                                   f"its callers {', '.join(sorted(echoes))} received more requests too while failing, "
                                                   "with no surge of their own: amplified retries from above, not new load", supports=False))
-        c.facts = SurgeFacts(ups=ups, signal=sig)
+        c.facts = SurgeFacts(ups=ups, signal=sig, ratio=float(ch.ratio))
         out.append(c)
     return out
 
@@ -155,8 +162,8 @@ def upstream_first(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Ca
 def retries(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Candidate]]) -> None:
     """A rate rise that follows a failure below it is retries, not load."""
     for s in by_fault.get("traffic_surge", []):
-        if s.cause_onset is None:
-            continue
+        if s.cause_onset is None or getattr(s.facts, "ratio", 1.0) > RETRY_MAX:
+            continue  # more than every call resent a few times over: load, not retries
         # retries resend calls that failed or timed out: the surging service itself must have
         # been failing or slow no later than its rate rose, or no one had anything to retry
         felt = ctx.affected.get(s.service)
