@@ -54,7 +54,8 @@ def _write(tmp: Path, series: dict[tuple[str, tuple], np.ndarray], alert_service
         for labels, vals in items:
             lab = ",".join(f'{k}="{v}"' for k, v in labels)
             for i, v in enumerate(vals):
-                lines.append(f"{metric}{{{lab}}} {v:.6g} {T0 + i * STEP}")
+                if np.isfinite(v):  # NaN: the series has no point there (a pod not yet started, or gone)
+                    lines.append(f"{metric}{{{lab}}} {v:.6g} {T0 + i * STEP}")
     lines.append("# EOF")
     (tmp / "metrics.om").write_text("\n".join(lines) + "\n")
     return tmp
@@ -636,4 +637,44 @@ def test_a_cpu_that_rose_and_held_flat_hit_a_limit_the_stack_does_not_export(tmp
     # the same rise with the load's noise in it is no ceiling: 1.4x of a CPU without a limit is not saturation
     report = _investigate(_write(tmp_path / "b", _cpu_to_a_ceiling(np.random.default_rng(29), False), "frontend"))
     assert not any(h.fault == "cpu_saturation" and h.service == "currency" and h.status == "supported" for h in report.hypotheses), \
+        [(h.fault, h.service, h.confidence, h.status) for h in report.hypotheses[:3]]
+
+
+def _rolled_out(rng, new_hash: bool, errors_from: int = ALERT_I - 5):
+    """cart's two pods are replaced six minutes before the alert, by pods of a new ReplicaSet
+    (``new_hash``) or of the same one (a restart); cart's errors rise at ``errors_from``."""
+    def defect(lat, err, cpu, client):
+        err["cart"][errors_from:] += 0.2
+        lat["cart"][errors_from:] *= 2
+        err["frontend"][ALERT_I - 4:] += 0.15
+        client[("frontend", "cart")][ALERT_I - 4:] *= 2
+
+    series = {k: v for k, v in _chain(rng, defect).items() if k[0] != "svc_cpu_usage_cores"}
+    for svc in ("frontend", "cart", "currency"):
+        for p in range(2):
+            use = _noise(rng, 0.3, 0.05)
+            if svc != "cart":
+                series[("container_cpu_usage_seconds_total", (("container", svc), ("pod", f"{svc}-5c7d9f8b6-q{p}x7z")))] = np.cumsum(use * STEP)
+                continue
+            old, new = use.copy(), use.copy()
+            old[ALERT_I - 5:] = np.nan
+            new[:ALERT_I - 6] = np.nan
+            series[("container_cpu_usage_seconds_total", (("container", svc), ("pod", f"cart-5c7d9f8b6-k{p}w2m")))] = np.cumsum(np.nan_to_num(old) * STEP) + 0 * old
+            series[("container_cpu_usage_seconds_total", (("container", svc), ("pod", f"cart-{'8f6b4d7c9' if new_hash else '5c7d9f8b6'}-n{p}v4t")))] = \
+                np.cumsum(np.nan_to_num(new) * STEP) + 0 * new
+    return series
+
+
+def test_pods_of_a_new_replicaset_just_before_the_trouble_are_a_deploy(tmp_path):
+    report = _investigate(_write(tmp_path / "a", _rolled_out(np.random.default_rng(31), True), "frontend"))
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == ("bad_deploy", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    assert any("ReplicaSet 8f6b4d7c9" in e.summary for e in top.evidence)
+    # the same pods restarted (same ReplicaSet) are no new version: the code defect stays
+    report = _investigate(_write(tmp_path / "b", _rolled_out(np.random.default_rng(31), False), "frontend"))
+    assert not any(h.fault == "bad_deploy" for h in report.hypotheses), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    assert (report.hypotheses[0].fault, report.hypotheses[0].service) == ("code_defect", "cart")
+    # errors that began a couple of minutes before the new pods existed are not theirs
+    report = _investigate(_write(tmp_path / "c", _rolled_out(np.random.default_rng(31), True, ALERT_I - 9), "frontend"))
+    assert not any(h.fault == "bad_deploy" and h.status == "supported" for h in report.hypotheses), \
         [(h.fault, h.service, h.confidence, h.status) for h in report.hypotheses[:3]]

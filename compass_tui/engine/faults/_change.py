@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from compass_tui.engine.context import Candidate, Ctx
-from compass_tui.engine.faults._common import OWN_ERROR, change_events, closeness, frag, rel
+from compass_tui.engine.faults._common import OWN_ERROR, ROLLOUT, change_events, closeness, frag, rel
 from compass_tui.engine.faults.base import Facts
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 from compass_tui.models import Evidence
@@ -57,11 +57,16 @@ def change_candidate(ctx: Ctx, svc: str, kind: str, evs) -> Candidate | None:
         pick -= 1
     t, _, how, q = before[pick]
     close = closeness(ctx, t, 1800)
-    own = own_errors(ctx, svc, t)
+    # a rollout read from the pods is dated by the new pods themselves: trouble before them is not theirs
+    own = own_errors(ctx, svc, t, ctx.grid.step if how.startswith(ROLLOUT) else ctx.tol)
     if own[3] is not None and own[3] - t > 600:
         # trouble that starts long after a rollout is less likely the rollout's doing
         own = (own[0] * max(0.3, 1.0 - (own[3] - t - 600) / 1800), *own[1:])
-    score = 0.25 + 0.3 * close + 0.35 * own[0]
+    score = min(1.0, 0.25 + 0.3 * close + 0.35 * own[0])
+    if how.startswith(ROLLOUT):
+        # pods replaced say a rollout happened, not what it changed (a restart, a config, a
+        # new version): it counts as far as the localisation places the service at the origin
+        score *= 0.5 + 0.5 * next((x.norm for x in ctx.suspects if x.service == svc), 0.0)
     c = Candidate(FAULT_OF[kind], svc, "application", min(score, 1.0),
                   f"{'a new version' if kind == 'deploy' else 'a configuration change'} of {svc} brought {own[2]}", t)
     c.evidence.append(_change_ev(ctx, q, f"{how} at {fmt_time(t)}, {rel(ctx, t)}", True))
@@ -78,8 +83,10 @@ def _change_ev(ctx: Ctx, q: str, summary: str, supports: bool):
     return Evidence(kind=kind, summary=summary, supports=supports, source=ctx.log_source if kind == "log" else ctx.source, query=query)
 
 
-def own_errors(ctx: Ctx, svc: str, t_change: float):
-    """How much of svc's trouble after a change is its own: (0..1, evidence, words, onset)."""
+def own_errors(ctx: Ctx, svc: str, t_change: float, lead: float | None = None):
+    """How much of svc's trouble after a change is its own: (0..1, evidence, words, onset).
+    ``lead``: how long before the change's time its trouble may begin (the onset tolerance)."""
+    lead = ctx.tol if lead is None else lead
     evidence = []
     score = 0.0
     words = "errors"
@@ -89,18 +96,34 @@ def own_errors(ctx: Ctx, svc: str, t_change: float):
     soon = t_change + 1800  # a canary or a slow rollout can take a while to bite
     if err is not None and err.rose:
         onset = err.onset
-        if onset is not None and t_change - ctx.tol <= onset <= soon:
+        if onset is not None and t_change - lead <= onset <= soon:
             score += 0.45
             evidence.append(ctx.metric_evidence(ctx.series("error_ratio", svc), f"error ratio of {svc} rose from {err.baseline * 100:.1f}% to {err.after * 100:.1f}% at {fmt_time(onset)}", onset=onset))
-    if lat is not None and lat.rose and lat.onset is not None and t_change - ctx.tol <= lat.onset <= soon:
+    if lat is not None and lat.rose and lat.onset is not None and t_change - lead <= lat.onset <= soon:
         score += 0.2 if score else 0.35
         words = "errors and latency" if score > 0.4 else "latency"
         onset = onset or lat.onset
         s = ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc)
         evidence.append(ctx.metric_evidence(s, f"latency of {svc} rose {fmt_ratio(lat.ratio)} at {fmt_time(lat.onset)}", onset=lat.onset))
+    if err is None and lat is None:
+        # no error ratio or latency under the engine's names: what the localisation saw of
+        # its own, under whatever names the stack uses
+        from compass_tui.engine.faults._origin import moved_evidence  # the origin helpers import the localisation
+
+        sus = next((x for x in ctx.suspects if x.service == svc), None)
+        own = sus.kinds("own") if sus is not None else {}
+        found = []
+        for kinds, add, what in ((("errors", "success"), 0.45, "errors"), (("latency",), 0.35, "latency")):
+            m = next((own[k] for k in kinds if k in own), None)
+            if m is not None and m.onset is not None and t_change - lead <= m.onset <= soon:
+                score += 0.2 if found else add
+                found.append(what)
+                onset = onset or m.onset
+                evidence.append(moved_evidence(ctx, m))
+        words = " and ".join(found) or words
     if ctx.logs:
         new = [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
-               and t_change - ctx.tol <= (tp.first_post or 0) <= soon + 300]
+               and t_change - lead <= (tp.first_post or 0) <= soon + 300]
         inh = [tp for tp in ctx.logs.new_templates(svc) if tp.inherited]
         if new:
             score += 0.35

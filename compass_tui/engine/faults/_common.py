@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 
-from compass_tui.engine.context import Ctx
-from compass_tui.engine.timeseries import fmt_delta
+from compass_tui.engine.context import Ctx, rate_lag
+from compass_tui.engine.timeseries import fmt_delta, fmt_time
 from compass_tui.models import Evidence
 
 OWN_ERROR = re.compile(r"error|exception|fail|fatal|panic|invalid|null|undefined|cannot|unsupported|illegal|not initialized|"
@@ -93,6 +93,8 @@ def change_events(ctx: Ctx) -> dict[str, list[tuple[float, str, str, str]]]:
         for j in jumps:
             t = float(vv[j + 1]) if g.start <= vv[j + 1] <= g.end else float(tt[j + 1])
             out.setdefault(s.service, []).append((t, "config", "config reloaded", s.query))
+    for svc, t, how, query in rollouts(ctx):
+        out.setdefault(svc, []).append((t, "deploy", how, query))
     if ctx.logs:
         for (svc, cls), ts in ctx.logs.class_hits.items():
             if cls not in ("deploy", "config"):
@@ -101,6 +103,44 @@ def change_events(ctx: Ctx) -> dict[str, list[tuple[float, str, str, str]]]:
             base = [t for t in ts if t <= g.baseline_end - 1800]
             if post and len(base) <= 1:
                 out.setdefault(svc, []).append((post[0], cls, f"{cls} log line", "logs"))
+    return out
+
+
+ROLLOUT = "new pods"
+"""How a rollout read from pod names is told (a change event's "how we know")."""
+POD_NAME = re.compile(r"^.+-(?P<rs>[a-z0-9]{6,10})-[a-z0-9]{5}$")
+"""A Deployment's pod: ``<deployment>-<pod-template hash>-<suffix>``; a new hash is a new
+ReplicaSet, so a rollout (a restart keeps the hash)."""
+
+
+def rollouts(ctx: Ctx) -> list[tuple[float, str, str, str]]:
+    """(service, time, how we know, query) of each rollout seen in per-pod series: pods of a
+    new ReplicaSet that appeared inside the window while an older one's were running."""
+    from compass_tui.engine.localise import is_per_pod  # the localisation imports the agents that import this
+
+    g = ctx.grid
+    t = g.times
+    seen: dict[tuple[str, str], list] = {}  # (service, hash) -> [first, last, query]
+    for sig, series in ctx.stack.signals.items():
+        if not is_per_pod(sig):
+            continue
+        for s in series.values():
+            m = POD_NAME.match(s.sub or "")
+            ok = np.isfinite(s.values)
+            if m is None or not s.service or not ok.any():
+                continue
+            # a rate's first point comes a little after the pod's first sample
+            first = float(t[np.argmax(ok)]) - rate_lag(s.query, g.step)
+            last = float(t[len(ok) - 1 - np.argmax(ok[::-1])])
+            cur = seen.setdefault((s.service, m.group("rs")), [first, last, s.query])
+            cur[0], cur[1] = min(cur[0], first), max(cur[1], last)
+    out = []
+    for (svc, rs), (first, _, query) in sorted(seen.items(), key=lambda kv: kv[1][0]):
+        if first <= g.start + 2 * g.step:
+            continue
+        old = [r for (sv, r), (f0, l0, _) in seen.items() if sv == svc and r != rs and f0 < first - g.step and l0 >= first - 2 * g.step]
+        if old:
+            out.append((svc, first, f"{ROLLOUT} (ReplicaSet {rs}) replaced {old[0]}'s", query))
     return out
 
 
