@@ -73,6 +73,19 @@ def _investigate(path: Path):
     return asyncio.run(run_to_report(req, EngineDeps(backend=backend)))
 
 
+def _top_is(report, fault: str, service: str):
+    """The report's first hypothesis, asserted to be ``fault`` on ``service``."""
+    top = report.hypotheses[0]
+    assert (top.fault, top.service) == (fault, service), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    return top
+
+
+def _not_shown(report, fault: str, status: str | None = None) -> None:
+    """No hypothesis of ``fault`` (with that status, when given) in the report."""
+    assert not any(h.fault == fault and status in (None, h.status) for h in report.hypotheses), \
+        [(h.fault, h.service, h.confidence, h.status) for h in report.hypotheses[:3]]
+
+
 def _chain(rng, culprit_effect, earlier_burst: str | None = None):
     """frontend -> cart -> currency, per-service latency/error gauges and the callers' view."""
     lat = {s: _noise(rng, base) for s, base in (("frontend", 0.08), ("cart", 0.03), ("currency", 0.01))}
@@ -306,8 +319,7 @@ def test_one_pod_pinned_at_its_cpu_limit_is_cpu_saturation_of_its_service(tmp_pa
     series[("svc_response_time_seconds", (("service", "cart"),))][ALERT_I - 3:] += 0.02
     series[("svc_response_time_seconds", (("service", "frontend"),))][ALERT_I - 2:] += 0.02
     report = _investigate(_write(tmp_path / "b", series, "frontend"))
-    top = report.hypotheses[0]
-    assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    top = _top_is(report, "cpu_saturation", "currency")
     assert "currency-5c7d9-1" in top.title
     assert any("currency-5c7d9-1" in e.summary or "pod" in e.query for e in top.evidence)
 
@@ -541,6 +553,16 @@ def test_a_dependency_that_failed_a_little_does_not_explain_a_caller_that_failed
     assert (report.hypotheses[0].fault, report.hypotheses[0].service) == ("code_defect", "cart")
 
 
+def _cart_fails_from(i: int, lat, err, client) -> None:
+    """cart fails a fifth of its requests, twice slower, from ``i`` on; frontend, which calls
+    it, follows a minute later."""
+    err["cart"][i:] += 0.2
+    lat["cart"][i:] *= 2
+    err["frontend"][i + 1:] += 0.15
+    lat["frontend"][i + 1:] *= 1.5
+    client[("frontend", "cart")][i + 1:] *= 2
+
+
 def test_a_dependency_whose_failures_were_over_at_once_does_not_explain_a_caller_that_kept_failing(tmp_path):
     # currency failed a third of its calls, five times slower, for two minutes and was healthy
     # again; cart, which calls it, began failing a fifth of its requests, twice slower, as
@@ -551,11 +573,7 @@ def test_a_dependency_whose_failures_were_over_at_once_does_not_explain_a_caller
         err["currency"][ALERT_I - 6:ALERT_I - 4] += 0.3
         lat["currency"][ALERT_I - 6:ALERT_I - 4] *= 5
         client[("cart", "currency")][ALERT_I - 6:ALERT_I - 4] *= 5
-        err["cart"][ALERT_I - 6:] += 0.2
-        lat["cart"][ALERT_I - 6:] *= 2
-        err["frontend"][ALERT_I - 5:] += 0.15
-        lat["frontend"][ALERT_I - 5:] *= 1.5
-        client[("frontend", "cart")][ALERT_I - 5:] *= 2
+        _cart_fails_from(ALERT_I - 6, lat, err, client)
 
     report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
     assert report.suspects[0].service == "cart", [(s.service, s.score, s.inherited_from) for s in report.suspects[:3]]
@@ -582,8 +600,7 @@ def _unmeasured_callee(rng, cart_cpu: bool):
 
 def test_failures_of_a_service_only_its_callers_count_are_read_as_its_code_but_never_shown_as_supported(tmp_path):
     report = _investigate(_write(tmp_path / "a", _unmeasured_callee(np.random.default_rng(19), True), "frontend"))
-    top = report.hypotheses[0]
-    assert (top.fault, top.service) == ("code_defect", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    top = _top_is(report, "code_defect", "cart")
     assert top.status == "inconclusive"
     assert any("client_call_error_ratio" in e.query for e in top.evidence)
     assert any(d.result == "skipped" and "counts no failures of its own" in d.detail for d in top.disproof)
@@ -601,15 +618,10 @@ def test_a_dependency_that_slowed_for_a_moment_before_a_caller_kept_failing_does
     def defect(lat, err, cpu, client):
         lat["currency"][ALERT_I - 8:ALERT_I - 6] *= 3
         client[("cart", "currency")][ALERT_I - 8:ALERT_I - 6] *= 3
-        err["cart"][ALERT_I - 5:] += 0.2
-        lat["cart"][ALERT_I - 5:] *= 2
-        err["frontend"][ALERT_I - 4:] += 0.15
-        lat["frontend"][ALERT_I - 4:] *= 1.5
-        client[("frontend", "cart")][ALERT_I - 4:] *= 2
+        _cart_fails_from(ALERT_I - 5, lat, err, client)
 
     report = _investigate(_write(tmp_path / "b", _chain(rng, defect), "frontend"))
-    top = report.hypotheses[0]
-    assert (top.fault, top.service) == ("code_defect", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    top = _top_is(report, "code_defect", "cart")
 
 
 def _cpu_to_a_ceiling(rng, flat: bool):
@@ -631,13 +643,11 @@ def _cpu_to_a_ceiling(rng, flat: bool):
 
 def test_a_cpu_that_rose_and_held_flat_hit_a_limit_the_stack_does_not_export(tmp_path):
     report = _investigate(_write(tmp_path / "a", _cpu_to_a_ceiling(np.random.default_rng(29), True), "frontend"))
-    top = report.hypotheses[0]
-    assert (top.fault, top.service) == ("cpu_saturation", "currency"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    top = _top_is(report, "cpu_saturation", "currency")
     assert any("held flat" in e.summary for e in top.evidence)
     # the same rise with the load's noise in it is no ceiling: 1.4x of a CPU without a limit is not saturation
-    report = _investigate(_write(tmp_path / "b", _cpu_to_a_ceiling(np.random.default_rng(29), False), "frontend"))
-    assert not any(h.fault == "cpu_saturation" and h.service == "currency" and h.status == "supported" for h in report.hypotheses), \
-        [(h.fault, h.service, h.confidence, h.status) for h in report.hypotheses[:3]]
+    _not_shown(_investigate(_write(tmp_path / "b", _cpu_to_a_ceiling(np.random.default_rng(29), False), "frontend")),
+               "cpu_saturation", "supported")
 
 
 def _rolled_out(rng, new_hash: bool, errors_from: int = ALERT_I - 5):
@@ -667,14 +677,12 @@ def _rolled_out(rng, new_hash: bool, errors_from: int = ALERT_I - 5):
 
 def test_pods_of_a_new_replicaset_just_before_the_trouble_are_a_deploy(tmp_path):
     report = _investigate(_write(tmp_path / "a", _rolled_out(np.random.default_rng(31), True), "frontend"))
-    top = report.hypotheses[0]
-    assert (top.fault, top.service) == ("bad_deploy", "cart"), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
+    top = _top_is(report, "bad_deploy", "cart")
     assert any("ReplicaSet 8f6b4d7c9" in e.summary for e in top.evidence)
     # the same pods restarted (same ReplicaSet) are no new version: the code defect stays
     report = _investigate(_write(tmp_path / "b", _rolled_out(np.random.default_rng(31), False), "frontend"))
-    assert not any(h.fault == "bad_deploy" for h in report.hypotheses), [(h.fault, h.service, h.confidence) for h in report.hypotheses[:3]]
-    assert (report.hypotheses[0].fault, report.hypotheses[0].service) == ("code_defect", "cart")
+    _not_shown(report, "bad_deploy")
+    _top_is(report, "code_defect", "cart")
     # errors that began a couple of minutes before the new pods existed are not theirs
-    report = _investigate(_write(tmp_path / "c", _rolled_out(np.random.default_rng(31), True, ALERT_I - 9), "frontend"))
-    assert not any(h.fault == "bad_deploy" and h.status == "supported" for h in report.hypotheses), \
-        [(h.fault, h.service, h.confidence, h.status) for h in report.hypotheses[:3]]
+    _not_shown(_investigate(_write(tmp_path / "c", _rolled_out(np.random.default_rng(31), True, ALERT_I - 9), "frontend")),
+               "bad_deploy", "supported")
