@@ -121,10 +121,12 @@ def rollouts(ctx: Ctx) -> list[tuple[float, str, str, str]]:
     g = ctx.grid
     t = g.times
     seen: dict[tuple[str, str], list] = {}  # (service, hash) -> [first, last, query]
-    for sig, series in ctx.stack.signals.items():
+    for sig in sorted(ctx.stack.signals):  # in name order, so every backend cites the same series
         if not is_per_pod(sig):
             continue
-        for s in series.values():
+        series = ctx.stack.signals[sig]
+        for key in sorted(series):
+            s = series[key]
             m = POD_NAME.match(s.sub or "")
             ok = np.isfinite(s.values)
             if m is None or not s.service or not ok.any():
