@@ -228,10 +228,9 @@ def series_z(grid: Grid, values: np.ndarray, direction: int, onset: float, lag: 
             break
     peak_i = int(np.argmax(w))
     vw = values[wmask]
-    after = vw[first_i:] if first_i is not None else vw[:0]
-    held = float(np.median(after)) if len(after) else float("nan")
-    held_z = float(np.median(w[first_i:])) if first_i is not None else 0.0
-    return z, first, med, float(vw[peak_i]), held, held_z
+    if first_i is None:
+        return z, first, med, float(vw[peak_i]), float("nan"), 0.0
+    return z, first, med, float(vw[peak_i]), float(np.median(vw[first_i:])), float(np.median(w[first_i:]))
 
 
 def _over_before(t: np.ndarray, finite: np.ndarray, dev: np.ndarray, onset: float, step: float) -> np.ndarray:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.faults._common import OWN_ERROR, ROLLOUT, change_events, closeness, frag, rel
+from compass_tui.engine.faults._origin import moved_evidence
 from compass_tui.engine.faults.base import Facts
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 from compass_tui.models import Evidence
@@ -58,16 +59,17 @@ def change_candidate(ctx: Ctx, svc: str, kind: str, evs) -> Candidate | None:
     t, _, how, q = before[pick]
     close = closeness(ctx, t, 1800)
     # a rollout read from the pods is dated by the new pods themselves: trouble before them is not theirs
-    own = own_errors(ctx, svc, t, ctx.grid.step if how.startswith(ROLLOUT) else ctx.tol)
+    rollout = how.startswith(ROLLOUT)
+    own = own_errors(ctx, svc, t, ctx.grid.step if rollout else ctx.tol)
     if own[3] is not None and own[3] - t > 600:
         # trouble that starts long after a rollout is less likely the rollout's doing
         own = (own[0] * max(0.3, 1.0 - (own[3] - t - 600) / 1800), *own[1:])
     score = min(1.0, 0.25 + 0.3 * close + 0.35 * own[0])
-    if how.startswith(ROLLOUT):
+    if rollout:
         # pods replaced say a rollout happened, not what it changed (a restart, a config, a
         # new version): it counts as far as the localisation places the service at the origin
         score *= 0.5 + 0.5 * next((x.norm for x in ctx.suspects if x.service == svc), 0.0)
-    c = Candidate(FAULT_OF[kind], svc, "application", min(score, 1.0),
+    c = Candidate(FAULT_OF[kind], svc, "application", score,
                   f"{'a new version' if kind == 'deploy' else 'a configuration change'} of {svc} brought {own[2]}", t)
     c.evidence.append(_change_ev(ctx, q, f"{how} at {fmt_time(t)}, {rel(ctx, t)}", True))
     for ev in own[1]:
@@ -89,38 +91,38 @@ def own_errors(ctx: Ctx, svc: str, t_change: float, lead: float | None = None):
     lead = ctx.tol if lead is None else lead
     evidence = []
     score = 0.0
-    words = "errors"
     err = ctx.chg("error_ratio", svc, 1, abs_floor=0.002, rel_floor=0.3)
     lat = ctx.chg("latency_p99", svc, 1, rel_floor=0.2, k=3.0) or ctx.chg("latency_mean", svc, 1, rel_floor=0.2, k=3.0)
     onset = None
     soon = t_change + 1800  # a canary or a slow rollout can take a while to bite
-    if err is not None and err.rose:
-        onset = err.onset
-        if onset is not None and t_change - lead <= onset <= soon:
-            score += 0.45
-            evidence.append(ctx.metric_evidence(ctx.series("error_ratio", svc), f"error ratio of {svc} rose from {err.baseline * 100:.1f}% to {err.after * 100:.1f}% at {fmt_time(onset)}", onset=onset))
-    if lat is not None and lat.rose and lat.onset is not None and t_change - lead <= lat.onset <= soon:
-        score += 0.2 if score else 0.35
-        words = "errors and latency" if score > 0.4 else "latency"
-        onset = onset or lat.onset
-        s = ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc)
-        evidence.append(ctx.metric_evidence(s, f"latency of {svc} rose {fmt_ratio(lat.ratio)} at {fmt_time(lat.onset)}", onset=lat.onset))
-    if err is None and lat is None:
-        # no error ratio or latency under the engine's names: what the localisation saw of
-        # its own, under whatever names the stack uses
-        from compass_tui.engine.faults._origin import moved_evidence  # the origin helpers import the localisation
-
+    # what rose: under the engine's names, else what the localisation saw of its own errors and
+    # latency under whatever names the stack uses; (what, onset, its evidence)
+    rose = []
+    if err is not None or lat is not None:
+        if err is not None and err.rose:
+            onset = err.onset
+            rose.append(("errors", err.onset, lambda: ctx.metric_evidence(
+                ctx.series("error_ratio", svc), f"error ratio of {svc} rose from {err.baseline * 100:.1f}% to {err.after * 100:.1f}% "
+                f"at {fmt_time(err.onset)}", onset=err.onset)))
+        if lat is not None and lat.rose:
+            rose.append(("latency", lat.onset, lambda: ctx.metric_evidence(
+                ctx.series("latency_p99", svc) or ctx.series("latency_mean", svc),
+                f"latency of {svc} rose {fmt_ratio(lat.ratio)} at {fmt_time(lat.onset)}", onset=lat.onset)))
+    else:
         sus = next((x for x in ctx.suspects if x.service == svc), None)
         own = sus.kinds("own") if sus is not None else {}
-        found = []
-        for kinds, add, what in ((("errors", "success"), 0.45, "errors"), (("latency",), 0.35, "latency")):
+        for kinds, what in ((("errors", "success"), "errors"), (("latency",), "latency")):
             m = next((own[k] for k in kinds if k in own), None)
-            if m is not None and m.onset is not None and t_change - lead <= m.onset <= soon:
-                score += 0.2 if found else add
-                found.append(what)
-                onset = onset or m.onset
-                evidence.append(moved_evidence(ctx, m))
-        words = " and ".join(found) or words
+            if m is not None:
+                rose.append((what, m.onset, lambda m=m: moved_evidence(ctx, m)))
+    found = []
+    for what, t, ev in rose:
+        if t is not None and t_change - lead <= t <= soon:
+            score += 0.2 if found else 0.45 if what == "errors" else 0.35
+            found.append(what)
+            onset = onset or t
+            evidence.append(ev())
+    words = " and ".join(found) or "errors"
     if ctx.logs:
         new = [tp for tp in ctx.logs.new_templates(svc) if not tp.inherited and OWN_ERROR.search(tp.example)
                and t_change - lead <= (tp.first_post or 0) <= soon + 300]
