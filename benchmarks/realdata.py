@@ -433,11 +433,20 @@ def convert_all(root: str | Path, out_dir: str | Path, limit: int | None = None,
 
 # ----------------------------------------------------------------------------- baseline
 
+def _is_counter(name: str, types: dict[str, str]) -> bool:
+    family = next((name[: -len(sfx)] for sfx in ("_total", "_count", "_sum", "_bucket") if name.endswith(sfx)), name)
+    return types.get(name) == "counter" or types.get(family) == "counter" or name.endswith("_total") or (
+        types.get(family) in ("summary", "histogram") and name != family)
+
+
 def baro_ranking(bundle: str | Path) -> list[tuple[str, float]]:
     """A BARO-like ranking of the bundle's services (FSE'24, simplified): for every series,
     the largest robust z-score |x - median| / IQR of the samples from the alert on, against
     the samples before it (IQR 0 counts as 1, as BARO's RobustScaler does); a service scores
-    the largest of its series. Services named by the bundle's service labels."""
+    the largest of its series. A counter is read as its rate between samples. Services named
+    by the bundle's service labels."""
+    import numpy as np
+
     from compass_tui.telemetry.bundle_reader import parse_openmetrics
 
     p = Path(bundle)
@@ -446,11 +455,16 @@ def baro_ranking(bundle: str | Path) -> list[tuple[str, float]]:
     md = parse_openmetrics((p / "metrics.om").read_bytes())
     best: dict[str, float] = {}
     for sid, labels in enumerate(md.labels):
-        svc = next((labels[k] for k in ("service", "service_name", "job", "app", "container") if k in labels), None)
+        svc = next((labels[k] for k in ("service", "service_name", "job", "app", "container", "name") if k in labels), None)
         if svc is None:
             continue
         lo, hi = int(md.offsets[sid]), int(md.offsets[sid + 1])
         t, v = md.t[lo:hi], md.v[lo:hi]
+        if _is_counter(labels["__name__"], md.types):  # a counter's rate, as BARO reads counters
+            if len(t) < 3:
+                continue
+            v = np.maximum(np.diff(v), 0.0) / np.maximum(np.diff(t), 1e-9)
+            t = t[1:]
         pre, post = v[t < alert_t], v[t >= alert_t]
         if len(pre) < 2 or len(post) == 0:
             continue
@@ -519,6 +533,16 @@ def evaluate_bundle(bundle: str | Path) -> dict:
     return row
 
 
+def run_all(bundles: list[Path], jobs: int = 1) -> list[dict]:
+    """evaluate_bundle on every bundle, ``jobs`` at a time."""
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            return list(ex.map(evaluate_bundle, bundles))
+    return [evaluate_bundle(b) for b in bundles]
+
+
 def summarise(rows: list[dict]) -> dict:
     """Top-1/top-3 for COMPASS and the baseline, counts and timings."""
     n = len(rows)
@@ -540,7 +564,8 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def _table(rows: list[dict], summary: dict) -> str:
+def table(rows: list[dict], summary: dict, dataset: str = "PetShop") -> str:
+    """The per-issue table and the summary line."""
     def short(xs: list[str]) -> str:
         return ", ".join(xs[:3]) or "-"
 
@@ -554,7 +579,7 @@ def _table(rows: list[dict], summary: dict) -> str:
     med = summary["median_investigation_s"]
     lines.append("(* culprit first, + culprit in the top 3)")
     lines.append(
-        f"PetShop {summary['bundles']} bundles, answered {summary['answered']}/{summary['bundles']} "
+        f"{dataset} {summary['bundles']} bundles, answered {summary['answered']}/{summary['bundles']} "
         f"({summary['with_hypotheses']} with hypotheses): COMPASS top-1 {c['top1']}/{n} ({c['top1'] / n:.2f}) "
         f"top-3 {c['top3']}/{n} ({c['top3'] / n:.2f}), culprit absent {c['absent']}; "
         f"baseline top-1 {b['top1']}/{n} ({b['top1'] / n:.2f}) top-3 {b['top3']}/{n} ({b['top3'] / n:.2f}); "
@@ -593,19 +618,13 @@ def main(argv: list[str] | None = None) -> int:
             for b in bundles:
                 print(b)
             return 0
-        if a.jobs > 1:
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(max_workers=a.jobs) as ex:
-                rows = list(ex.map(evaluate_bundle, bundles))
-        else:
-            rows = [evaluate_bundle(b) for b in bundles]
+        rows = run_all(bundles, a.jobs)
         summary = summarise(rows)
         if a.json:
             print(json.dumps({"format": "compass-realdata/1", "dataset": SOURCE, "baseline_hours": a.baseline_hours,
                               "summary": summary, "issues": rows}, indent=1))
         else:
-            print(_table(rows, summary))
+            print(table(rows, summary))
     finally:
         if tmp is not None:
             tmp.cleanup()
