@@ -119,6 +119,20 @@ def test_robust_z_ignores_an_earlier_burst_in_the_baseline():
     assert base == pytest.approx(1.0, rel=0.1)
 
 
+def test_a_recording_of_minutes_at_a_coarse_step_still_has_a_baseline_before_its_onset():
+    """Eleven one-minute points (the first before the rate had two samples), the alert at the
+    seventh: the first half of the window before it holds two, too few. Up to two steps before
+    the onset there are three."""
+    from compass_tui.engine.timeseries import change
+
+    n = 11
+    g = Grid(start=T0, end=T0 + (n - 1) * STEP, step=STEP, alert_at=T0 + 6 * STEP, baseline_end=T0 + 2 * STEP)
+    v = np.array([np.nan, 0.012, 0.011, 0.013, 0.012, 0.9, 0.93, 0.95, 0.92, 0.94, 0.93])
+    ch = change(g, v, 1, anchor=T0 + 5 * STEP)
+    assert ch.rose and ch.onset == T0 + 5 * STEP and ch.baseline == pytest.approx(0.012, abs=0.001)
+    assert not np.isfinite(change(g, v, 1).baseline)  # no onset to stand back from: no baseline claimed
+
+
 def test_bursts_the_baseline_keeps_having_are_not_an_anomaly():
     """A p99 that sits on a histogram bucket and jumps to three times it for a few minutes
     every quarter of an hour: one more such burst is its noise, a level it never reached is not."""
@@ -324,9 +338,11 @@ def test_one_pod_pinned_at_its_cpu_limit_is_cpu_saturation_of_its_service(tmp_pa
     assert any("currency-5c7d9-1" in e.summary or "pod" in e.query for e in top.evidence)
 
 
-def test_one_statistic_of_a_measure_is_read_never_the_max_across_statistics(tmp_path):
+@pytest.mark.parametrize("metric", ["svc_latency_seconds", "request_latency_seconds"])
+def test_one_statistic_of_a_measure_is_read_never_the_max_across_statistics(tmp_path, metric):
     """Gauges labelled by statistic (avg, p99): currency's mean doubles while its p99, always
-    noisy, hides it; the max across statistics would read only the p99."""
+    noisy, hides it; the max across statistics would read only the p99. Named like a summary
+    (``request_latency_seconds``) but with no quantiles, it is read the same way."""
     rng = np.random.default_rng(29)
     series = {}
     for svc, base in (("frontend", 0.3), ("cart", 0.1), ("currency", 0.2)):
@@ -336,8 +352,8 @@ def test_one_statistic_of_a_measure_is_read_never_the_max_across_statistics(tmp_
             avg[ALERT_I - 3:] *= 2.0
         if svc == "frontend":
             avg[ALERT_I - 2:] += 0.1
-        series[("svc_latency_seconds", (("service", svc), ("statistic", "avg")))] = avg
-        series[("svc_latency_seconds", (("service", svc), ("statistic", "p99")))] = np.abs(p99)
+        series[(metric, (("service", svc), ("statistic", "avg")))] = avg
+        series[(metric, (("service", svc), ("statistic", "p99")))] = np.abs(p99)
     report = _investigate(_write(tmp_path / "b", series, "frontend"))
     top = report.suspects[0]
     assert top.service == "currency", [(s.service, s.score) for s in report.suspects[:3]]
@@ -686,3 +702,27 @@ def test_pods_of_a_new_replicaset_just_before_the_trouble_are_a_deploy(tmp_path)
     # errors that began a couple of minutes before the new pods existed are not theirs
     _not_shown(_investigate(_write(tmp_path / "c", _rolled_out(np.random.default_rng(31), True, ALERT_I - 9), "frontend")),
                "bad_deploy", "supported")
+
+
+def test_a_stack_that_names_services_by_name_and_measures_memory_by_usage_is_read(tmp_path):
+    """Sock Shop's own instrumentation: a ``request_duration_seconds`` summary labelled ``name``
+    (no other label names the service), cAdvisor's ``container_memory_usage_bytes``. Its request
+    rate, latency and memory are read, and the container whose CPU went from 1 % of a core to a
+    whole one while its latency rose is CPU saturation."""
+    rng = np.random.default_rng(41)
+    series = {}
+    for svc, lat_base, cpu_base in (("front-end", 0.05, 0.1), ("carts", 0.02, 0.01), ("catalogue", 0.01, 0.015)):
+        cpu, lat = _noise(rng, cpu_base), _noise(rng, lat_base)
+        if svc == "carts":
+            cpu[ALERT_I - 4:] = _noise(rng, 1.0, 0.02)[ALERT_I - 4:]
+            lat[ALERT_I - 3:] *= 8
+        if svc == "front-end":
+            lat[ALERT_I - 3:] += 0.12
+        series[("container_cpu_usage_seconds_total", (("container", svc), ("namespace", "sock-shop")))] = np.cumsum(cpu * STEP)
+        series[("container_memory_usage_bytes", (("container", svc), ("namespace", "sock-shop")))] = _noise(rng, 3e8, 0.01)
+        series[("request_duration_seconds_count", (("name", svc),))] = np.cumsum(_noise(rng, 10.0, 0.02) * STEP)
+        series[("request_duration_seconds", (("name", svc), ("quantile", "0.99")))] = lat
+    report = _investigate(_write(tmp_path / "b", series, "front-end"))
+    missing = {d.signal for d in report.degraded}
+    assert not {"requests", "latency", "memory"} & missing, missing
+    _top_is(report, "cpu_saturation", "carts")

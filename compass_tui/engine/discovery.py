@@ -18,7 +18,9 @@ from compass_tui.engine.queries import BudgetExhausted, QueryRunner
 from compass_tui.engine.request import SERVICE_LABELS
 from compass_tui.engine.timeseries import Grid
 
-EXTRA_SERVICE_LABELS = ("app_kubernetes_io_name", "k8s_deployment_name", "deployment", "workload", "application")
+EXTRA_SERVICE_LABELS = ("app_kubernetes_io_name", "k8s_deployment_name", "deployment", "workload", "application", "name")
+"""Labels that may name the service, after SERVICE_LABELS. ``name`` (Sock Shop's, among others)
+comes last: it names many other things, and is only read where no other label names services."""
 POD_LABELS = ("pod", "k8s_pod_name", "pod_name")
 HOST_LABELS = ("node", "nodename", "kubernetes_node", "host", "hostname", "instance")
 HOST_FAMILIES = {"retrans", "outsegs", "net_drop", "fs_avail", "fs_size"}
@@ -37,27 +39,31 @@ FAMILIES: dict[str, list[str]] = {
         r"http_requests_total", r"http_server_requests_seconds_count", r"http_server_request_duration_seconds_count",
         r"http_server_duration_seconds_count", r"http_server_duration_milliseconds_count", r"grpc_server_handled_total",
         r"http_server_requests_total", r"[a-z0-9_]*_http_requests_total", r"requests_total",
+        # a summary or histogram named for requests alone counts them (Sock Shop's); a prefixed
+        # one (http_request_duration_seconds) is counted by its own requests metric already
+        r"request_duration_seconds_count",
     ],
     "latency_hist": [
         r"http_request_duration_seconds_bucket", r"http_server_requests_seconds_bucket",
         r"http_server_request_duration_seconds_bucket", r"http_server_duration_seconds_bucket",
         r"http_server_duration_milliseconds_bucket", r"grpc_server_handling_seconds_bucket",
-        r"[a-z0-9_]*_request_duration_seconds_bucket",
+        r"(?:[a-z0-9_]*_)?request_duration_seconds_bucket",
     ],
     "latency_summary": [
         r"http_request_duration_seconds", r"http_server_requests_seconds", r"http_server_request_duration_seconds",
-        r"grpc_server_handling_seconds", r"[a-z0-9_]*_request_duration_seconds", r"[a-z0-9_]*_request_latency_seconds",
+        r"grpc_server_handling_seconds", r"(?:[a-z0-9_]*_)?request_duration_seconds", r"(?:[a-z0-9_]*_)?request_latency_seconds",
     ],
     "latency_sum": [
         r"http_request_duration_seconds_sum", r"http_server_requests_seconds_sum", r"http_server_request_duration_seconds_sum",
         r"http_server_duration_seconds_sum", r"http_server_duration_milliseconds_sum", r"grpc_server_handling_seconds_sum",
-        r"[a-z0-9_]*_request_duration_seconds_sum",
+        r"(?:[a-z0-9_]*_)?request_duration_seconds_sum",
     ],
     "cpu": [r"container_cpu_usage_seconds_total", r"process_cpu_seconds_total"],
     "cpu_throttle": [r"container_cpu_cfs_throttled_periods_total"],
     "cpu_periods": [r"container_cpu_cfs_periods_total"],
     "limits": [r"kube_pod_container_resource_limits"],
-    "memory": [r"container_memory_working_set_bytes", r"process_resident_memory_bytes"],
+    "memory": [r"container_memory_working_set_bytes", r"process_resident_memory_bytes", r"container_memory_rss",
+               r"container_memory_usage_bytes"],
     "jvm_used": [r"jvm_memory_used_bytes", r"jvm_memory_bytes_used"],
     "jvm_max": [r"jvm_memory_max_bytes", r"jvm_memory_bytes_max"],
     "restarts": [r"kube_pod_container_status_restarts_total"],
@@ -301,6 +307,10 @@ class Discovery:
                     if k == "__name__":
                         continue
                     info.label_values.setdefault(k, set()).add(v)
+            if "latency_summary" in fams and "quantile" not in info.label_values and generic_kind(name) is not None:
+                # named like a summary but with no quantiles (one series per statistic, or a
+                # plain gauge): read as any other measure of latency
+                info.families = [f for f in fams if f != "latency_summary"] + ["generic"]
             if "pod_info" in fams:
                 self.pod_info = labelsets[:50000]
             if info.label_values or labelsets:
