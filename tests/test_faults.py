@@ -145,6 +145,17 @@ def test_a_cpu_rise_whose_latency_the_localisation_saw_move_is_not_read_as_harml
     assert any("did not rise with its CPU" in e.summary for e in loaded.evidence)
 
 
+def test_a_cpu_grown_far_past_its_traffic_does_not_follow_the_load():
+    # 2.3 times the requests cannot burn 70 times the CPU: something else does
+    def cpu(after: float) -> Candidate:
+        ctx = make_ctx({("cpu_cores", "carts"): level(0.1, after, 86), ("request_rate", "carts"): level(4.4, 10.1, 86)},
+                       affected={"carts": ONSET})
+        return found(all_candidates(ctx), "cpu_saturation", "carts")
+    assert any("the CPU follows the load" in e.summary for e in cpu(0.3).evidence)
+    hogged = cpu(7.0)
+    assert not any("follows the load" in e.summary for e in hogged.evidence) and status_of(hogged) == "supported"
+
+
 def test_a_database_cpu_rise_matters_only_where_one_of_its_callers_slowed():
     # a database reports no latency of its own and no CPU limit: 1.9 to 3.3 cores
     def cpu(caller_slowed: bool) -> Candidate:
@@ -359,6 +370,16 @@ def test_traffic_surge_supported_at_the_entry():
                    affected={"api": ONSET})
     c = found(all_candidates(ctx), "traffic_surge", "web")
     assert c is not None and c.facts.ups == [] and checks(c, "competing_explanation") == ["survived"]
+
+
+def test_a_surge_served_with_usual_latency_and_errors_hurt_nothing():
+    def surge(latency_after: float) -> Candidate:
+        ctx = make_ctx({("request_rate", "shipping"): level(0.3, 1.5, 88), ("latency_p99", "shipping"): level(0.01, latency_after)},
+                       symptom="web", affected={"shipping": ONSET} if latency_after > 0.02 else {})
+        return found(all_candidates(ctx), "traffic_surge", "shipping")
+    absorbed, felt = surge(0.01), surge(0.2)
+    assert any("hurt nothing" in e.summary and not e.supports for e in absorbed.evidence)
+    assert not any("hurt nothing" in e.summary for e in felt.evidence) and felt.strength > absorbed.strength
 
 
 def test_traffic_surge_disproven_when_a_service_upstream_rose_first():

@@ -29,6 +29,9 @@ class CpuFacts(Facts):
     """The one pod whose CPU rose, when a per-pod series carried it."""
     mattered: bool = True
     """False when nothing (a latency of its own, a limit, a caller that slowed) shows it did."""
+    beyond_load: bool = False
+    """Its traffic rose too, but its CPU per request grew past PER_REQUEST_MAX times: the load
+    does not explain it."""
 
 
 def detect(ctx: Ctx) -> list[Candidate]:
@@ -99,7 +102,9 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
                 lc = ctx.chg("client_rate", key, 1, rel_floor=0.15, k=3.0, must_hold=False)
                 if lc is not None and lc.rose and np.isfinite(lc.ratio) and (load is None or lc.ratio > load.ratio):
                     load, load_series = lc, cs
-    follows_load = load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0)
+    # (CPU per request that grew past PER_REQUEST_MAX times is something else burning it)
+    follows_load = load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0) and ch.ratio <= PER_REQUEST_MAX * load.ratio
+    c.facts.beyond_load = load is not None and ch.ratio > PER_REQUEST_MAX * load.ratio
     if follows_load:
         # CPU per request did not change: the CPU follows the traffic, it does not lead
         c.strength *= 0.6
@@ -130,6 +135,10 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
                                               "callers seen slowed: nothing shows the CPU mattered", supports=False))
     return c
 
+
+PER_REQUEST_MAX = 4.0
+"""Load drives CPU a little worse than in proportion near a limit, not many times worse: a CPU
+per request past this many times its usual is not the load's doing."""
 
 PINNED_SPREAD = 0.35
 """A CPU whose spread after its rise is at most this share of its usual (relative to its level)

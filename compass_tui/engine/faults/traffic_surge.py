@@ -2,7 +2,8 @@
 
 Supports: the request rate (successful throughput, or the raw rate when callers were not
 failing first) well above its baseline at onset, in requests per second over a real base, on
-the most upstream service whose rate rose. Disproves: the rate within its baseline range; a
+the most upstream service whose rate rose. Weakened: a service that served it with its
+latency and errors at their usual level and its CPU barely up (the load strained nothing). Disproves: the rate within its baseline range; a
 service upstream of it rose first (the surge enters there); a failure below it that came
 first (the extra requests are retries). Its rule on others: a strong surge that came first
 explains the saturation of CPUs, pools and databases on or below the surging service."""
@@ -17,6 +18,7 @@ from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.faults import get, load_driven
 from compass_tui.engine.faults._common import rel
 from compass_tui.engine.faults.base import Facts, Fault, Rule
+from compass_tui.engine.faults.cpu_saturation import PER_REQUEST_MAX
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 
 
@@ -29,6 +31,9 @@ class SurgeFacts(Facts):
     ratio: float = 1.0
     """How many times its usual rate it received."""
 
+
+OWN_FELT = ("latency_p99", "latency_mean", "error_ratio")
+"""A service's own signals of trouble, as the affected services are read from."""
 
 RETRY_MAX = 4.0
 """Retries resend each failed call a few times at most: a rate past this many times its usual
@@ -95,6 +100,14 @@ def detect(ctx: Ctx) -> list[Candidate]:
             c.strength *= 0.5
             c.evidence.append(ctx.metric_evidence(series, f"the rate of {svc} was back to its usual level by {fmt_time(ended)}, "
                                                   "before the alert: the trouble outlasted the extra load", supports=False))
+        if _unstrained(ctx, svc, ch.ratio):
+            # its latency (which holds that of every call it makes) and its errors stayed
+            # usual, and its CPU barely moved: it served the extra load, and nothing it calls
+            # was hurt by it either
+            c.strength *= 0.5
+            c.evidence.append(ctx.metric_evidence(
+                next(ctx.series(s, svc) for s in OWN_FELT if ctx.series(s, svc) is not None),
+                f"{svc} served the extra load with its latency and errors at their usual level and its CPU barely up: it hurt nothing", supports=False))
         if retriers:
             c.strength *= 0.45
             c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or series,
@@ -108,6 +121,20 @@ def detect(ctx: Ctx) -> list[Candidate]:
         c.facts = SurgeFacts(ups=ups, signal=sig, ratio=float(ch.ratio))
         out.append(c)
     return out
+
+
+def _unstrained(ctx: Ctx, svc: str, ratio: float) -> bool:
+    """Did the service serve its extra load (``ratio`` times its usual) with no sign of strain:
+    not the alerting service, its own latency and errors measured and at their usual level,
+    its CPU up by less than a twentieth of a core (or under 30 % of its limit), or by far more
+    than the load can burn (something else burnt it)?"""
+    if svc == ctx.symptom_service or svc in ctx.affected or not any(ctx.series(s, svc) is not None for s in OWN_FELT):
+        return False
+    for sig, matters in (("cpu_cores", lambda ch: ch.after - ch.baseline >= 0.05), ("cpu_util", lambda ch: ch.after >= 0.3)):
+        ch = ctx.chg(sig, svc, 1, must_hold=False)
+        if ch is not None and ch.rose and matters(ch) and ch.ratio <= PER_REQUEST_MAX * ratio:
+            return False
+    return True
 
 
 def _ended(ctx: Ctx, values: np.ndarray, ch) -> float | None:
@@ -202,8 +229,8 @@ def explains_load(ctx: Ctx, cands: list[Candidate], by_fault: dict[str, list[Can
             continue
         # only what load can cause: saturation of CPU, pools, databases
         f = get(c.fault)
-        if f is None or f.load_driven is None:
-            continue
+        if f is None or f.load_driven is None or getattr(c.facts, "beyond_load", False):
+            continue  # (nor a CPU that grew many times past the traffic it served)
         # a database that got slow on its own (long transactions, locks) needs the surge first
         slack = ctx.tol if load_driven(c) else 0.0
         for s in strong_surges:
