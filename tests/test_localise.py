@@ -726,3 +726,17 @@ def test_a_stack_that_names_services_by_name_and_measures_memory_by_usage_is_rea
     missing = {d.signal for d in report.degraded}
     assert not {"requests", "latency", "memory"} & missing, missing
     _top_is(report, "cpu_saturation", "carts")
+
+
+@pytest.mark.parametrize("obj, service", [
+    ("carts-db-5h2l5bf8cj-cmj47", "carts-db"),  # the Deployment carts-db: carts' database, not carts
+    ("carts-7c9f6d8b5d-x4k2p", "carts"),
+    ("myrelease-orders-7c9f6d8b5d-x4k2p", "orders"),  # a release prefix on the Deployment's name
+    ("data-orders-0", "orders"),  # a claim of orders' StatefulSet
+])
+def test_a_kubernetes_object_belongs_to_the_workload_its_name_says(obj, service):
+    from compass_tui.engine.discovery import Discovery
+
+    d = Discovery(None, Grid(start=T0, end=T0 + 600, step=STEP, alert_at=T0 + 300, baseline_end=T0 + 150))
+    d.stack.services |= {"carts", "orders", "front-end"}
+    assert d.object_service(obj) == service

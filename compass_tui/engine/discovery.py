@@ -394,7 +394,12 @@ class Discovery:
                 k = name[spans[i][0]:spans[j][1]]
                 if len(k) > len(best) and k in services:
                     best = k
-        return best or service_from_pod(name)
+        own = service_from_pod(name)
+        if best and own != name and own != best and own.startswith(best) and own[len(best)] in "-_.":
+            # a pod of its own workload named after the service (carts-db-5h2l5bf8cj-cmj47 of
+            # the Deployment carts-db, not of carts): the service's database, its worker
+            return own
+        return best or own
 
     def host_services(self, host: str) -> set[str]:
         h = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
