@@ -103,8 +103,10 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
                 if lc is not None and lc.rose and np.isfinite(lc.ratio) and (load is None or lc.ratio > load.ratio):
                     load, load_series = lc, cs
     # (CPU per request that grew past PER_REQUEST_MAX times is something else burning it)
-    follows_load = load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0) and ch.ratio <= PER_REQUEST_MAX * load.ratio
-    c.facts.beyond_load = load is not None and ch.ratio > PER_REQUEST_MAX * load.ratio
+    # (usage only: throttling or a share of a limit from nothing has no ratio to compare)
+    c.facts.beyond_load = load is not None and sig.removesuffix("_pod") == "cpu_cores" and ch.baseline > 0 and \
+        np.isfinite(ch.ratio) and ch.ratio > PER_REQUEST_MAX * load.ratio
+    follows_load = load is not None and load.ratio >= 0.7 * min(ch.ratio, 3.0) and not c.facts.beyond_load
     if follows_load:
         # CPU per request did not change: the CPU follows the traffic, it does not lead
         c.strength *= 0.6

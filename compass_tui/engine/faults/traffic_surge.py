@@ -132,7 +132,7 @@ def _unstrained(ctx: Ctx, svc: str, ratio: float) -> bool:
         return False
     for sig, matters in (("cpu_cores", lambda ch: ch.after - ch.baseline >= 0.05), ("cpu_util", lambda ch: ch.after >= 0.3)):
         ch = ctx.chg(sig, svc, 1, must_hold=False)
-        if ch is not None and ch.rose and matters(ch) and ch.ratio <= PER_REQUEST_MAX * ratio:
+        if ch is not None and ch.rose and matters(ch) and (not np.isfinite(ch.ratio) or ch.ratio <= PER_REQUEST_MAX * ratio):
             return False
     return True
 
