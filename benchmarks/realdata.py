@@ -48,6 +48,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 import statistics
 import sys
 import tempfile
@@ -456,6 +457,8 @@ def baro_ranking(bundle: str | Path) -> list[tuple[str, float]]:
     best: dict[str, float] = {}
     for sid, labels in enumerate(md.labels):
         svc = next((labels[k] for k in ("service", "service_name", "job", "app", "container", "name") if k in labels), None)
+        if svc is None and "pod" in labels:  # a Deployment's pod: its name without the hashes
+            svc = re.sub(r"-(?:[a-z0-9]{6,10}-[a-z0-9]{5}|[a-z0-9]{5}|\d+)$", "", labels["pod"])
         if svc is None:
             continue
         lo, hi = int(md.offsets[sid]), int(md.offsets[sid + 1])
@@ -587,6 +590,13 @@ def table(rows: list[dict], summary: dict, dataset: str = "PetShop") -> str:
     return "\n".join(lines)
 
 
+def run_args(ap: argparse.ArgumentParser) -> None:
+    """The options every real-data benchmark takes after its own."""
+    ap.add_argument("--convert-only", action="store_true", help="write the bundles (needs --out) and stop")
+    ap.add_argument("--jobs", type=int, default=1, help="investigations in parallel (default 1)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Convert, investigate, compare; prints the table or, with --json, one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -595,9 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N issues")
     ap.add_argument("--baseline-hours", type=float, default=3.0, help="hours of recording before each issue (default 3)")
     ap.add_argument("--issues", default=None, help="only these issues, comma-separated keys (high_traffic-test-issue_0,...)")
-    ap.add_argument("--convert-only", action="store_true", help="write the bundles (needs --out) and stop")
-    ap.add_argument("--jobs", type=int, default=1, help="investigations in parallel (default 1)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run_args(ap)
     a = ap.parse_args(argv)
     if a.convert_only and not a.out:
         print("realdata: --convert-only needs --out DIR", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Real-data benchmark: Sock Shop CPU and memory hogs, converted to incident bundles.
 
-    python benchmarks/sockshop.py PATH [--out DIR] [--step 5] [--alert-after 60] [--json]
+    python benchmarks/sockshop.py PATH [--out DIR] [--step 5] [--alert-after 60] [--by-pod] [--json]
                                        [--cases carts-cpu/1,...] [--convert-only] [--jobs 1]
 
 PATH is a local copy of github.com/azamikram/rcd (the data of "Root Cause Analysis of Failures
@@ -23,7 +23,9 @@ How a case becomes a bundle (what that Prometheus would serve):
   rate is the recorded one; memory the gauge ``container_memory_usage_bytes``; request rate
   the counter ``request_duration_seconds_count{kubernetes_namespace, name}`` and the latency
   quantiles the summary ``request_duration_seconds{name, quantile}``, under the labels the
-  recording queried.
+  recording queried. ``--by-pod`` labels the container metrics by the pod alone instead
+  (``pod="carts-7c9f6d8b5d-x4k2p"``, a name made up in the Deployment's pattern), as stacks that
+  export per-pod series name them.
 - The alert is ``HighLatency`` on the entry service, ``front-end``, ``--alert-after`` seconds
   after the hog began (a rule with ``for: 1m``). No change events are invented.
 - ``truth.json`` names the hogged service, with fault ``cpu_saturation`` or ``memory_leak``
@@ -47,7 +49,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.realdata import _esc, _fmt, _rfc3339, run_all, summarise, table  # noqa: E402
+from benchmarks.realdata import _esc, _fmt, _rfc3339, run_all, run_args, summarise, table  # noqa: E402
 
 SOURCE = "github.com/azamikram/rcd (sock-shop-data)"
 NAMESPACE = "sock-shop"
@@ -115,16 +117,25 @@ def timeline(case: Path, step: int) -> tuple[list[str], list[float], list[list[f
     return cols_n, [times[i] for i in keep], [rows[i] for i in keep], onset
 
 
-def openmetrics_text(cols: list[str], times: list[float], rows: list[list[float | None]]) -> str:
+def pod_of(svc: str) -> str:
+    """A pod name in a Deployment's pattern, the same for a service every time."""
+    h = hashlib.sha256(svc.encode()).hexdigest()
+    alnum = "bcdfghjklmnpqrstvwxz2456789"
+    pick = lambda start, n: "".join(alnum[int(h[start + 2 * i:start + 2 * i + 2], 16) % len(alnum)] for i in range(n))  # noqa: E731
+    return f"{svc}-{pick(0, 10)}-{pick(20, 5)}"
+
+
+def openmetrics_text(cols: list[str], times: list[float], rows: list[list[float | None]], by_pod: bool = False) -> str:
     series: dict[str, dict[tuple, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     types: dict[str, str] = {}
     for j, col in enumerate(cols):
         svc, _, metric = col.partition("_")
         vals = [(t, r[j]) for t, r in zip(times, rows) if r[j] is not None and math.isfinite(r[j])]
+        where = {"namespace": NAMESPACE, **({"pod": pod_of(svc)} if by_pod else {"container": svc})}
         if metric == "cpu":
-            fam, labels, kind = "container_cpu_usage_seconds_total", {"namespace": NAMESPACE, "container": svc}, "counter"
+            fam, labels, kind = "container_cpu_usage_seconds_total", where, "counter"
         elif metric == "mem":
-            fam, labels, kind = "container_memory_usage_bytes", {"namespace": NAMESPACE, "container": svc}, "gauge"
+            fam, labels, kind = "container_memory_usage_bytes", where, "gauge"
         elif metric == "lod":
             fam, labels, kind = "request_duration_seconds", {"kubernetes_namespace": NAMESPACE, "name": svc}, "summary"
         elif metric.startswith("lat_"):
@@ -169,7 +180,7 @@ def incident_payload(key: str, starts: float) -> dict:
             "alerts": [alert]}
 
 
-def convert_case(case: Path, out_dir: str | Path, step: int = 5, alert_after: float = 60.0) -> Path:
+def convert_case(case: Path, out_dir: str | Path, step: int = 5, alert_after: float = 60.0, by_pod: bool = False) -> Path:
     cols, times, rows, onset = timeline(case, step)
     svc, _, kind = case.parent.name.rpartition("-")
     key = f"{case.parent.name}-{case.name}"
@@ -182,7 +193,7 @@ def convert_case(case: Path, out_dir: str | Path, step: int = 5, alert_after: fl
                       "hog_began": _rfc3339(onset), "converted_by": "benchmarks/sockshop.py"}}
     (path / "bundle.json").write_text(json.dumps(manifest, indent=1) + "\n")
     (path / "incident.json").write_text(json.dumps(incident_payload(key, onset + alert_after), indent=1) + "\n")
-    (path / "metrics.om").write_text(openmetrics_text(cols, times, rows))
+    (path / "metrics.om").write_text(openmetrics_text(cols, times, rows, by_pod))
     (path / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
     return path
 
@@ -193,10 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the bundles here and keep them (default: a temporary folder)")
     ap.add_argument("--step", type=int, default=5, help="seconds between samples (default 5)")
     ap.add_argument("--alert-after", type=float, default=60.0, help="seconds from the hog to the alert (default 60)")
+    ap.add_argument("--by-pod", action="store_true", help="label container metrics by pod name only")
     ap.add_argument("--cases", default=None, help="only these cases, comma-separated (carts-cpu/1,...)")
-    ap.add_argument("--convert-only", action="store_true", help="write the bundles (needs --out) and stop")
-    ap.add_argument("--jobs", type=int, default=1, help="investigations in parallel (default 1)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run_args(ap)
     a = ap.parse_args(argv)
     if a.convert_only and not a.out:
         print("sockshop: --convert-only needs --out DIR", file=sys.stderr)
@@ -206,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             only = [k for k in a.cases.split(",") if k] if a.cases else None
-            bundles = [convert_case(c, out, a.step, a.alert_after) for c in cases(data_root(a.path), only)]
+            bundles = [convert_case(c, out, a.step, a.alert_after, a.by_pod) for c in cases(data_root(a.path), only)]
         except (SockShopError, OSError, ValueError, IndexError) as e:
             print(f"sockshop: {e}", file=sys.stderr)
             return 2
