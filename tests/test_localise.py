@@ -740,3 +740,18 @@ def test_a_kubernetes_object_belongs_to_the_workload_its_name_says(obj, service)
     d = Discovery(None, Grid(start=T0, end=T0 + 600, step=STEP, alert_at=T0 + 300, baseline_end=T0 + 150))
     d.stack.services |= {"carts", "orders", "front-end"}
     assert d.object_service(obj) == service
+
+
+def test_a_latency_that_rose_with_a_cpu_far_from_any_ceiling_is_its_code(tmp_path):
+    """currency's latency triples while its CPU rises by half (0.2 to 0.29 cores): the CPU moved
+    with it, but nothing reads it as short of CPU, so the slowness is its own code's."""
+    rng = np.random.default_rng(43)
+
+    def effect(lat, err, cpu, client):
+        for s in ("frontend", "cart"):
+            lat[s][ALERT_I - 4:] += 0.03
+        lat["currency"][ALERT_I - 4:] *= 3
+        client[("cart", "currency")][ALERT_I - 4:] += 0.02
+        cpu["currency"][ALERT_I - 4:] *= 1.45
+    report = _investigate(_write(tmp_path / "b", _chain(rng, effect), "frontend"))
+    _top_is(report, "code_defect", "currency")

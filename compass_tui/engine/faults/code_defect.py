@@ -5,7 +5,8 @@ Supports: errors, exceptions or latency begin in a leading suspect whose trouble
 inherited: new error templates of its own, or dependencies that stayed healthy. Disproves:
 no change in its own errors or latency; its trouble mostly echoes a dependency's (and no new
 exceptions of its own); it is a database or cache (their own faults), or short of a resource
-with only latency; it received more requests as the trouble began (load, not its code); a
+with only latency (a CPU, memory or disk fault reads it so: a CPU that rose with the latency
+but is nowhere near a ceiling is the code burning it); it received more requests as the trouble began (load, not its code); a
 deploy or config change of it shortly before explains it (then it is that fault). A specific
 cause that survived on the same service ranks above it."""
 
@@ -72,7 +73,7 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
     if is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
     resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat)]
-    if not trouble and resources:
+    if not trouble and resources and any(_saturated(ctx, s.service, k) for k in ("cpu", "memory", "disk")):
         return None  # slow and short of a resource: that resource's fault, not its code
     own_lines = own_new_templates(ctx, s.service)
     graph = ctx.graph
@@ -263,3 +264,11 @@ FAULT = Fault(
     order=14, detectors={"origin": detect}, facts=CodeDefectFacts, final=below_specific,
     where_reading=True, since=2,
 )
+
+
+def _saturated(ctx: Ctx, svc: str, kind: str) -> bool:
+    """Is the resource one the catalog reads as short: a CPU, memory or disk fault detected on
+    the service? A CPU that rose with the latency but nowhere near a ceiling slowed nothing."""
+    fid = {"cpu": "cpu_saturation", "memory": "memory_leak", "disk": "disk_full"}[kind]
+    f = get(fid)
+    return f is not None and any(c.service == svc for det in f.detectors.values() for c in det(ctx))
