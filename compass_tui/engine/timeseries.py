@@ -167,15 +167,14 @@ def change(
         # can be claimed from it
         anchor_t = grid.alert_at if anchor is None else anchor
         pre = np.nonzero(np.isfinite(values) & (times < anchor_t - 600))[0]
-        # a short recording (minutes at a coarse step): the baseline is what came up to two
-        # steps before the anchor, as the localisation reads it; three points at the least
-        short = np.nonzero(np.isfinite(values) & (times <= anchor_t - 2 * grid.step))[0]
         if len(pre) >= 8:
             first = pre[: max(8, len(pre) // 2)]
-        elif len(short) >= 3 and anchor is not None:
-            first = short
         else:
-            return Change(float("nan"), float("nan"), float("nan"), float("nan"), None, 0.0, 1.0)
+            # a short recording (minutes at a coarse step): the baseline is what came up to two
+            # steps before the onset, as the localisation reads it; three points at the least
+            first = np.nonzero(np.isfinite(values) & (times <= anchor_t - 2 * grid.step))[0]
+            if anchor is None or len(first) < 3:
+                return Change(float("nan"), float("nan"), float("nan"), float("nan"), None, 0.0, 1.0)
         base_vals = values[first]
         base_end = float(times[first[-1]])
     med, mad = _robust(base_vals)

@@ -5,10 +5,11 @@ Supports: errors, exceptions or latency begin in a leading suspect whose trouble
 inherited: new error templates of its own, or dependencies that stayed healthy. Disproves:
 no change in its own errors or latency; its trouble mostly echoes a dependency's (and no new
 exceptions of its own); it is a database or cache (their own faults), or short of a resource
-with only latency (a CPU, memory or disk fault reads it so: a CPU that rose with the latency
-but is nowhere near a ceiling is the code burning it); it received more requests as the trouble began (load, not its code); a
-deploy or config change of it shortly before explains it (then it is that fault). A specific
-cause that survived on the same service ranks above it."""
+with only latency, where that resource's own fault reads it so (a CPU that rose with the
+latency but nowhere near a ceiling is the code burning it); it received more requests as the
+trouble began (load, not its code); a deploy or config change of it shortly before explains
+it (then it is that fault). A specific cause that survived on the same service ranks above
+it."""
 
 from __future__ import annotations
 
@@ -20,12 +21,20 @@ from compass_tui.engine.faults import get
 from compass_tui.engine.faults._common import OWN_ERROR, change_events, frag, trace_evidence
 from compass_tui.engine.faults._origin import is_datastore, moved_evidence, origin_suspects, own_errors_query, reports_own
 from compass_tui.engine.faults.base import Facts, Fault
+from compass_tui.engine.faults.cpu_saturation import saturated
+from compass_tui.engine.faults.disk_full import disk
+from compass_tui.engine.faults.memory_leak import memory
 from compass_tui.engine.faults.network_degradation import spent_inside, traced_own, traced_spans_took
 from compass_tui.engine.faults.traffic_surge import load_rose
 from compass_tui.engine.graph import median
 from compass_tui.engine.logfacts import INHERITED
 from compass_tui.engine.localise import FELT, explainable, lasted
 from compass_tui.engine.timeseries import fmt_time
+
+
+SHORT_OF = {"cpu": saturated, "memory": lambda ctx, svc: memory(ctx, svc) is not None,
+            "disk": lambda ctx, svc: disk(ctx, svc) is not None}
+"""A resource kind -> whether its catalog fault reads the service as short of it."""
 
 
 @dataclass
@@ -72,9 +81,11 @@ def code_defect(ctx: Ctx, s, strength: float, changes) -> Candidate | None:
             return None
     if is_datastore(ctx, s.service):
         return None  # a slow or failing database or cache is its own catalog fault
-    resources = [own[k] for k in ("cpu", "memory", "disk") if k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat)]
-    if not trouble and resources and any(_saturated(ctx, s.service, k) for k in ("cpu", "memory", "disk")):
-        return None  # slow and short of a resource: that resource's fault, not its code
+    moved = [k for k in SHORT_OF if k in own and own[k].sev >= 1.0 and _in_step(ctx, own[k], lat)]
+    if not trouble and moved and any(short(ctx, s.service) for short in SHORT_OF.values()):
+        # slow and short of a resource: that resource's fault, not its code (a CPU that rose
+        # with the latency but that no CPU reading calls saturated is the code burning it)
+        return None
     own_lines = own_new_templates(ctx, s.service)
     graph = ctx.graph
     deps_known = graph.known and s.service in graph.nodes()
@@ -264,11 +275,3 @@ FAULT = Fault(
     order=14, detectors={"origin": detect}, facts=CodeDefectFacts, final=below_specific,
     where_reading=True, since=2,
 )
-
-
-def _saturated(ctx: Ctx, svc: str, kind: str) -> bool:
-    """Is the resource one the catalog reads as short: a CPU, memory or disk fault detected on
-    the service? A CPU that rose with the latency but nowhere near a ceiling slowed nothing."""
-    fid = {"cpu": "cpu_saturation", "memory": "memory_leak", "disk": "disk_full"}[kind]
-    f = get(fid)
-    return f is not None and any(c.service == svc for det in f.detectors.values() for c in det(ctx))

@@ -34,13 +34,31 @@ class CpuFacts(Facts):
     does not explain it."""
 
 
-def detect(ctx: Ctx) -> list[Candidate]:
-    """One candidate per service whose CPU rose enough to matter."""
-    keys: dict[str, dict[str, list[str]]] = {}  # service -> signal -> its series keys (pods)
+def _keys(ctx: Ctx) -> dict[str, dict[str, list[str]]]:
+    """service -> CPU signal -> its series keys (the service, or each of its pods)."""
+    keys: dict[str, dict[str, list[str]]] = {}
     for sig in SIGNALS:
         for key, s in sorted(ctx.stack.signals.get(sig, {}).items()):
             keys.setdefault(s.service, {}).setdefault(sig, []).append(key)
+    return keys
+
+
+def detect(ctx: Ctx) -> list[Candidate]:
+    """One candidate per service whose CPU rose enough to matter."""
+    keys = _keys(ctx)
     return [c for c in (cpu(ctx, svc, keys[svc]) for svc in sorted(keys)) if c]
+
+
+def too_small(kind: str, ch) -> bool:
+    """A CPU rise that does not matter in cores or against the limit (``kind``: cpu_cores,
+    cpu_util, cpu_throttle): 20x of almost nothing is nothing."""
+    return (kind == "cpu_cores" and ch.after - ch.baseline < 0.05) or \
+        (kind == "cpu_util" and ch.after < 0.3) or (kind == "cpu_throttle" and ch.after < 0.05)
+
+
+def saturated(ctx: Ctx, svc: str) -> bool:
+    """Does this fault read the service's CPU as saturated (before any disproof)?"""
+    return cpu(ctx, svc, _keys(ctx).get(svc, {})) is not None
 
 
 def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
@@ -54,9 +72,7 @@ def cpu(ctx: Ctx, svc: str, keys: dict[str, list[str]]) -> Candidate | None:
             if ch is None or not np.isfinite(ch.baseline):
                 continue
             # without a limit, saturation can only be read from a large rise
-            # it must matter in cores or against the limit: 20x of almost nothing is nothing
-            small = (kind == "cpu_cores" and ch.after - ch.baseline < 0.05) or \
-                (kind == "cpu_util" and ch.after < 0.3) or (kind == "cpu_throttle" and ch.after < 0.05)
+            small = too_small(kind, ch)
             if ch.rose and not small and ch.ratio >= (1.3 if level_ok is not None else 1.6):
                 level = (0.7 if ch.ratio < 2.0 else 1.0) if level_ok is None else min(1.0, ch.after / level_ok)
                 score = min(1.0, 0.35 + 0.1 * min(ch.z, 6)) * (0.6 + 0.4 * level)

@@ -18,7 +18,7 @@ from compass_tui.engine.context import Candidate, Ctx
 from compass_tui.engine.faults import get, load_driven
 from compass_tui.engine.faults._common import rel
 from compass_tui.engine.faults.base import Facts, Fault, Rule
-from compass_tui.engine.faults.cpu_saturation import PER_REQUEST_MAX
+from compass_tui.engine.faults.cpu_saturation import PER_REQUEST_MAX, too_small
 from compass_tui.engine.timeseries import fmt_ratio, fmt_time
 
 
@@ -100,14 +100,13 @@ def detect(ctx: Ctx) -> list[Candidate]:
             c.strength *= 0.5
             c.evidence.append(ctx.metric_evidence(series, f"the rate of {svc} was back to its usual level by {fmt_time(ended)}, "
                                                   "before the alert: the trouble outlasted the extra load", supports=False))
-        if _unstrained(ctx, svc, ch.ratio):
+        if (calm := _unstrained(ctx, svc, ch.ratio)) is not None:
             # its latency (which holds that of every call it makes) and its errors stayed
             # usual, and its CPU barely moved: it served the extra load, and nothing it calls
             # was hurt by it either
             c.strength *= 0.5
-            c.evidence.append(ctx.metric_evidence(
-                next(ctx.series(s, svc) for s in OWN_FELT if ctx.series(s, svc) is not None),
-                f"{svc} served the extra load with its latency and errors at their usual level and its CPU barely up: it hurt nothing", supports=False))
+            c.evidence.append(ctx.metric_evidence(calm, f"{svc} served the extra load with its latency and errors at their "
+                                                        "usual level and its CPU barely up: it hurt nothing", supports=False))
         if retriers:
             c.strength *= 0.45
             c.evidence.append(ctx.metric_evidence(ctx.series("error_ratio", retriers[0]) or series,
@@ -123,18 +122,19 @@ def detect(ctx: Ctx) -> list[Candidate]:
     return out
 
 
-def _unstrained(ctx: Ctx, svc: str, ratio: float) -> bool:
-    """Did the service serve its extra load (``ratio`` times its usual) with no sign of strain:
-    not the alerting service, its own latency and errors measured and at their usual level,
-    its CPU up by less than a twentieth of a core (or under 30 % of its limit), or by far more
-    than the load can burn (something else burnt it)?"""
-    if svc == ctx.symptom_service or svc in ctx.affected or not any(ctx.series(s, svc) is not None for s in OWN_FELT):
-        return False
-    for sig, matters in (("cpu_cores", lambda ch: ch.after - ch.baseline >= 0.05), ("cpu_util", lambda ch: ch.after >= 0.3)):
+def _unstrained(ctx: Ctx, svc: str, ratio: float):
+    """The service's own latency or error series when it served its extra load (``ratio`` times
+    its usual) with no sign of strain, else None: not the alerting service, its own latency and
+    errors measured and at their usual level, its CPU up by too little to matter, or by far
+    more than the load can burn (something else burnt it)."""
+    calm = next((x for x in (ctx.series(s, svc) for s in OWN_FELT) if x is not None), None)
+    if svc == ctx.symptom_service or svc in ctx.affected or calm is None:
+        return None
+    for sig in ("cpu_cores", "cpu_util"):
         ch = ctx.chg(sig, svc, 1, must_hold=False)
-        if ch is not None and ch.rose and matters(ch) and (not np.isfinite(ch.ratio) or ch.ratio <= PER_REQUEST_MAX * ratio):
-            return False
-    return True
+        if ch is not None and ch.rose and not too_small(sig, ch) and (not np.isfinite(ch.ratio) or ch.ratio <= PER_REQUEST_MAX * ratio):
+            return None
+    return calm
 
 
 def _ended(ctx: Ctx, values: np.ndarray, ch) -> float | None:
