@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import hashlib
 import json
@@ -515,7 +516,8 @@ def evaluate_bundle(bundle: str | Path) -> dict:
     p = Path(bundle)
     truth = json.loads((p / "truth.json").read_text())
     want = truth["culprit"]["service"]
-    row: dict = {"issue": p.name, "truth": want, "root_cause_node": truth.get("meta", {}).get("root_cause_node")}
+    row: dict = {"issue": p.name, "truth": want, "root_cause_node": truth.get("meta", {}).get("root_cause_node"),
+                 "fault_truth": truth["culprit"].get("fault")}
     try:
         res = investigate_bundle(p)
         hyps = res["report"].get("hypotheses") or []
@@ -533,6 +535,7 @@ def evaluate_bundle(bundle: str | Path) -> dict:
     for who in ("compass", "baseline"):
         ranked = row[who]
         row[f"{who}_rank"] = ranked.index(want) + 1 if want in ranked else None
+    row["fault_top1"] = row["hypotheses"][:1] == [f"{row['fault_truth']}@{want}"]
     return row
 
 
@@ -560,7 +563,8 @@ def summarise(rows: list[dict]) -> dict:
         "with_hypotheses": sum(1 for r in rows if r["compass"]),
         "crashed": [{"issue": r["issue"], "error": r["error"]} for r in rows if r["error"]],
         "compass": {"top1": top("compass", 1), "top3": top("compass", 3),
-                    "absent": sum(1 for r in rows if r["compass_rank"] is None)},
+                    "absent": sum(1 for r in rows if r["compass_rank"] is None),
+                    "fault_top1": sum(1 for r in rows if r["fault_top1"])},
         "baseline": {"top1": top("baseline", 1), "top3": top("baseline", 3)},
         "median_investigation_s": statistics.median(walls) if walls else None,
         "max_investigation_s": max(walls) if walls else None,
@@ -597,6 +601,36 @@ def run_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
+def run_benchmark(a: argparse.Namespace, name: str, convert, errors: tuple, dataset: str, source: str,
+                  meta: dict, fault_line: bool = False) -> int:
+    """What every real-data benchmark does once its options are read: ``convert(out)`` into
+    ``--out`` (or a temporary folder), stop there with ``--convert-only``, else investigate every
+    bundle and print the table (and, with ``fault_line``, how often fault and service were both
+    first) or one JSON object holding ``meta``. A conversion error in ``errors`` is one line."""
+    if a.convert_only and not a.out:
+        print(f"{name}: --convert-only needs --out DIR", file=sys.stderr)
+        return 2
+    with (tempfile.TemporaryDirectory(prefix=f"{name}-bundles-") if a.out is None else contextlib.nullcontext(a.out)) as out:
+        try:
+            bundles = convert(out)
+        except errors as e:
+            print(f"{name}: {e}", file=sys.stderr)
+            return 2
+        if a.convert_only:
+            print("\n".join(str(b) for b in bundles))
+            return 0
+        rows = run_all(bundles, a.jobs)
+        summary = summarise(rows)
+        if a.json:
+            print(json.dumps({"format": "compass-realdata/1", "dataset": source, **meta, "summary": summary,
+                              "issues": rows}, indent=1))
+        else:
+            print(table(rows, summary, dataset))
+            if fault_line:
+                print(f"fault and service first: {summary['compass']['fault_top1']}/{len(rows)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Convert, investigate, compare; prints the table or, with --json, one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -607,36 +641,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--issues", default=None, help="only these issues, comma-separated keys (high_traffic-test-issue_0,...)")
     run_args(ap)
     a = ap.parse_args(argv)
-    if a.convert_only and not a.out:
-        print("realdata: --convert-only needs --out DIR", file=sys.stderr)
-        return 2
-    tmp = None
-    out = a.out
-    if out is None:
-        tmp = tempfile.TemporaryDirectory(prefix="petshop-bundles-")
-        out = tmp.name
-    try:
-        try:
-            only = [k for k in a.issues.split(",") if k] if a.issues else None
-            bundles = convert_all(a.path, out, a.limit, a.baseline_hours, only)
-        except (PetshopError, OSError, ValueError, KeyError) as e:
-            print(f"realdata: {e}", file=sys.stderr)
-            return 2
-        if a.convert_only:
-            for b in bundles:
-                print(b)
-            return 0
-        rows = run_all(bundles, a.jobs)
-        summary = summarise(rows)
-        if a.json:
-            print(json.dumps({"format": "compass-realdata/1", "dataset": SOURCE, "baseline_hours": a.baseline_hours,
-                              "summary": summary, "issues": rows}, indent=1))
-        else:
-            print(table(rows, summary))
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    return 0
+    only = [k for k in a.issues.split(",") if k] if a.issues else None
+    return run_benchmark(a, "realdata", lambda out: convert_all(a.path, out, a.limit, a.baseline_hours, only),
+                         (PetshopError, OSError, ValueError, KeyError), "PetShop", SOURCE,
+                         {"baseline_hours": a.baseline_hours})
 
 
 if __name__ == "__main__":

@@ -43,13 +43,12 @@ import hashlib
 import json
 import math
 import sys
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.realdata import _esc, _fmt, _rfc3339, run_all, run_args, summarise, table  # noqa: E402
+from benchmarks.realdata import _esc, _fmt, _rfc3339, run_args, run_benchmark  # noqa: E402
 
 SOURCE = "github.com/azamikram/rcd (sock-shop-data)"
 NAMESPACE = "sock-shop"
@@ -208,38 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=None, help="only these cases, comma-separated (carts-cpu/1,...)")
     run_args(ap)
     a = ap.parse_args(argv)
-    if a.convert_only and not a.out:
-        print("sockshop: --convert-only needs --out DIR", file=sys.stderr)
-        return 2
-    tmp = tempfile.TemporaryDirectory(prefix="sockshop-bundles-") if a.out is None else None
-    out = a.out or tmp.name
-    try:
-        try:
-            only = [k for k in a.cases.split(",") if k] if a.cases else None
-            bundles = [convert_case(c, out, a.step, a.alert_after, a.by_pod) for c in cases(data_root(a.path), only)]
-        except (SockShopError, OSError, ValueError, IndexError) as e:
-            print(f"sockshop: {e}", file=sys.stderr)
-            return 2
-        if a.convert_only:
-            print("\n".join(str(b) for b in bundles))
-            return 0
-        rows = run_all(bundles, a.jobs)
-        for r in rows:
-            truth = json.loads((Path(out) / r["issue"] / "truth.json").read_text())["culprit"]
-            r["fault_truth"] = truth["fault"]
-            r["fault_top1"] = bool(r["hypotheses"]) and r["hypotheses"][0] == f"{truth['fault']}@{truth['service']}"
-        summary = summarise(rows)
-        summary["compass"]["fault_top1"] = sum(1 for r in rows if r["fault_top1"])
-        if a.json:
-            print(json.dumps({"format": "compass-realdata/1", "dataset": SOURCE, "step_seconds": a.step,
-                              "alert_after_s": a.alert_after, "summary": summary, "issues": rows}, indent=1))
-        else:
-            print(table(rows, summary, "Sock Shop"))
-            print(f"fault and service first: {summary['compass']['fault_top1']}/{len(rows)}")
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    return 0
+    only = [k for k in a.cases.split(",") if k] if a.cases else None
+    return run_benchmark(a, "sockshop", lambda out: [convert_case(c, out, a.step, a.alert_after, a.by_pod)
+                                                     for c in cases(data_root(a.path), only)],
+                         (SockShopError, OSError, ValueError, IndexError), "Sock Shop", SOURCE,
+                         {"step_seconds": a.step, "alert_after_s": a.alert_after}, fault_line=True)
 
 
 if __name__ == "__main__":

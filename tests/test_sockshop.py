@@ -4,7 +4,6 @@ what the recordings said, and the bundle must load and be investigated."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.test_localise import _investigate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -64,17 +65,8 @@ def test_the_two_recordings_become_one_timeline_and_the_counters_rate_is_the_rec
 
 
 def test_a_converted_case_is_investigated(data, tmp_path):
-    from compass_tui.engine import EngineDeps, run_to_report
-    from compass_tui.engine.request import request_from_bundle_meta
-    from compass_tui.telemetry.bundle import open_bundle
-
     (case,) = ss.cases(ss.data_root(data))
-    backend = open_bundle(ss.convert_case(case, tmp_path / "out"))
-    try:
-        report = asyncio.run(run_to_report(request_from_bundle_meta(backend.manifest, backend.incident),
-                                           EngineDeps(backend=backend)))
-    finally:
-        asyncio.run(backend.aclose())
+    report = _investigate(ss.convert_case(case, tmp_path / "out"))
     assert report.hypotheses and report.suspects
 
 
