@@ -31,7 +31,9 @@ PEER_LABELS = ("server_address", "peer_service", "net_peer_name", "client_name",
 POOL_LABELS = ("pool", "pool_name", "db_name", "name", "datasource")
 GRPC_ERROR_CODES = "Unknown|DeadlineExceeded|Internal|Unavailable|DataLoss|ResourceExhausted|Aborted"
 EXPORTER_JOBS = re.compile(r"(kube-state-metrics|cadvisor|kubelet|node-exporter|node_exporter|blackbox|prometheus|otel-collector|opentelemetry-collector|alloy|agent)", re.I)
-POD_HASH = re.compile(r"^(?P<svc>.+?)-(?:[a-z0-9]{6,10}-[a-z0-9]{5}|[a-z0-9]{5}|\d+)$")
+POD_HASH = re.compile(r"^(?P<svc>.+?)-(?:(?P<rs>[a-z0-9]{6,10})-[a-z0-9]{5}|[a-z0-9]{5}|\d+)$")
+"""A pod's name: its workload's, then a Deployment's pod-template hash (``rs``: a new one is a
+new ReplicaSet) and suffix, a bare suffix, or a StatefulSet ordinal."""
 
 # family -> metric name patterns (full match). Order inside a family is preference.
 FAMILIES: dict[str, list[str]] = {

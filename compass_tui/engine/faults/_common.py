@@ -9,6 +9,7 @@ import re
 import numpy as np
 
 from compass_tui.engine.context import Ctx, rate_lag
+from compass_tui.engine.discovery import POD_HASH
 from compass_tui.engine.timeseries import fmt_delta, fmt_time
 from compass_tui.models import Evidence
 
@@ -108,9 +109,6 @@ def change_events(ctx: Ctx) -> dict[str, list[tuple[float, str, str, str]]]:
 
 ROLLOUT = "new pods"
 """How a rollout read from pod names is told (a change event's "how we know")."""
-POD_NAME = re.compile(r"^.+-(?P<rs>[a-z0-9]{6,10})-[a-z0-9]{5}$")
-"""A Deployment's pod: ``<deployment>-<pod-template hash>-<suffix>``; a new hash is a new
-ReplicaSet, so a rollout (a restart keeps the hash)."""
 
 
 def rollouts(ctx: Ctx) -> list[tuple[float, str, str, str]]:
@@ -127,9 +125,10 @@ def rollouts(ctx: Ctx) -> list[tuple[float, str, str, str]]:
         series = ctx.stack.signals[sig]
         for key in sorted(series):
             s = series[key]
-            m = POD_NAME.match(s.sub or "")
+            # a Deployment's pod; a new pod-template hash is a new ReplicaSet (a restart keeps it)
+            m = POD_HASH.match(s.sub or "")
             ok = np.isfinite(s.values)
-            if m is None or not s.service or not ok.any():
+            if m is None or m.group("rs") is None or not s.service or not ok.any():
                 continue
             # a rate's first point comes a little after the pod's first sample
             first = float(t[np.argmax(ok)]) - rate_lag(s.query, g.step)
