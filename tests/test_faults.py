@@ -571,6 +571,25 @@ def test_network_degradation_not_from_the_callers_view_when_the_service_is_slow_
     assert found(origin(ctx), "network_degradation") is None
 
 
+@pytest.mark.parametrize("own_from,cpu_limit_share,network", [(ONSET_I, None, False), (ONSET_I + 8, None, True),
+                                                               (ONSET_I + 8, 0.99, False)])
+def test_an_own_latency_that_rose_well_after_its_callers_waited_is_the_backlog_of_a_slow_path(own_from, cpu_limit_share, network):
+    # web waits 40x longer for api from the onset; api's own latency rose as far, at the same
+    # time (slow itself) or 8 min later (the backlog of a path slow first), unless api's CPU
+    # was pinned at its limit from the onset (requests queue before its server timer starts)
+    series = {("client_latency", "web|api"): level(0.02, 0.8), ("latency_p99", "api"): level(0.02, 0.8, own_from)}
+    if cpu_limit_share is not None:
+        series[("cpu_util", "api")] = level(0.45, cpu_limit_share)
+    ctx = make_ctx(series, edges=[("web", "api")], symptom="web")
+    own = _moved(ctx, "latency_p99", "latency", "own", "api", 40, 0.02, 0.8)
+    own.onset = at(own_from)
+    ctx.suspects = [_suspect(ctx, "api", [_moved(ctx, "client_latency", "latency", "callers", "web|api", 40, 0.02, 0.8), own])]
+    c = found(origin(ctx), "network_degradation", "api")
+    assert (c is not None) == network
+    if network:
+        assert any("flat until" in e.summary and "8 min after its callers" in e.summary and e.supports for e in c.evidence)
+
+
 @pytest.mark.parametrize("own_peak,network", [(0.62, False), (0.46, True)])
 def test_a_service_whose_own_time_grew_by_half_its_callers_wait_is_slow_itself(own_peak, network):
     # callers waited 0.13 s more; a noisy own p99 (7 sd against the callers' 47) grew by 0.18 s,

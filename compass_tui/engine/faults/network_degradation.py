@@ -4,7 +4,8 @@ Two detectors. The network agent's reads TCP retransmits or drops on the culprit
 traces' client-side durations against the server-side ones. The origin agent's reads the
 callers' view: the callers' client-side latency to a leading suspect far above its baseline
 while the suspect's own server-side latency stayed flat. Disproves: retransmits flat; client
-and server durations agree (the service's own view moved as much: it is slow itself)."""
+and server durations agree (the service's own view moved as much, and at the same time, or
+its CPU saturated: it is slow itself)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compass_tui.engine.context import Candidate, Ctx
+from compass_tui.engine.faults import cpu_saturation
 from compass_tui.engine.faults._common import rel, trace_evidence
 from compass_tui.engine.faults._origin import moved_evidence, origin_suspects, own_latency_query
 from compass_tui.engine.faults.base import Facts, Fault
@@ -154,6 +156,11 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
         return None  # far slower, not a few percent: delay on the path is large or nothing
     own_lat = own.get("latency")
     measured_own = own_latency_query(ctx, s.service) != "(none)"
+    if own_lat is not None and rose_later(ctx, own_lat, seen) and not cpu_saturation.saturated(ctx, s.service):
+        # a service slow itself is slow for its callers at once; its own time that rose only
+        # well after they waited is the backlog of a path that was slow first (a saturated
+        # CPU is the exception: requests queue before its server timer starts)
+        own_lat = None
     if own_lat is not None and own_lat.z >= 0.5 * seen.z:
         return None  # the service's own view moved as much: it is slow itself
     if own_lat is not None and half_the_wait(added_seconds(own_lat), seen):
@@ -169,8 +176,11 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
         c.evidence.append(trace_evidence(ctx, s.service, f"{traced_spans_took(s.service, traced)} while its callers waited"))
     elif measured_own:
         c.strength = min(0.9, strength + 0.15)
-        c.evidence.append(Evidence(kind="metric", summary=f"{s.service}'s own server-side latency stayed "
-                                   f"{'flat' if own_lat is None else f'within {own_lat.z:.0f} sd'} while its callers waited",
+        held = "flat" if own_lat is None else f"within {own_lat.z:.0f} sd"
+        late = own.get("latency")
+        if late is not None and late is not own_lat:
+            held = f"flat until {fmt_time(late.onset)}, {(late.onset - seen.onset) / 60:.0f} min after its callers began to wait"
+        c.evidence.append(Evidence(kind="metric", summary=f"{s.service}'s own server-side latency stayed {held} while its callers waited",
                                    supports=True, source=ctx.source, query=own_latency_query(ctx, s.service)))
     else:
         # slow on the way or slow itself: without its own view the data cannot tell, so it is
@@ -184,6 +194,12 @@ def callers_view(ctx: Ctx, s, strength: float) -> Candidate | None:
         c.check("competing_explanation", False, f"{seen.series.service}'s calls to {', '.join(seen.common[:3])} slowed at the "
                 f"same time: the caller is the common factor, not the path to {s.service}", 0.4)
     return c
+
+
+def rose_later(ctx: Ctx, own, seen) -> bool:
+    """Did the service's own latency leave its baseline more than two onset tolerances after
+    its callers' view of it did?"""
+    return own.onset is not None and seen.onset is not None and own.onset > seen.onset + 2 * ctx.tol
 
 
 def added_seconds(m) -> float:
